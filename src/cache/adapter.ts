@@ -1,0 +1,37 @@
+/**
+ * What the strategies see of the cache. Implementations: redis.ts (ioredis) and memory.ts
+ * (in-process, bounded). Both pass test/cache-adapter.contract.ts.
+ */
+export type EntryKind = "value" | "absent" | "tombstone";
+
+export interface CacheEntry {
+  /** value: a stored value; absent: the store has no such key (negative cache); tombstone: invalidated, reads miss */
+  kind: EntryKind;
+  version: number;
+  /** raw JSON text of the value, only for kind "value" */
+  value?: string;
+  /** ms since the epoch after which the entry is stale: still kept for the grace period, served only as a fallback */
+  freshUntil: number;
+}
+
+export interface CacheAdapter {
+  /** "redis" or "memory" */
+  readonly kind: string;
+  /** The entry of one key, or null when nothing is cached. */
+  get(keyspace: string, key: string): Promise<CacheEntry | null>;
+  /** Entries of many keys, in the order asked, null where nothing is cached. */
+  getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]>;
+  /**
+   * Stores the entry for ttlMs unless what is cached is newer: it is taken when entry.version > cached.version,
+   * or when the cached entry is a tombstone and entry.version >= its version. Atomic. Returns whether it was taken.
+   */
+  setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean>;
+  /** Removes the entry whatever its version (repairs, tests). */
+  delete(keyspace: string, key: string): Promise<void>;
+  /** Up to n keys of the keyspace picked at random (the checker's sample); may return fewer. */
+  sampleKeys(keyspace: string, n: number): Promise<string[]>;
+  /** Throws when the cache can not be reached. */
+  ping(): Promise<void>;
+  /** Releases connections; no timer is left running. */
+  close(): Promise<void>;
+}

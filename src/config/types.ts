@@ -1,0 +1,104 @@
+/** The validated configuration, in the units the code uses (milliseconds, bytes). See docs/config in README. */
+export const STRATEGIES = ["cache-aside", "read-through", "write-through", "write-around", "write-behind"] as const;
+export type StrategyName = (typeof STRATEGIES)[number];
+export type Consistency = "strict" | "eventual";
+export type RepairPolicy = "invalidate" | "rewrite" | "report";
+export type Permission = "read" | "write" | "admin";
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** largest accepted value (request body), bytes */
+  maxValue: number;
+  /** most keys or items in one _mget / _mset */
+  maxBatch: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxConnections: number;
+  /** graceful shutdown: how long to wait for requests in flight and write-behind drains */
+  shutdownTimeoutMs: number;
+}
+
+export interface CacheConfig {
+  /** redis://..., rediss://... or memory: */
+  url: string;
+  prefix: string;
+  /** memory: only — most entries kept */
+  maxEntries: number;
+  /** per-call timeout for cache operations */
+  timeoutMs: number;
+}
+
+export interface StoreConfig {
+  /** postgres://... or pglite:PATH (pglite:memory for an in-memory database) */
+  url: string;
+  poolSize: number;
+  timeoutMs: number;
+}
+
+export interface AuthToken {
+  name: string;
+  token: string;
+  /** keyspace name or "*" → permission; admin ⊃ write ⊃ read */
+  allow: Record<string, Permission>;
+}
+
+export interface AuthConfig {
+  tokens: AuthToken[];
+  /** whether /metrics, /healthz and /readyz need a token */
+  protectOps: boolean;
+}
+
+export interface WebhookConfig {
+  url: string;
+  format: "alertmanager" | "json";
+}
+
+export interface CheckerConfig {
+  schedule: string;
+  sample: number;
+  repair: RepairPolicy;
+  alertRatio: number;
+  enabled: boolean;
+}
+
+export interface WriteBehindConfig {
+  flushIntervalMs: number;
+  batchSize: number;
+  maxQueue: number;
+  /** tries before a write PostgreSQL refuses for good is dead-lettered */
+  maxAttempts: number;
+}
+
+export interface KeyspaceConfig {
+  name: string;
+  strategy: StrategyName;
+  consistency: Consistency;
+  table: string;
+  /** set for a mapped (existing) table; undefined for a managed one */
+  mapped?: { keyColumn: string; columns: string[]; versionColumn: string };
+  ttlMs: number;
+  negativeTtlMs: number;
+  /** how long past its TTL an entry may still be served (X-Cache: STALE) when PostgreSQL fails */
+  staleGraceMs: number;
+  /** read-through: refresh in the background when less than this remains of the TTL */
+  refreshAheadMs: number;
+  /** TTL jitter as a fraction (0.1 = up to +-10%) so entries filled together do not expire together */
+  ttlJitter: number;
+  writeBehind: WriteBehindConfig;
+  checker: CheckerConfig;
+}
+
+export interface Config {
+  /** path of the file it came from */
+  file: string;
+  server: ServerConfig;
+  cache: CacheConfig;
+  store: StoreConfig;
+  auth?: AuthConfig;
+  alerts: { webhooks: WebhookConfig[] };
+  checker: CheckerConfig;
+  log: { level: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent" };
+  keyspaces: Map<string, KeyspaceConfig>;
+}

@@ -1,0 +1,119 @@
+/**
+ * Every error the daemon answers with, each with the stable code and HTTP status of the contract
+ * (section 1). The HTTP layer renders any SidecacheError as {"error": {"code", "message"}}.
+ */
+export class SidecacheError extends Error {
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidKeyError extends SidecacheError {
+  constructor(message: string) {
+    super("invalid_key", 400, message);
+  }
+}
+export class InvalidJsonError extends SidecacheError {
+  constructor(message: string) {
+    super("invalid_json", 400, message);
+  }
+}
+export class InvalidRequestError extends SidecacheError {
+  constructor(message: string) {
+    super("invalid_request", 400, message);
+  }
+}
+export class UnauthorizedError extends SidecacheError {
+  constructor(message = "A valid bearer token is required.") {
+    super("unauthorized", 401, message, { "www-authenticate": 'Bearer realm="sidecache"' });
+  }
+}
+export class ForbiddenError extends SidecacheError {
+  constructor(message: string) {
+    super("forbidden", 403, message);
+  }
+}
+export class NotFoundError extends SidecacheError {
+  constructor(message: string) {
+    super("not_found", 404, message);
+  }
+}
+export class UnknownKeyspaceError extends SidecacheError {
+  constructor(keyspace: string) {
+    super("unknown_keyspace", 404, `No keyspace named ${JSON.stringify(keyspace)} is configured.`);
+  }
+}
+export class MethodNotAllowedError extends SidecacheError {
+  constructor(message: string, allow: string[]) {
+    super("method_not_allowed", 405, message, { allow: allow.join(", ") });
+  }
+}
+export class VersionMismatchError extends SidecacheError {
+  constructor(message: string) {
+    super("version_mismatch", 412, message);
+  }
+}
+export class ValueTooLargeError extends SidecacheError {
+  constructor(limit: number) {
+    super("value_too_large", 413, `The request body is larger than the limit of ${limit} bytes.`);
+  }
+}
+export class UnsupportedMediaTypeError extends SidecacheError {
+  constructor(got: string) {
+    super("unsupported_media_type", 415, `Bodies must be application/json, not ${JSON.stringify(got)}.`);
+  }
+}
+export class QueueFullError extends SidecacheError {
+  constructor(keyspace: string, retryAfterSeconds: number) {
+    super(
+      "queue_full",
+      429,
+      `The write-behind queue of ${JSON.stringify(keyspace)} is full; retry after ${retryAfterSeconds}s.`,
+      { "retry-after": String(retryAfterSeconds) },
+    );
+  }
+}
+export type Backend = "cache" | "store";
+export class BackendUnavailableError extends SidecacheError {
+  constructor(
+    readonly backend: Backend,
+    message: string,
+    override readonly cause?: unknown,
+  ) {
+    super("backend_unavailable", 503, message);
+  }
+}
+export class TimeoutError extends SidecacheError {
+  constructor(message: string) {
+    super("timeout", 504, message);
+  }
+}
+
+/** A write the database refuses for good (constraint, bad type): the request is wrong, not the backend. */
+export class StoreRejectedError extends SidecacheError {
+  constructor(
+    message: string,
+    readonly sqlState?: string,
+  ) {
+    super("invalid_request", 400, message);
+  }
+}
+
+/** A configuration file that can not be used; the message names file, line, path and what is allowed. */
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number | undefined,
+    readonly path: string,
+    readonly problem: string,
+  ) {
+    super(`${file}${line !== undefined ? `:${line}` : ""}: ${path || "(root)"}: ${problem}`);
+    this.name = "ConfigError";
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * What the strategies see of PostgreSQL. One StoreAdapter per database; one TableStore per keyspace,
+ * bound to its table (managed, or mapped with its own columns). Implementations share the SQL in
+ * sql-store.ts and differ in the driver: pg (a pool) or PGlite (embedded). Both pass
+ * test/store-adapter.contract.ts.
+ */
+export interface StoredRow {
+  key: string;
+  /** raw JSON text of the value */
+  value: string;
+  version: number;
+}
+
+export interface WriteOp {
+  key: string;
+  /** raw JSON text; null deletes the key */
+  value: string | null;
+  /** If-Match: the write happens only when the current version is this one (412 otherwise, also when absent) */
+  ifMatch?: number;
+  /** If-None-Match: *: the write happens only when the key is absent */
+  ifNoneMatch?: boolean;
+}
+
+export interface WriteResult {
+  key: string;
+  /** the version the key now has (for a delete: the version of the delete, kept as a tombstone) */
+  version: number;
+  deleted: boolean;
+  /** for a delete: whether a row existed */
+  existed: boolean;
+}
+
+export interface VersionedOp {
+  key: string;
+  value: string | null;
+  version: number;
+}
+
+export interface WriteOptions {
+  /** the lowest version to give (the daemon's clock); the store goes above the row and its tombstone too */
+  minVersion: number;
+  /** runs inside the transaction after the writes and before the commit; throwing rolls it back */
+  beforeCommit?: (results: WriteResult[]) => Promise<void>;
+}
+
+export interface TableStore {
+  /** One row, or null. */
+  get(key: string): Promise<StoredRow | null>;
+  /** Rows of the keys that exist. */
+  getMany(keys: string[]): Promise<Map<string, StoredRow>>;
+  /**
+   * Puts and deletes in one transaction, all or nothing, each with a version above every version the key
+   * ever had (row or tombstone). Throws VersionMismatchError when a precondition fails (nothing written),
+   * StoreRejectedError when PostgreSQL refuses the data, BackendUnavailableError when it can not be reached.
+   */
+  write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]>;
+  /**
+   * Applies already-versioned writes (write-behind flushes) in one statement; each op lands only when its
+   * version is above the row's and the tombstone's, so a replayed or late batch never moves a key backwards.
+   * Ops must hold at most one op per key. Returns how many changed a row.
+   */
+  applyVersioned(ops: VersionedOp[]): Promise<number>;
+  /** The highest version the key ever had (row or tombstone), 0 if none. */
+  currentVersion(key: string): Promise<number>;
+  /** Up to n keys picked at random without a full scan on large tables. */
+  sampleKeys(n: number): Promise<string[]>;
+  /** Keys in order after `after` (null: from the start), at most limit: for full sweeps. */
+  scanKeys(after: string | null, limit: number): Promise<string[]>;
+}
+
+export interface TableMapping {
+  table: string;
+  mapped?: { keyColumn: string; columns: string[]; versionColumn: string };
+}
+
+export interface StoreAdapter {
+  /** "postgres" or "pglite" */
+  readonly kind: string;
+  /** The store of one table: a managed one is created when missing; a mapped one is checked to exist. */
+  table(mapping: TableMapping): Promise<TableStore>;
+  /** Throws when the database can not be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,76 @@
+/**
+ * One interface for every caching strategy; src/strategies/index.ts picks the implementation from the
+ * keyspace's config. Strategies see a CacheAdapter and a TableStore, never ioredis or pg.
+ */
+import type { CacheAdapter } from "../cache/adapter.js";
+import type { KeyspaceConfig } from "../config/types.js";
+import type { TableStore } from "../store/adapter.js";
+import type { Telemetry } from "../telemetry.js";
+import type { Logger } from "../log.js";
+
+export type CacheStatus = "HIT" | "MISS" | "STALE";
+
+export interface ReadResult {
+  found: boolean;
+  /** raw JSON text when found */
+  value?: string;
+  /** the version read; 0 when not found */
+  version: number;
+  cache: CacheStatus;
+}
+
+export interface Conditions {
+  ifMatch?: number;
+  ifNoneMatch?: boolean;
+}
+
+export interface WriteAck {
+  /** 200 once PostgreSQL holds it, 202 once the write-behind queue does */
+  status: 200 | 202;
+  version: number;
+}
+
+export interface ManyWriteAck {
+  status: 200 | 202;
+  versions: Record<string, number>;
+}
+
+export interface DeleteAck {
+  status: 204 | 202;
+}
+
+export interface Strategy {
+  readonly name: string;
+  get(key: string): Promise<ReadResult>;
+  getMany(keys: string[]): Promise<Map<string, ReadResult>>;
+  /** value is raw JSON text, already validated */
+  put(key: string, value: string, conditions: Conditions): Promise<WriteAck>;
+  delete(key: string, conditions: Conditions): Promise<DeleteAck>;
+  /** all or nothing */
+  putMany(items: Map<string, string>): Promise<ManyWriteAck>;
+  /** write-behind: resolves once PostgreSQL holds every write acknowledged before the call; others: 0 */
+  flush(): Promise<number>;
+  /** queue depth and dead letters for GET /v1/keyspaces; others: undefined */
+  queueStatus?(): Promise<QueueStatus>;
+  /** begin background work (flushers, refreshers) */
+  start(): Promise<void>;
+  /** stop background work; write-behind drains within the deadline */
+  stop(deadlineMs: number): Promise<void>;
+}
+
+export interface QueueStatus {
+  depth: number;
+  oldestSeconds: number;
+  deadLetters: number;
+}
+
+export interface StrategyContext {
+  keyspace: KeyspaceConfig;
+  cache: CacheAdapter;
+  store: TableStore;
+  telemetry: Telemetry;
+  log: Logger;
+  /** set when the cache is Redis: the connection options write-behind needs for its streams */
+  redisUrl?: string;
+  cachePrefix: string;
+}

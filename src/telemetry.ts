@@ -1,0 +1,29 @@
+/**
+ * The core reports what happens as events; metrics (src/metrics) and logs subscribe. Nothing in the
+ * core imports prom-client.
+ */
+import type { Backend } from "./errors.js";
+
+export type TelemetryEvent =
+  | { type: "cache_hit" | "cache_miss" | "cache_stale" | "coalesced" | "refresh_ahead"; keyspace: string; n?: number }
+  | { type: "store_read" | "store_write"; keyspace: string; n?: number; statements?: number }
+  | { type: "backend_error"; backend: Backend; code: string }
+  | { type: "cache_repair"; keyspace: string; outcome: "repaired" | "invalidated" | "failed"; staleSeconds: number }
+  | { type: "wb_flush"; keyspace: string; writes: number; statements: number; seconds: number }
+  | { type: "wb_dead_letter"; keyspace: string; key: string; reason: string };
+
+export interface Telemetry {
+  emit(event: TelemetryEvent): void;
+}
+
+export class TelemetryHub implements Telemetry {
+  private readonly sinks: ((e: TelemetryEvent) => void)[] = [];
+  subscribe(sink: (e: TelemetryEvent) => void): void {
+    this.sinks.push(sink);
+  }
+  emit(event: TelemetryEvent): void {
+    for (const sink of this.sinks) sink(event);
+  }
+}
+
+export const noTelemetry: Telemetry = { emit() {} };
