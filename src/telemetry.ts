@@ -5,10 +5,19 @@
 import type { Backend } from "./errors.js";
 
 export type TelemetryEvent =
-  | { type: "cache_hit" | "cache_miss" | "cache_stale" | "coalesced" | "refresh_ahead"; keyspace: string; n?: number }
+  | {
+      type: "cache_hit" | "cache_miss" | "cache_stale" | "coalesced" | "refresh_ahead";
+      keyspace: string;
+      n?: number;
+    }
   | { type: "store_read" | "store_write"; keyspace: string; n?: number; statements?: number }
   | { type: "backend_error"; backend: Backend; code: string }
-  | { type: "cache_repair"; keyspace: string; outcome: "repaired" | "invalidated" | "failed"; staleSeconds: number }
+  | {
+      type: "cache_repair";
+      keyspace: string;
+      outcome: "repaired" | "invalidated" | "failed";
+      staleSeconds: number;
+    }
   | { type: "wb_flush"; keyspace: string; writes: number; statements: number; seconds: number }
   | { type: "wb_dead_letter"; keyspace: string; key: string; reason: string };
 

@@ -1,0 +1,135 @@
+/**
+ * What the strategies that write PostgreSQL synchronously share: the read path, the cache updates after a
+ * commit (with background repair when the cache fails) and the translation of a batch into store ops.
+ */
+import type { CacheEntry } from "../cache/adapter.js";
+import { SidecacheError } from "../errors.js";
+import type { WriteOp, WriteResult } from "../store/adapter.js";
+import { nextVersion } from "../version.js";
+import { ReadPath } from "./read-path.js";
+import { CacheRepairs } from "./repairs.js";
+import type {
+  Conditions,
+  DeleteAck,
+  ManyWriteAck,
+  ReadResult,
+  Strategy,
+  StrategyContext,
+  WriteAck,
+} from "./strategy.js";
+
+export abstract class BaseStrategy implements Strategy {
+  abstract readonly name: string;
+  protected readonly reads: ReadPath;
+  protected readonly repairs: CacheRepairs;
+
+  constructor(
+    protected readonly ctx: StrategyContext,
+    options: { refreshAhead?: boolean } = {},
+  ) {
+    this.repairs = new CacheRepairs(ctx.keyspace.name, ctx.telemetry, ctx.log);
+    this.reads = new ReadPath(
+      ctx.keyspace,
+      ctx.cache,
+      ctx.telemetry,
+      (key) => ctx.store.get(key),
+      (keys) => ctx.store.getMany(keys),
+      { refreshAhead: options.refreshAhead ?? false, bypass: (key) => this.repairs.has(key) },
+    );
+  }
+
+  get(key: string): Promise<ReadResult> {
+    return this.reads.get(key);
+  }
+
+  getMany(keys: string[]): Promise<Map<string, ReadResult>> {
+    return this.reads.getMany(keys);
+  }
+
+  abstract put(key: string, value: string, conditions: Conditions): Promise<WriteAck>;
+  abstract delete(key: string, conditions: Conditions): Promise<DeleteAck>;
+  abstract putMany(items: Map<string, string>): Promise<ManyWriteAck>;
+
+  async flush(): Promise<number> {
+    return 0;
+  }
+
+  async start(): Promise<void> {}
+
+  async stop(_deadlineMs: number): Promise<void> {
+    this.repairs.stop();
+  }
+
+  /** Writes to PostgreSQL; the hook runs inside the transaction, before the commit. */
+  protected async storeWrite(
+    ops: WriteOp[],
+    beforeCommit?: (results: WriteResult[]) => Promise<void>,
+  ): Promise<WriteResult[]> {
+    const results = await this.ctx.store.write(ops, { minVersion: nextVersion(), beforeCommit });
+    this.ctx.telemetry.emit({ type: "store_write", keyspace: this.ctx.keyspace.name, n: ops.length });
+    for (const r of results) this.reads.forget(r.key);
+    return results;
+  }
+
+  /** The entry a committed result leaves in the cache: the value, or an absent marker for a delete. */
+  protected entryFor(result: WriteResult, value: string | null): { entry: CacheEntry; ttlMs: number } {
+    const ks = this.ctx.keyspace;
+    const now = Date.now();
+    if (result.deleted || value === null) {
+      return {
+        entry: { kind: "absent", version: result.version, freshUntil: now + ks.negativeTtlMs },
+        ttlMs: ks.negativeTtlMs,
+      };
+    }
+    return {
+      entry: { kind: "value", version: result.version, value, freshUntil: now + ks.ttlMs },
+      ttlMs: ks.ttlMs + ks.staleGraceMs,
+    };
+  }
+
+  /** A tombstone at the committed version: reads miss, and no fill that began before the write can land. */
+  protected tombstone(result: WriteResult): { entry: CacheEntry; ttlMs: number } {
+    // Kept as long as a value would be, so a slow fill can not outlive it.
+    const ks = this.ctx.keyspace;
+    return {
+      entry: { kind: "tombstone", version: result.version, freshUntil: 0 },
+      ttlMs: Math.max(ks.ttlMs, 60_000),
+    };
+  }
+
+  /**
+   * Puts the entry in the cache after a commit; when the cache fails, reads of the key bypass the cache
+   * while the update is retried in the background, and it is invalidated if retries run out.
+   */
+  protected async afterCommit(key: string, update: { entry: CacheEntry; ttlMs: number }): Promise<void> {
+    const set = async () => {
+      await this.ctx.cache.setIfNewer(this.ctx.keyspace.name, key, update.entry, update.ttlMs);
+    };
+    try {
+      await set();
+    } catch (err) {
+      this.cacheError(err);
+      const ts = { kind: "tombstone" as const, version: update.entry.version, freshUntil: 0 };
+      this.repairs.schedule(key, set, async () => {
+        // Equal versions do not replace a value, so the fallback removes the entry outright.
+        if (update.entry.kind === "value") await this.ctx.cache.delete(this.ctx.keyspace.name, key);
+        else await this.ctx.cache.setIfNewer(this.ctx.keyspace.name, key, ts, update.ttlMs);
+      });
+    }
+  }
+
+  protected cacheError(err: unknown): void {
+    const code = err instanceof SidecacheError ? err.code : "error";
+    this.ctx.telemetry.emit({ type: "backend_error", backend: "cache", code });
+  }
+}
+
+export function conditionsOp(key: string, value: string | null, c: Conditions): WriteOp {
+  return { key, value, ifMatch: c.ifMatch, ifNoneMatch: c.ifNoneMatch };
+}
+
+export function versionsOf(results: WriteResult[]): Record<string, number> {
+  const out: Record<string, number> = Object.create(null);
+  for (const r of results) out[r.key] = r.version;
+  return out;
+}

@@ -1,0 +1,85 @@
+/**
+ * write-through: PostgreSQL and the cache both hold the new value before the answer.
+ * strict: the cache takes the value inside the PostgreSQL transaction; if it can not, the transaction
+ * rolls back and the write fails with 503; if the commit fails after the cache took it, the entry is removed.
+ * eventual: the commit is the point of truth; a failed cache update is repaired in the background.
+ */
+import { BackendUnavailableError, SidecacheError } from "../errors.js";
+import type { WriteOp, WriteResult } from "../store/adapter.js";
+import { BaseStrategy, conditionsOp, versionsOf } from "./base.js";
+import type { Conditions, DeleteAck, ManyWriteAck, WriteAck } from "./strategy.js";
+
+export class WriteThroughStrategy extends BaseStrategy {
+  readonly name = "write-through";
+
+  async put(key: string, value: string, conditions: Conditions): Promise<WriteAck> {
+    const [result] = await this.write([conditionsOp(key, value, conditions)]);
+    return { status: 200, version: result!.version };
+  }
+
+  async delete(key: string, conditions: Conditions): Promise<DeleteAck> {
+    await this.write([conditionsOp(key, null, conditions)]);
+    return { status: 204 };
+  }
+
+  async putMany(items: Map<string, string>): Promise<ManyWriteAck> {
+    const results = await this.write([...items].map(([k, v]) => conditionsOp(k, v, {})));
+    return { status: 200, versions: versionsOf(results) };
+  }
+
+  private write(ops: WriteOp[]): Promise<WriteResult[]> {
+    return this.ctx.keyspace.consistency === "strict" ? this.strict(ops) : this.eventual(ops);
+  }
+
+  private async eventual(ops: WriteOp[]): Promise<WriteResult[]> {
+    const results = await this.storeWrite(ops);
+    await Promise.all(results.map((r, i) => this.afterCommit(r.key, this.entryFor(r, ops[i]!.value))));
+    return results;
+  }
+
+  private async strict(ops: WriteOp[]): Promise<WriteResult[]> {
+    const ks = this.ctx.keyspace.name;
+    const cached: string[] = [];
+    try {
+      return await this.storeWrite(ops, async (results) => {
+        for (const [i, r] of results.entries()) {
+          const { entry, ttlMs } = this.entryFor(r, ops[i]!.value);
+          try {
+            await this.ctx.cache.setIfNewer(ks, r.key, entry, ttlMs);
+          } catch (err) {
+            this.cacheError(err);
+            throw new BackendUnavailableError(
+              "cache",
+              `The cache could not take the write, so PostgreSQL was rolled back (${ks} is write-through strict).`,
+              err,
+            );
+          }
+          cached.push(r.key);
+        }
+      });
+    } catch (err) {
+      // The cache took values the commit did not keep: take them back out.
+      if (
+        cached.length > 0 &&
+        !(
+          err instanceof SidecacheError &&
+          err.code === "backend_unavailable" &&
+          (err as BackendUnavailableError).backend === "cache"
+        )
+      ) {
+        await Promise.all(cached.map((key) => this.removeEntry(key)));
+      }
+      throw err;
+    }
+  }
+
+  private async removeEntry(key: string): Promise<void> {
+    const drop = () => this.ctx.cache.delete(this.ctx.keyspace.name, key);
+    try {
+      await drop();
+    } catch (err) {
+      this.cacheError(err);
+      this.repairs.schedule(key, drop, drop);
+    }
+  }
+}
