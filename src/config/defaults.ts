@@ -1,0 +1,50 @@
+/** Defaults for every optional field, in the units of Config (milliseconds, bytes). */
+import type { CheckerConfig, WriteBehindConfig } from "./types.js";
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+
+export const SERVER_DEFAULTS = {
+  host: "127.0.0.1",
+  port: 7070,
+  maxValue: 1024 * 1024,
+  maxBatch: 1000,
+  headersTimeoutMs: 10 * SECOND,
+  requestTimeoutMs: 30 * SECOND,
+  keepAliveTimeoutMs: 5 * SECOND,
+  maxConnections: 10_000,
+  shutdownTimeoutMs: 30 * SECOND,
+};
+
+export const CACHE_DEFAULTS = { url: "memory:", prefix: "sidecache", maxEntries: 100_000, timeoutMs: SECOND };
+
+export const STORE_DEFAULTS = { url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5 * SECOND };
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export const LOG_DEFAULTS = { level: "info" as const };
+
+export const CHECKER_DEFAULTS: CheckerConfig = {
+  schedule: "*/1 * * * *",
+  sample: 100,
+  repair: "invalidate",
+  alertRatio: 0.01,
+  enabled: true,
+};
+
+export const KEYSPACE_DEFAULTS = {
+  strategy: "cache-aside" as const,
+  consistency: "strict" as const,
+  ttlMs: 60 * MINUTE,
+  negativeTtlMs: 30 * SECOND,
+  staleGraceMs: 5 * MINUTE,
+  /** refresh_ahead, as a share of the keyspace's TTL */
+  refreshAheadShare: 0.2,
+  ttlJitter: 0.1,
+};
+
+export const WRITE_BEHIND_DEFAULTS: WriteBehindConfig = {
+  flushIntervalMs: SECOND,
+  batchSize: 500,
+  maxQueue: 100_000,
+  maxAttempts: 5,
+};

@@ -1,0 +1,73 @@
+/** Reads and validates the configuration file; every problem is a ConfigError naming file, line and path. */
+import { readFile } from "node:fs/promises";
+import { LineCounter, parseDocument } from "yaml";
+import { ConfigError } from "../errors.js";
+import { CHECKER_DEFAULTS } from "./defaults.js";
+import { readKeyspace } from "./keyspace.js";
+import { Value } from "./node.js";
+import { readAlerts, readAuth, readCache, readChecker, readLog, readServer, readStore } from "./sections.js";
+import type { Config, KeyspaceConfig } from "./types.js";
+
+const TOP_FIELDS = ["server", "cache", "store", "auth", "alerts", "checker", "log", "keyspaces"] as const;
+
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String(e);
+    throw new ConfigError(file, undefined, "", `can not be read: ${why}; give the file with --config`);
+  }
+  return parseConfig(text, file, env);
+}
+
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const lines = new LineCounter();
+  // Duplicate keys are reported by the reader, which knows their YAML path.
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false });
+  const syntax = doc.errors[0];
+  if (syntax) {
+    const message = (syntax.message.split("\n")[0] ?? syntax.code).replace(/ at line \d+, column \d+:?$/, "");
+    throw new ConfigError(file, syntax.linePos?.[0].line, "", `is not valid YAML: ${message}`);
+  }
+  const root = new Value({ file, lines, doc, env }, "", doc.contents, 1);
+  if (root.missing) root.fail("the file is empty; it needs at least a keyspaces: section");
+  const f = root.fields(TOP_FIELDS);
+  if (!f.keyspaces.given) f.keyspaces.fail("is required (it may be empty: a line with just keyspaces:)");
+
+  const cache = readCache(f.cache);
+  const checker = readChecker(f.checker, CHECKER_DEFAULTS);
+  const keyspaces = new Map<string, KeyspaceConfig>();
+  const tables = new Map<string, string>();
+  for (const [name, value] of f.keyspaces.entries("a mapping of keyspace name to its settings")) {
+    const ks = readKeyspace(name, value, { cacheUrl: cache.url, checker });
+    const owner = tables.get(ks.table.toLowerCase());
+    if (owner !== undefined && !ks.mapped) {
+      value.fail(
+        `uses table ${ks.table}, already used by keyspace ${owner}; a managed table holds one keyspace`,
+      );
+    }
+    tables.set(ks.table.toLowerCase(), name);
+    keyspaces.set(name, ks);
+  }
+
+  return {
+    file,
+    server: readServer(f.server),
+    cache,
+    store: readStore(f.store),
+    auth: readAuth(f.auth, new Set(keyspaces.keys())),
+    alerts: readAlerts(f.alerts),
+    checker,
+    log: readLog(f.log),
+    keyspaces,
+  };
+}
+
+/** One line for a person: what is wrong with the configuration, or the error as it is. */
+export function describeConfigError(e: unknown): string {
+  if (e instanceof ConfigError) return `invalid configuration: ${e.message}`;
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

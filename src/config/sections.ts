@@ -1,0 +1,160 @@
+/** Readers for the top-level sections other than keyspaces. */
+import { checkCacheUrl, checkCron, checkKeyspaceName, checkStoreUrl, checkWebhookUrl } from "./checks.js";
+import { CACHE_DEFAULTS, LOG_DEFAULTS, LOG_LEVELS, SERVER_DEFAULTS, STORE_DEFAULTS } from "./defaults.js";
+import type { Value } from "./node.js";
+import type {
+  AuthConfig,
+  AuthToken,
+  CacheConfig,
+  CheckerConfig,
+  Config,
+  Permission,
+  ServerConfig,
+  StoreConfig,
+  WebhookConfig,
+} from "./types.js";
+
+const MIN_TOKEN_LENGTH = 16;
+const nonEmpty = (s: string) => (s.trim() === "" ? "must not be empty" : undefined);
+
+export function readServer(v: Value): ServerConfig {
+  const f = v.fields([
+    "host",
+    "port",
+    "max_value",
+    "max_batch",
+    "headers_timeout",
+    "request_timeout",
+    "keep_alive_timeout",
+    "max_connections",
+    "shutdown_timeout",
+  ]);
+  const d = SERVER_DEFAULTS;
+  const server: ServerConfig = {
+    host: f.host.str({ expect: "a host name or IP address to listen on", def: d.host, check: nonEmpty }),
+    // 0 asks the system for a free port (tests).
+    port: f.port.int({ min: 0, max: 65535, def: d.port }),
+    maxValue: f.max_value.size({ def: d.maxValue, positive: true }),
+    maxBatch: f.max_batch.int({ min: 1, def: d.maxBatch }),
+    headersTimeoutMs: f.headers_timeout.duration({ def: d.headersTimeoutMs, positive: true }),
+    requestTimeoutMs: f.request_timeout.duration({ def: d.requestTimeoutMs, positive: true }),
+    keepAliveTimeoutMs: f.keep_alive_timeout.duration({ def: d.keepAliveTimeoutMs, positive: true }),
+    maxConnections: f.max_connections.int({ min: 1, def: d.maxConnections }),
+    shutdownTimeoutMs: f.shutdown_timeout.duration({ def: d.shutdownTimeoutMs }),
+  };
+  // Node refuses a server whose headers timeout is longer than its request timeout.
+  if (server.headersTimeoutMs > server.requestTimeoutMs) {
+    const at = f.headers_timeout.given ? f.headers_timeout : f.request_timeout;
+    at.fail("server.headers_timeout must not be longer than server.request_timeout");
+  }
+  return server;
+}
+
+export function readCache(v: Value): CacheConfig {
+  const f = v.fields(["url", "prefix", "max_entries", "timeout"]);
+  const d = CACHE_DEFAULTS;
+  return {
+    url: f.url.str({
+      expect: "memory:, redis://... or rediss://...",
+      def: d.url,
+      check: checkCacheUrl,
+      secret: true,
+    }),
+    prefix: f.prefix.str({
+      expect: "a key prefix of 1 to 100 letters, digits, _ . : or -",
+      def: d.prefix,
+      check: (s) =>
+        /^[A-Za-z0-9_.:-]{1,100}$/.test(s) ? undefined : "must be 1 to 100 letters, digits, _ . : or -",
+    }),
+    maxEntries: f.max_entries.int({ min: 1, def: d.maxEntries }),
+    timeoutMs: f.timeout.duration({ def: d.timeoutMs, positive: true }),
+  };
+}
+
+export function readStore(v: Value): StoreConfig {
+  const f = v.fields(["url", "pool", "timeout"]);
+  const d = STORE_DEFAULTS;
+  return {
+    url: f.url.str({
+      expect: "postgres://..., postgresql://..., pglite:PATH or pglite:memory",
+      def: d.url,
+      check: checkStoreUrl,
+      secret: true,
+    }),
+    poolSize: f.pool.int({ min: 1, max: 1000, def: d.poolSize }),
+    timeoutMs: f.timeout.duration({ def: d.timeoutMs, positive: true }),
+  };
+}
+
+export function readLog(v: Value): Config["log"] {
+  const f = v.fields(["level"]);
+  return { level: f.level.oneOf(LOG_LEVELS, LOG_DEFAULTS.level) };
+}
+
+/** The global checker (over the built-in defaults) or a keyspace's (over the global one). */
+export function readChecker(v: Value, base: CheckerConfig): CheckerConfig {
+  const f = v.fields(["schedule", "sample", "repair", "alert_ratio", "enabled"]);
+  return {
+    schedule: f.schedule.str({ expect: "a cron schedule", def: base.schedule, check: checkCron }),
+    sample: f.sample.int({ min: 1, def: base.sample }),
+    repair: f.repair.oneOf(["invalidate", "rewrite", "report"], base.repair),
+    alertRatio: f.alert_ratio.num({ min: 0, max: 1, def: base.alertRatio }),
+    enabled: f.enabled.bool(base.enabled),
+  };
+}
+
+export function readAlerts(v: Value): Config["alerts"] {
+  const f = v.fields(["webhooks"]);
+  const webhooks = f.webhooks.items("webhooks (url, format)").map((item): WebhookConfig => {
+    const w = item.fields(["url", "format"]);
+    return {
+      url: w.url.str({ expect: "an http:// or https:// URL", check: checkWebhookUrl, secret: true }),
+      format: w.format.oneOf(["alertmanager", "json"], "alertmanager"),
+    };
+  });
+  return { webhooks };
+}
+
+/** `auth:` absent (or empty) means no token is asked for. */
+export function readAuth(v: Value, keyspaces: ReadonlySet<string>): AuthConfig | undefined {
+  if (v.missing) return undefined;
+  const f = v.fields(["tokens", "protect_ops"]);
+  const items = f.tokens.items("tokens (name, token, allow)");
+  if (items.length === 0) f.tokens.fail("needs at least one token (name, token, allow) when auth: is given");
+  const names = new Set<string>();
+  const secrets = new Map<string, string>();
+  const tokens = items.map((item): AuthToken => {
+    const t = item.fields(["name", "token", "allow"]);
+    const name = t.name.str({ expect: "a name for the token (shown in logs)", check: nonEmpty });
+    if (names.has(name)) t.name.fail(`is used by another token; token names must be unique`);
+    names.add(name);
+    const token = t.token.str({
+      expect: `a secret string of at least ${MIN_TOKEN_LENGTH} characters`,
+      secret: true,
+      check: (s) =>
+        s.length >= MIN_TOKEN_LENGTH
+          ? undefined
+          : `is ${s.length === 0 ? "empty" : `${s.length} characters long`}; a token must be at least ${MIN_TOKEN_LENGTH} characters`,
+    });
+    const twin = secrets.get(token);
+    if (twin !== undefined)
+      t.token.fail(`is the same secret as token ${JSON.stringify(twin)}; each token must differ`);
+    secrets.set(token, name);
+    return { name, token, allow: readAllow(t.allow, keyspaces) };
+  });
+  return { tokens, protectOps: f.protect_ops.bool(false) };
+}
+
+function readAllow(v: Value, keyspaces: ReadonlySet<string>): Record<string, Permission> {
+  const allow: Record<string, Permission> = {};
+  const known = [...keyspaces].join(", ") || "(none configured)";
+  for (const [name, value] of v.entries('a mapping of keyspace (or "*") to read, write or admin')) {
+    if (name !== "*") {
+      const bad = checkKeyspaceName(name);
+      if (bad) value.fail(bad);
+      if (!keyspaces.has(name)) value.fail(`names no configured keyspace; allowed: "*" or one of ${known}`);
+    }
+    allow[name] = value.oneOf(["read", "write", "admin"]);
+  }
+  return allow;
+}
