@@ -1,0 +1,151 @@
+/**
+ * Prometheus metrics (contract section 6), fed from telemetry events and request observations. A registry
+ * per daemon, so tests can run several in one process. Labels are keyspaces, never keys.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Op, RequestObserver } from "../proxy/context.js";
+import type { TelemetryEvent } from "../telemetry.js";
+
+export class Metrics implements RequestObserver {
+  readonly registry = new Registry();
+  private readonly hits = new Map<string, { hit: number; miss: number }>();
+
+  private readonly requests = new Counter({
+    name: "sidecache_requests_total",
+    help: "Requests answered, by keyspace, operation and HTTP status.",
+    labelNames: ["keyspace", "op", "status"],
+    registers: [this.registry],
+  });
+  private readonly duration = new Histogram({
+    name: "sidecache_request_duration_seconds",
+    help: "Time from request to answer, in seconds.",
+    labelNames: ["keyspace", "op"],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  private readonly cacheHits = this.counter("sidecache_cache_hits_total", "Reads answered from the cache.");
+  private readonly cacheMisses = this.counter("sidecache_cache_misses_total", "Reads that went to PostgreSQL.");
+  private readonly cacheStale = this.counter(
+    "sidecache_cache_stale_total",
+    "Reads answered with an expired entry because PostgreSQL failed.",
+  );
+  private readonly coalesced = this.counter(
+    "sidecache_coalesced_waiters_total",
+    "Reads that waited for a load already in flight instead of querying PostgreSQL.",
+  );
+  private readonly refreshes = this.counter(
+    "sidecache_refresh_ahead_total",
+    "Background refreshes of entries close to expiry (read-through).",
+  );
+  private readonly storeReads = this.counter("sidecache_store_reads_total", "Keys read from PostgreSQL.");
+  private readonly storeWrites = this.counter("sidecache_store_writes_total", "Keys written to PostgreSQL.");
+  private readonly storeStatements = this.counter(
+    "sidecache_store_write_statements_total",
+    "Write statements sent to PostgreSQL by write-behind flushes.",
+  );
+  private readonly backendErrors = new Counter({
+    name: "sidecache_backend_errors_total",
+    help: "Failed calls to the cache or the store, by error code.",
+    labelNames: ["backend", "code"],
+    registers: [this.registry],
+  });
+  private readonly repairs = new Counter({
+    name: "sidecache_cache_repairs_total",
+    help: "Cache updates retried in the background after a commit, by outcome.",
+    labelNames: ["keyspace", "outcome"],
+    registers: [this.registry],
+  });
+  private readonly staleWindow = new Histogram({
+    name: "sidecache_cache_stale_window_seconds",
+    help: "How long a cache entry stayed behind PostgreSQL before its background repair finished.",
+    labelNames: ["keyspace"],
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+  private readonly deadLetterEvents = this.counter(
+    "sidecache_writebehind_dead_lettered_total",
+    "Write-behind writes moved to the dead-letter stream.",
+  );
+  readonly queueDepth = this.gauge("sidecache_writebehind_queue_depth", "Write-behind writes not yet in PostgreSQL.");
+  readonly queueOldest = this.gauge(
+    "sidecache_writebehind_oldest_seconds",
+    "Age of the oldest write-behind write not yet in PostgreSQL.",
+  );
+  readonly deadLetters = this.gauge("sidecache_writebehind_dead_letters", "Write-behind writes in the dead-letter stream.");
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  request(keyspace: string, op: Op, status: number, seconds: number): void {
+    this.requests.inc({ keyspace, op, status: String(status) });
+    this.duration.observe({ keyspace, op }, seconds);
+  }
+
+  hitRatio(keyspace: string): number | null {
+    const h = this.hits.get(keyspace);
+    if (!h || h.hit + h.miss === 0) return null;
+    return h.hit / (h.hit + h.miss);
+  }
+
+  /** The telemetry sink. */
+  readonly onEvent = (e: TelemetryEvent): void => {
+    switch (e.type) {
+      case "cache_hit":
+        this.cacheHits.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        this.ratio(e.keyspace).hit += e.n ?? 1;
+        break;
+      case "cache_miss":
+        this.cacheMisses.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        this.ratio(e.keyspace).miss += e.n ?? 1;
+        break;
+      case "cache_stale":
+        this.cacheStale.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "coalesced":
+        this.coalesced.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "refresh_ahead":
+        this.refreshes.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "store_read":
+        this.storeReads.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "store_write":
+        this.storeWrites.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "backend_error":
+        this.backendErrors.inc({ backend: e.backend, code: e.code });
+        break;
+      case "cache_repair":
+        this.repairs.inc({ keyspace: e.keyspace, outcome: e.outcome });
+        this.staleWindow.observe({ keyspace: e.keyspace }, e.staleSeconds);
+        break;
+      case "wb_flush":
+        this.storeWrites.inc({ keyspace: e.keyspace }, e.writes);
+        this.storeStatements.inc({ keyspace: e.keyspace }, e.statements);
+        break;
+      case "wb_dead_letter":
+        this.deadLetterEvents.inc({ keyspace: e.keyspace });
+        break;
+    }
+  };
+
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  private ratio(keyspace: string): { hit: number; miss: number } {
+    let h = this.hits.get(keyspace);
+    if (!h) this.hits.set(keyspace, (h = { hit: 0, miss: 0 }));
+    return h;
+  }
+
+  private counter(name: string, help: string): Counter<"keyspace"> {
+    return new Counter({ name, help, labelNames: ["keyspace"], registers: [this.registry] });
+  }
+
+  private gauge(name: string, help: string): Gauge<"keyspace"> {
+    return new Gauge({ name, help, labelNames: ["keyspace"], registers: [this.registry] });
+  }
+}

@@ -1,0 +1,42 @@
+/** Reading and checking request bodies: media type, size limit, strict UTF-8, valid JSON. */
+import type { IncomingMessage } from "node:http";
+import { InvalidJsonError, UnsupportedMediaTypeError, ValueTooLargeError } from "../errors.js";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Refuses bodies that declare a media type other than JSON; a missing Content-Type is taken as JSON. */
+export function checkMediaType(req: IncomingMessage): void {
+  const type = req.headers["content-type"];
+  if (type === undefined) return;
+  const base = type.split(";")[0]!.trim().toLowerCase();
+  if (base !== "application/json" && !base.endsWith("+json")) throw new UnsupportedMediaTypeError(base);
+}
+
+/** The body as text, or value_too_large as soon as it passes limit bytes (the rest is not read). */
+export async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) throw new ValueTooLargeError(limit);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new ValueTooLargeError(limit);
+    chunks.push(chunk);
+  }
+  try {
+    return utf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+  } catch {
+    throw new InvalidJsonError("The body is not valid UTF-8.");
+  }
+}
+
+/** Parses JSON text, turning every failure (syntax, nesting too deep) into invalid_json. */
+export function parseJson(text: string): unknown {
+  if (text.trim() === "") throw new InvalidJsonError("The body is empty; it must be a JSON value.");
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const why = err instanceof RangeError ? "it is nested too deeply" : (err as Error).message;
+    throw new InvalidJsonError(`The body is not valid JSON: ${why}.`);
+  }
+}

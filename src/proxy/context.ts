@@ -1,0 +1,34 @@
+/** What the HTTP layer needs from the daemon, as narrow interfaces. */
+import type { ServerConfig } from "../config/types.js";
+import type { KeyspaceRegistry } from "../keyspaces.js";
+import type { Logger } from "../log.js";
+import type { Authorizer } from "./auth.js";
+
+export type Op = "get" | "put" | "delete" | "mget" | "mset" | "flush" | "check" | "keyspaces" | "deadletters" | "ops";
+
+export interface RequestObserver {
+  /** one call per answered request; keyspace is "" for routes without one, "(unknown)" for unknown names */
+  request(keyspace: string, op: Op, status: number, seconds: number): void;
+}
+
+export interface Health {
+  /** "up" or "down" per dependency */
+  readiness(): Promise<Record<string, "up" | "down">>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+  /** hits / (hits + misses) since start, null before the first read */
+  hitRatio(keyspace: string): number | null;
+}
+
+export interface CheckRunner {
+  run(keyspace: string, options: { sample?: number; full?: boolean }): Promise<Record<string, unknown>>;
+}
+
+export interface ProxyContext {
+  server: ServerConfig;
+  keyspaces: KeyspaceRegistry;
+  auth: Authorizer;
+  observer: RequestObserver;
+  health: Health;
+  checker?: CheckRunner;
+  log: Logger;
+}

@@ -1,0 +1,28 @@
+/** Writing answers in the contract's shape. */
+import type { ServerResponse } from "node:http";
+import { SidecacheError } from "../errors.js";
+
+export function sendJson(res: ServerResponse, status: number, body: string, headers?: Record<string, string>): void {
+  if (headers) for (const name in headers) res.setHeader(name, headers[name]!);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+export function sendEmpty(res: ServerResponse, status: number, headers?: Record<string, string>): void {
+  res.writeHead(status, headers);
+  res.end();
+}
+
+export function errorBody(code: string, message: string): string {
+  return JSON.stringify({ error: { code, message } });
+}
+
+/** Sends any error; ones that are not SidecacheErrors become 500 internal without details. */
+export function sendError(res: ServerResponse, err: unknown): number {
+  if (err instanceof SidecacheError) {
+    sendJson(res, err.status, errorBody(err.code, err.message), err.headers);
+    return err.status;
+  }
+  sendJson(res, 500, errorBody("internal", "An unexpected error happened; it has been logged."));
+  return 500;
+}

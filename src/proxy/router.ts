@@ -1,0 +1,116 @@
+/** Maps each request to its route, checks access, answers errors in the contract's shape, reports metrics. */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Permission } from "../config/types.js";
+import {
+  InvalidKeyError,
+  InvalidRequestError,
+  MethodNotAllowedError,
+  NotFoundError,
+  SidecacheError,
+  UnknownKeyspaceError,
+} from "../errors.js";
+import type { Keyspace } from "../keyspaces.js";
+import { adminRoute, opsRoute } from "./admin-routes.js";
+import type { Op, ProxyContext } from "./context.js";
+import { decodeKey } from "./keys.js";
+import { deleteValue, getValue, mget, mset, putValue } from "./kv-routes.js";
+import { sendError } from "./respond.js";
+
+/** Bodies of _mget and _mset may hold many values. */
+const BATCH_BODY_FACTOR = 16;
+
+export function createHandler(ctx: ProxyContext): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const started = process.hrtime.bigint();
+    const meta: { keyspace: string; op: Op } = { keyspace: "", op: "ops" };
+    const finish = (status: number) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      ctx.observer.request(meta.keyspace, meta.op, status, seconds);
+    };
+    route(ctx, req, res, meta).then(finish, (err: unknown) => {
+      if (!(err instanceof SidecacheError)) {
+        ctx.log.error({ err, method: req.method, keyspace: meta.keyspace, op: meta.op }, "request failed");
+      }
+      if (res.headersSent) {
+        res.destroy();
+        finish(500);
+        return;
+      }
+      // A body left unread would be parsed as the next request on this connection.
+      if (!req.complete) res.setHeader("connection", "close");
+      finish(sendError(res, err));
+    });
+  };
+}
+
+async function route(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  meta: { keyspace: string; op: Op },
+): Promise<number> {
+  const url = req.url ?? "/";
+  const q = url.indexOf("?");
+  const path = q === -1 ? url : url.slice(0, q);
+  const parts = path.split("/");
+  const method = req.method ?? "GET";
+
+  if (parts[1] !== "v1") return opsRoute(ctx, path, method, req, res);
+
+  if (parts[2] === "kv") {
+    if (parts.length < 5) throw new NotFoundError("Use /v1/kv/{keyspace}/{key}.");
+    const ks = keyspaceOf(ctx, parts[3]!, meta);
+    if (parts.length > 5) throw new InvalidKeyError("Keys are one path segment: encode slashes as %2F.");
+    const segment = parts[4]!;
+    if (method === "POST" && (segment === "_mget" || segment === "_mset")) {
+      meta.op = segment === "_mget" ? "mget" : "mset";
+      authorize(ctx, req, segment === "_mget" ? "read" : "write", ks);
+      const limits = {
+        maxBody: ctx.server.maxValue * BATCH_BODY_FACTOR,
+        maxBatch: ctx.server.maxBatch,
+        maxValue: ctx.server.maxValue,
+      };
+      return segment === "_mget" ? mget(ks, req, res, limits) : mset(ks, req, res, limits);
+    }
+    switch (method) {
+      case "GET":
+        meta.op = "get";
+        authorize(ctx, req, "read", ks);
+        return getValue(ks, decodeKey(segment), res);
+      case "PUT":
+        meta.op = "put";
+        authorize(ctx, req, "write", ks);
+        return putValue(ks, decodeKey(segment), req, res, ctx.server.maxValue);
+      case "DELETE":
+        meta.op = "delete";
+        authorize(ctx, req, "write", ks);
+        return deleteValue(ks, decodeKey(segment), req, res);
+      default:
+        throw new MethodNotAllowedError(`${method} is not allowed on a key; use GET, PUT or DELETE.`, [
+          "GET",
+          "PUT",
+          "DELETE",
+        ]);
+    }
+  }
+
+  if (parts[2] === "keyspaces") return adminRoute(ctx, parts, method, req, res, meta);
+  throw new NotFoundError(`Nothing is served at ${JSON.stringify(path.slice(0, 200))}.`);
+}
+
+export function keyspaceOf(ctx: ProxyContext, segment: string, meta: { keyspace: string }): Keyspace {
+  let name: string;
+  try {
+    name = decodeURIComponent(segment);
+  } catch {
+    throw new InvalidRequestError("The keyspace name is not valid percent-encoded UTF-8.");
+  }
+  const ks = ctx.keyspaces.get(name);
+  meta.keyspace = ks ? name : "(unknown)";
+  if (!ks) throw new UnknownKeyspaceError(name.slice(0, 100));
+  return ks;
+}
+
+function authorize(ctx: ProxyContext, req: IncomingMessage, need: Permission, ks: Keyspace): void {
+  ctx.auth.check(req, need, ks.config.name);
+}
