@@ -1,0 +1,193 @@
+/**
+ * The daemon: builds the backends, the keyspaces and the HTTP listener from a Config; reloads keyspaces and
+ * access rules in place; stops gracefully (requests in flight finished, write-behind drained, pools closed).
+ */
+import type { AddressInfo } from "node:net";
+import { createCache } from "./cache/index.js";
+import type { CacheAdapter } from "./cache/adapter.js";
+import type { Config, KeyspaceConfig } from "./config/types.js";
+import { KeyspaceRegistry, type Keyspace } from "./keyspaces.js";
+import { createLogger, type Logger } from "./log.js";
+import { Metrics } from "./metrics/metrics.js";
+import { Authorizer } from "./proxy/auth.js";
+import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
+import { HttpServer } from "./proxy/server.js";
+import type { StoreAdapter } from "./store/adapter.js";
+import { createStore } from "./store/index.js";
+import { createStrategy } from "./strategies/index.js";
+import { TelemetryHub } from "./telemetry.js";
+
+export interface DaemonOptions {
+  log?: Logger;
+}
+
+export class Daemon implements Health {
+  readonly telemetry = new TelemetryHub();
+  readonly metrics = new Metrics();
+  readonly keyspaces = new KeyspaceRegistry();
+  readonly log: Logger;
+  private readonly ctx: ProxyContext;
+  private http?: HttpServer;
+  private address?: AddressInfo;
+  private stopping?: Promise<void>;
+
+  private constructor(
+    public config: Config,
+    readonly cache: CacheAdapter,
+    readonly store: StoreAdapter,
+    log: Logger,
+  ) {
+    this.log = log;
+    this.telemetry.subscribe(this.metrics.onEvent);
+    this.ctx = {
+      server: config.server,
+      keyspaces: this.keyspaces,
+      auth: new Authorizer(config.auth),
+      observer: this.metrics,
+      health: this,
+      log,
+    };
+  }
+
+  /** Connects to the backends, prepares every keyspace's table and strategy, and listens. */
+  static async start(config: Config, options: DaemonOptions = {}): Promise<Daemon> {
+    const log = options.log ?? createLogger(config.log.level);
+    const store = await createStore(config.store, log);
+    const cache = createCache(config.cache, log);
+    const daemon = new Daemon(config, cache, store, log);
+    try {
+      for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
+      daemon.http = new HttpServer(daemon.ctx);
+      daemon.address = await daemon.http.listen(config.server.host, config.server.port);
+    } catch (err) {
+      await daemon.stop().catch(() => {});
+      throw err;
+    }
+    if (!isLoopback(config.server.host) && !daemon.ctx.auth.enabled) {
+      log.warn({ host: config.server.host }, "listening beyond loopback without auth: anyone who can reach it can read and write");
+    }
+    log.info({ host: daemon.address.address, port: daemon.address.port, keyspaces: daemon.keyspaces.names() }, "sidecache listening");
+    return daemon;
+  }
+
+  get port(): number {
+    return this.address?.port ?? 0;
+  }
+
+  get url(): string {
+    const host = this.address?.family === "IPv6" ? `[${this.address.address}]` : (this.address?.address ?? "127.0.0.1");
+    return `http://${host}:${this.port}`;
+  }
+
+  setChecker(checker: CheckRunner): void {
+    this.ctx.checker = checker;
+  }
+
+  /**
+   * Applies a new configuration: keyspaces added, changed or removed, access rules replaced; connections
+   * stay up. Changes to server, cache or store need a restart and are reported, not applied.
+   */
+  async reload(next: Config): Promise<{ added: string[]; changed: string[]; removed: string[]; ignored: string[] }> {
+    const ignored = (["server", "cache", "store"] as const).filter(
+      (s) => JSON.stringify(next[s]) !== JSON.stringify(this.config[s]),
+    );
+    const added: string[] = [];
+    const changed: string[] = [];
+    const removed: string[] = [];
+    const built = new Map<string, Keyspace>();
+    // Build everything first: if one table is missing, nothing changes.
+    for (const ks of next.keyspaces.values()) {
+      const old = this.keyspaces.get(ks.name);
+      if (old && JSON.stringify(old.config) === JSON.stringify(ks)) continue;
+      built.set(ks.name, await this.build(ks));
+      (old ? changed : added).push(ks.name);
+    }
+    const retired: Keyspace[] = [];
+    for (const ks of built.values()) {
+      const old = this.keyspaces.get(ks.config.name);
+      if (old) retired.push(old);
+      this.keyspaces.set(ks);
+    }
+    for (const name of this.keyspaces.names()) {
+      if (!next.keyspaces.has(name)) {
+        retired.push(this.keyspaces.get(name)!);
+        this.keyspaces.delete(name);
+        removed.push(name);
+      }
+    }
+    this.ctx.auth = new Authorizer(next.auth);
+    this.config = { ...next, server: this.config.server, cache: this.config.cache, store: this.config.store };
+    await Promise.all(retired.map((ks) => ks.strategy.stop(this.config.server.shutdownTimeoutMs)));
+    this.log.info({ added, changed, removed, ignored }, "configuration reloaded");
+    if (ignored.length > 0) this.log.warn({ sections: ignored }, "these sections change only on restart");
+    return { added, changed, removed, ignored };
+  }
+
+  /** Stops accepting, finishes requests in flight, drains write-behind, closes pools. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const deadline = this.config.server.shutdownTimeoutMs;
+      await this.http?.close(deadline);
+      await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
+      await Promise.allSettled([this.cache.close(), this.store.close()]);
+      this.log.info("sidecache stopped");
+    })();
+    return this.stopping;
+  }
+
+  async readiness(): Promise<Record<string, "up" | "down">> {
+    const [cache, store] = await Promise.all([probe(() => this.cache.ping()), probe(() => this.store.ping())]);
+    return { cache, store };
+  }
+
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    await Promise.all(
+      this.keyspaces.all().map(async (ks) => {
+        const q = await ks.strategy.queueStatus?.().catch(() => undefined);
+        if (!q) return;
+        this.metrics.queueDepth.set({ keyspace: ks.config.name }, q.depth);
+        this.metrics.queueOldest.set({ keyspace: ks.config.name }, q.oldestSeconds);
+        this.metrics.deadLetters.set({ keyspace: ks.config.name }, q.deadLetters);
+      }),
+    );
+    return this.metrics.text();
+  }
+
+  hitRatio(keyspace: string): number | null {
+    return this.metrics.hitRatio(keyspace);
+  }
+
+  private async build(config: KeyspaceConfig): Promise<Keyspace> {
+    const table = await this.store.table({ table: config.table, mapped: config.mapped });
+    const strategy = createStrategy({
+      keyspace: config,
+      cache: this.cache,
+      store: table,
+      telemetry: this.telemetry,
+      log: this.log.child({ keyspace: config.name }),
+      redisUrl: this.config.cache.url.startsWith("redis") ? this.config.cache.url : undefined,
+      cachePrefix: this.config.cache.prefix,
+    });
+    await strategy.start();
+    return { config, strategy };
+  }
+}
+
+async function probe(fn: () => Promise<void>): Promise<"up" | "down"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("timeout")), 2_000);
+  });
+  try {
+    await Promise.race([fn(), timeout]);
+    return "up";
+  } catch {
+    return "down";
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
