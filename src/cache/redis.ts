@@ -33,6 +33,7 @@ return 1
 const SCAN_COUNT = 1000;
 const BACKOFF_BASE_MS = 50;
 const BACKOFF_CAP_MS = 1000;
+const CLOSE_WAIT_MS = 1000;
 
 type ScriptClient = Redis & {
   sidecacheSetIfNewer(key: string, version: string, encoded: string, ttlMs: string): Promise<number>;
@@ -164,10 +165,21 @@ export class RedisCache implements CacheAdapter {
       if (this.redis.status === "ready") await this.redis.quit();
     } catch {
       // the connection is going away anyway
-    } finally {
-      // stops a pending reconnect timer and any socket left
-      this.redis.disconnect(false);
     }
+    const status = this.redis.status;
+    // "wait" and "reconnecting" have no socket to wait for: disconnect only clears the reconnect timer
+    const ended =
+      status === "end" || status === "wait" || status === "reconnecting"
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, CLOSE_WAIT_MS);
+            this.redis.once("end", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          });
+    this.redis.disconnect(false);
+    await ended;
   }
 
   private keyspaceBase(keyspace: string): string {
