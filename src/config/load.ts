@@ -1,10 +1,10 @@
 /** Reads and validates the configuration file; every problem is a ConfigError naming file, line and path. */
 import { readFile } from "node:fs/promises";
-import { LineCounter, parseDocument } from "yaml";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { ConfigError } from "../errors.js";
 import { CHECKER_DEFAULTS } from "./defaults.js";
 import { readKeyspace } from "./keyspace.js";
-import { Value } from "./node.js";
+import { joinPath, Value } from "./node.js";
 import { readAlerts, readAuth, readCache, readChecker, readLog, readServer, readStore } from "./sections.js";
 import type { Config, KeyspaceConfig } from "./types.js";
 
@@ -29,7 +29,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const syntax = doc.errors[0];
   if (syntax) {
     const message = (syntax.message.split("\n")[0] ?? syntax.code).replace(/ at line \d+, column \d+:?$/, "");
-    throw new ConfigError(file, syntax.linePos?.[0].line, "", `is not valid YAML: ${message}`);
+    const line = syntax.linePos?.[0].line;
+    const path = pathAt(doc.contents, syntax.pos[0]);
+    throw new ConfigError(file, line, path, `is not valid YAML: ${message}${colonHint(text, line)}`);
   }
   const root = new Value({ file, lines, doc, env }, "", doc.contents, 1);
   if (root.missing) root.fail("the file is empty; it needs at least a keyspaces: section");
@@ -63,6 +65,36 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     log: readLog(f.log),
     keyspaces,
   };
+}
+
+/** The YAML path of the deepest key whose entry holds `offset`, so syntax errors name a field too. */
+function pathAt(node: unknown, offset: number, path = ""): string {
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
+      const start = (pair.key as { range?: number[] } | null)?.range?.[0];
+      const end = (pair.value as { range?: number[] } | null)?.range?.[2] ?? start;
+      if (key !== undefined && start !== undefined && end !== undefined && offset > start && offset <= end) {
+        return pathAt(pair.value, offset, joinPath(path, key));
+      }
+    }
+  }
+  if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) {
+      const range = (item as { range?: number[] } | null)?.range;
+      if (range?.[0] !== undefined && range[2] !== undefined && offset >= range[0] && offset <= range[2]) {
+        return pathAt(item, offset, joinPath(path, i));
+      }
+    }
+  }
+  return path;
+}
+
+/** `url: memory:` is the likeliest slip: YAML reads a trailing colon as the start of a mapping. */
+function colonHint(text: string, line: number | undefined): string {
+  const source = line === undefined ? undefined : text.split(/\r?\n/)[line - 1];
+  if (source === undefined || !/:\s+[^\s"'#][^#]*:\s*(#.*)?$/.test(source)) return "";
+  return '; a value that ends with ":" must be quoted, e.g. url: "memory:"';
 }
 
 /** One line for a person: what is wrong with the configuration, or the error as it is. */
