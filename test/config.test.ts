@@ -334,11 +334,7 @@ describe("errors name the file, the line, the path and what is allowed", () => {
     expectError(`${head}        users: own\n${ks("")}`, { line: 6, path: "auth.tokens[0].allow.users" }, [
       "read, write, admin",
     ]);
-    const c = parseConfig(
-      `${head}        users: write\n        "*": read\nauth_x: 1\n`.replace("auth_x: 1\n", "") + ks(""),
-      FILE,
-      {},
-    );
+    const c = parseConfig(`${head}        users: write\n        "*": read\n${ks("")}`, FILE, {});
     expect(c.auth).toEqual({
       tokens: [{ name: "app", token: "abcdefghijklmnopqrstuvwxyz", allow: { users: "write", "*": "read" } }],
       protectOps: false,
