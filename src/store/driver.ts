@@ -1,0 +1,23 @@
+/**
+ * The little a TableStore needs of a database connection. sql-store.ts holds all the SQL; a driver only
+ * runs statements, either alone or inside one transaction.
+ */
+export type Row = Record<string, unknown>;
+
+export interface QueryResult {
+  rows: Row[];
+  /** rows a write statement touched (0 for a select that returns no rows) */
+  rowCount: number;
+}
+
+export interface Queryable {
+  query(text: string, params?: unknown[]): Promise<QueryResult>;
+}
+
+export interface Driver extends Queryable {
+  /** "postgres" or "pglite" */
+  readonly kind: string;
+  /** Runs fn inside BEGIN/COMMIT on one connection; fn throwing rolls back and rethrows. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
