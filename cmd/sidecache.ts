@@ -68,7 +68,9 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (command === "validate") {
-    process.stdout.write(`${file}: valid, ${config.keyspaces.size} keyspace(s): ${[...config.keyspaces.keys()].join(", ")}\n`);
+    process.stdout.write(
+      `${file}: valid, ${config.keyspaces.size} keyspace(s): ${[...config.keyspaces.keys()].join(", ")}\n`,
+    );
     return 0;
   }
   if (command === "check") return runCheckCommand(config, { keyspace: values.keyspace, full: values.full });
@@ -104,7 +106,9 @@ async function serve(file: string, config: Awaited<ReturnType<typeof loadConfig>
 
 async function version(): Promise<string> {
   const { readFile } = await import("node:fs/promises");
-  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
   return pkg.version;
 }
 

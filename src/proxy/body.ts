@@ -33,10 +33,34 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<str
 /** Parses JSON text, turning every failure (syntax, nesting too deep) into invalid_json. */
 export function parseJson(text: string): unknown {
   if (text.trim() === "") throw new InvalidJsonError("The body is empty; it must be a JSON value.");
+  if (text.length > 2 * MAX_DEPTH && nestingOver(text, MAX_DEPTH)) {
+    throw new InvalidJsonError(`The body is nested more than ${MAX_DEPTH} levels deep.`);
+  }
   try {
     return JSON.parse(text);
   } catch (err) {
     const why = err instanceof RangeError ? "it is nested too deeply" : (err as Error).message;
     throw new InvalidJsonError(`The body is not valid JSON: ${why}.`);
   }
+}
+
+/** Deeper values are refused: PostgreSQL's jsonb and every client's parser have limits of their own. */
+export const MAX_DEPTH = 512;
+
+/** Whether arrays and objects nest deeper than max, counting brackets outside strings. */
+function nestingOver(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
 }

@@ -4,7 +4,8 @@ import type { KeyspaceRegistry } from "../keyspaces.js";
 import type { Logger } from "../log.js";
 import type { Authorizer } from "./auth.js";
 
-export type Op = "get" | "put" | "delete" | "mget" | "mset" | "flush" | "check" | "keyspaces" | "deadletters" | "ops";
+export type Op =
+  "get" | "put" | "delete" | "mget" | "mset" | "flush" | "check" | "keyspaces" | "deadletters" | "ops";
 
 export interface RequestObserver {
   /** one call per answered request; keyspace is "" for routes without one, "(unknown)" for unknown names */
@@ -14,7 +15,7 @@ export interface RequestObserver {
 export interface Health {
   /** "up" or "down" per dependency */
   readiness(): Promise<Record<string, "up" | "down">>;
-  metrics(): Promise<{ contentType: string; body: string }>;
+  exposition(): Promise<{ contentType: string; body: string }>;
   /** hits / (hits + misses) since start, null before the first read */
   hitRatio(keyspace: string): number | null;
 }

@@ -11,7 +11,12 @@ export async function getValue(ks: Keyspace, key: string, res: ServerResponse): 
   const r = await ks.strategy.get(key);
   const headers = { "x-cache": r.cache, etag: `"${r.version}"` };
   if (!r.found) {
-    sendJson(res, 404, errorBody("not_found", `No value is stored under this key in ${JSON.stringify(ks.config.name)}.`), headers);
+    sendJson(
+      res,
+      404,
+      errorBody("not_found", `No value is stored under this key in ${JSON.stringify(ks.config.name)}.`),
+      headers,
+    );
     return 404;
   }
   sendJson(res, 200, r.value!, headers);
@@ -34,7 +39,12 @@ export async function putValue(
   return ack.status;
 }
 
-export async function deleteValue(ks: Keyspace, key: string, req: IncomingMessage, res: ServerResponse): Promise<number> {
+export async function deleteValue(
+  ks: Keyspace,
+  key: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<number> {
   const ack = await ks.strategy.delete(key, parseConditions(req));
   sendEmpty(res, ack.status);
   return ack.status;
@@ -49,7 +59,8 @@ export async function mget(
   checkMediaType(req);
   const body = parseJson(await readBody(req, limits.maxBody));
   const keys = field(body, "keys");
-  if (!Array.isArray(keys)) throw new InvalidRequestError('The body must be {"keys": [..]} with an array of keys.');
+  if (!Array.isArray(keys))
+    throw new InvalidRequestError('The body must be {"keys": [..]} with an array of keys.');
   if (keys.length > limits.maxBatch) {
     throw new InvalidRequestError(`At most ${limits.maxBatch} keys fit in one _mget; got ${keys.length}.`);
   }
@@ -80,7 +91,9 @@ export async function mset(
   const entries = Object.entries(items);
   if (entries.length === 0) throw new InvalidRequestError("_mset needs at least one item.");
   if (entries.length > limits.maxBatch) {
-    throw new InvalidRequestError(`At most ${limits.maxBatch} items fit in one _mset; got ${entries.length}.`);
+    throw new InvalidRequestError(
+      `At most ${limits.maxBatch} items fit in one _mset; got ${entries.length}.`,
+    );
   }
   const values = new Map<string, string>();
   for (const [key, value] of entries) {
@@ -98,7 +111,9 @@ function field(body: unknown, name: string): unknown {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new InvalidRequestError(`The body must be a JSON object with a "${name}" field.`);
   }
-  return Object.prototype.hasOwnProperty.call(body, name) ? (body as Record<string, unknown>)[name] : undefined;
+  return Object.prototype.hasOwnProperty.call(body, name)
+    ? (body as Record<string, unknown>)[name]
+    : undefined;
 }
 
 /** If-Match: "<version>" and If-None-Match: * on writes. */
@@ -117,4 +132,3 @@ export function parseConditions(req: IncomingMessage): Conditions {
   }
   return c;
 }
-

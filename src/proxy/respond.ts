@@ -2,7 +2,12 @@
 import type { ServerResponse } from "node:http";
 import { SidecacheError } from "../errors.js";
 
-export function sendJson(res: ServerResponse, status: number, body: string, headers?: Record<string, string>): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  headers?: Record<string, string>,
+): void {
   if (headers) for (const name in headers) res.setHeader(name, headers[name]!);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);

@@ -22,9 +22,12 @@ export class HttpServer {
     this.server.maxConnections = s.maxConnections;
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable) return socket.destroy();
-      const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+      const status =
+        err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
       const code = status === 408 ? "timeout" : "invalid_request";
-      const body = JSON.stringify({ error: { code, message: `The HTTP request could not be read (${err.code ?? "malformed"}).` } });
+      const body = JSON.stringify({
+        error: { code, message: `The HTTP request could not be read (${err.code ?? "malformed"}).` },
+      });
       socket.end(
         `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\n` +
           `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,

@@ -12,12 +12,16 @@ export function call(
   base: string,
   method: string,
   path: string,
-  body?: string | Buffer | object,
+  body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<Reply> {
   const url = new URL(base);
   const payload =
-    body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+    body === undefined
+      ? undefined
+      : typeof body === "string" || Buffer.isBuffer(body)
+        ? body
+        : JSON.stringify(body);
   const h: Record<string, string> = { ...headers };
   if (payload !== undefined && !Object.keys(h).some((k) => k.toLowerCase() === "content-type")) {
     h["content-type"] = "application/json";
