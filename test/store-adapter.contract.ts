@@ -317,6 +317,20 @@ export function storeAdapterContract(
       expect(await t2.scanKeys("_", 2)).toEqual(["a", "b"]);
     });
 
+    it("samples a table too large to sort at random (TABLESAMPLE)", async () => {
+      const t = await fresh();
+      for (let b = 0; b < 6; b++) {
+        await t.write(
+          Array.from({ length: 1000 }, (_, i) => ({ key: `k${b * 1000 + i}`, value: String(i) })),
+          at(1),
+        );
+      }
+      const sample = await t.sampleKeys(25);
+      expect(sample).toHaveLength(25);
+      expect(new Set(sample).size).toBe(25);
+      expect((await t.getMany(sample)).size).toBe(25);
+    });
+
     it("serves a mapped table: get, put, delete, and refuses what its columns can not hold", async () => {
       const table = `sc_contract_${suffix}_orders`;
       tables.push(table);
