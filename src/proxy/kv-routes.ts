@@ -9,7 +9,8 @@ import { errorBody, sendEmpty, sendJson } from "./respond.js";
 
 export async function getValue(ks: Keyspace, key: string, res: ServerResponse): Promise<number> {
   const r = await ks.strategy.get(key);
-  const headers = { "x-cache": r.cache, etag: `"${r.version}"` };
+  const headers: Record<string, string> = { "x-cache": r.cache };
+  if (r.version > 0) headers.etag = `"${r.version}"`;
   if (!r.found) {
     sendJson(
       res,
