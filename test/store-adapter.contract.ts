@@ -109,6 +109,13 @@ export function storeAdapterContract(
         StoreRejectedError,
       );
       expect(await t.get("k")).toBeNull();
+      // PostgreSQL text can not hold NUL: such keys and strings are the request's fault, not a server error.
+      await expect(t.write([{ key: "k", value: '"nul \\u0000 inside"' }], at(1))).rejects.toBeInstanceOf(
+        StoreRejectedError,
+      );
+      await expect(t.write([{ key: "nul\u0000key", value: "1" }], at(1))).rejects.toBeInstanceOf(
+        StoreRejectedError,
+      );
     });
 
     it("gives versions that only grow across put, put, delete, put", async () => {
@@ -283,6 +290,14 @@ export function storeAdapterContract(
       const [w] = await t.write([{ key: "a", value: '"w"' }], at(1));
       expect(w!.version).toBe(301);
       expect(await t.applyVersioned([])).toBe(0);
+      // Ops are meant to hold one op per key; if not, the newest of a key wins.
+      expect(
+        await t.applyVersioned([
+          { key: "e", value: '"e2"', version: 502 },
+          { key: "e", value: '"e1"', version: 501 },
+        ]),
+      ).toBe(1);
+      expect(await t.get("e")).toMatchObject({ value: '"e2"', version: 502 });
     });
 
     it("samples and scans keys", async () => {

@@ -369,8 +369,12 @@ export class SqlTableStore implements TableStore {
     return results;
   }
 
-  async applyVersioned(ops: VersionedOp[]): Promise<number> {
-    if (ops.length === 0) return 0;
+  async applyVersioned(batch: VersionedOp[]): Promise<number> {
+    if (batch.length === 0) return 0;
+    // One op per key (an upsert can not touch a row twice in one statement): the newest wins.
+    const newest = new Map<string, VersionedOp>();
+    for (const op of batch) if ((newest.get(op.key)?.version ?? -1) < op.version) newest.set(op.key, op);
+    const ops = [...newest.values()];
     this.checkValues(ops);
     const s = this.shape;
     // ops (u) -> eligible (e: above the tombstone) -> upsert / delete where above the row -> tombstones.
