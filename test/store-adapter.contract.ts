@@ -430,6 +430,21 @@ export function storeAdapterContract(
       expect(new Set(versions).size).toBe(50);
       const row = await t.get("hot");
       expect(row!.version).toBe(Math.max(...versions));
+      // Batches over the same keys in different orders neither deadlock nor fail.
+      const orders = [
+        ["x", "y", "z"],
+        ["z", "y", "x"],
+        ["y", "x", "z"],
+      ];
+      const batches = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          t.write(
+            orders[i % 3]!.map((key) => ({ key, value: String(i) })),
+            at(1),
+          ),
+        ),
+      );
+      expect(new Set(batches.map((b) => b.find((r) => r.key === "x")!.version)).size).toBe(30);
       // And concurrent creations of fresh keys with If-None-Match: exactly one wins each key.
       const creations = await Promise.allSettled(
         Array.from({ length: 10 }, () => t.write([{ key: "once", value: "1", ifNoneMatch: true }], at(1))),
