@@ -12,6 +12,7 @@ export type TelemetryEvent =
     }
   | { type: "store_read" | "store_write"; keyspace: string; n?: number; statements?: number }
   | { type: "backend_error"; backend: Backend; code: string }
+  | { type: "breaker"; backend: Backend; state: "closed" | "half-open" | "open" }
   | {
       type: "cache_repair";
       keyspace: string;

@@ -6,6 +6,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Op, RequestObserver } from "../proxy/context.js";
 import type { TelemetryEvent } from "../telemetry.js";
 
+const BREAKER_LEVEL = { closed: 0, "half-open": 1, open: 2 } as const;
+
 export class Metrics implements RequestObserver {
   readonly registry = new Registry();
   private readonly hits = new Map<string, { hit: number; miss: number }>();
@@ -54,6 +56,12 @@ export class Metrics implements RequestObserver {
     labelNames: ["backend", "code"],
     registers: [this.registry],
   });
+  private readonly breakerState = new Gauge({
+    name: "sidecache_breaker_state",
+    help: "Circuit breaker of each backend: 0 closed, 1 half-open (probing), 2 open (calls refused).",
+    labelNames: ["backend"],
+    registers: [this.registry],
+  });
   private readonly repairs = new Counter({
     name: "sidecache_cache_repairs_total",
     help: "Cache updates retried in the background after a commit, by outcome.",
@@ -86,6 +94,7 @@ export class Metrics implements RequestObserver {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    for (const backend of ["cache", "store"]) this.breakerState.set({ backend }, 0);
   }
 
   request(keyspace: string, op: Op, status: number, seconds: number): void {
@@ -127,6 +136,9 @@ export class Metrics implements RequestObserver {
         break;
       case "backend_error":
         this.backendErrors.inc({ backend: e.backend, code: e.code });
+        break;
+      case "breaker":
+        this.breakerState.set({ backend: e.backend }, BREAKER_LEVEL[e.state]);
         break;
       case "cache_repair":
         this.repairs.inc({ keyspace: e.keyspace, outcome: e.outcome });
