@@ -3,6 +3,7 @@ import { CacheAsideStrategy } from "./cache-aside.js";
 import { ReadThroughStrategy } from "./read-through.js";
 import type { Strategy, StrategyContext } from "./strategy.js";
 import { WriteAroundStrategy } from "./write-around.js";
+import { WriteBehindStrategy } from "./write-behind.js";
 import { WriteThroughStrategy } from "./write-through.js";
 
 export type StrategyFactory = (ctx: StrategyContext) => Strategy;
@@ -12,6 +13,7 @@ const factories: Record<string, StrategyFactory> = {
   "read-through": (ctx) => new ReadThroughStrategy(ctx),
   "write-through": (ctx) => new WriteThroughStrategy(ctx),
   "write-around": (ctx) => new WriteAroundStrategy(ctx),
+  "write-behind": (ctx) => new WriteBehindStrategy(ctx),
 };
 
 /** write-behind registers itself here (it needs more than the shared context). */

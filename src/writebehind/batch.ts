@@ -1,0 +1,117 @@
+/**
+ * Applying one batch of queued writes to PostgreSQL: coalesced per key (the newest version wins, so the
+ * whole batch is one statement), settled in Redis once PostgreSQL holds it. When PostgreSQL refuses the
+ * batch for good, it is split in halves until the refused key is alone; that key's write counts an attempt
+ * and waits in the pending entries list for its next try, or after max attempts goes to the dead letters,
+ * and the key's older writes of the batch are tried in its place. Other errors (PostgreSQL or Redis
+ * unreachable) are thrown: the caller retries the writes still left in the batch.
+ */
+import { StoreRejectedError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { TableStore, VersionedOp } from "../store/adapter.js";
+import type { Telemetry } from "../telemetry.js";
+import type { QueuedWrite } from "./keys.js";
+import type { WriteQueue } from "./queue.js";
+
+export interface BatchDeps {
+  keyspace: string;
+  queue: WriteQueue;
+  store: TableStore;
+  telemetry: Telemetry;
+  log: Logger;
+  maxAttempts: number;
+  /** a write of this key was dead-lettered */
+  onDeadLetter(key: string): void;
+}
+
+export class Batch {
+  /** writes not yet settled, dead-lettered or put back */
+  readonly left: Set<QueuedWrite>;
+  statements = 0;
+  settled = 0;
+  deadLettered = 0;
+  deferred = 0;
+
+  constructor(writes: QueuedWrite[]) {
+    this.left = new Set(writes);
+  }
+
+  /** Applies what is left; throws on an error that is worth retrying. */
+  async apply(deps: BatchDeps): Promise<void> {
+    if (this.left.size > 0) await this.applyGroups(groupByKey([...this.left]), deps);
+  }
+
+  private async applyGroups(groups: QueuedWrite[][], deps: BatchDeps): Promise<void> {
+    const ops = groups.map((g) => toOp(g[g.length - 1]!));
+    this.statements++;
+    try {
+      await deps.store.applyVersioned(ops);
+    } catch (err) {
+      if (!(err instanceof StoreRejectedError)) throw err;
+      if (groups.length > 1) {
+        const mid = Math.ceil(groups.length / 2);
+        await this.applyGroups(groups.slice(0, mid), deps);
+        await this.applyGroups(groups.slice(mid), deps);
+      } else {
+        await this.refused(groups[0]!, err, deps);
+      }
+      return;
+    }
+    const writes = groups.flat();
+    await deps.queue.settle(
+      writes,
+      ops.map((o) => ({ key: o.key, version: o.version })),
+    );
+    for (const w of writes) this.left.delete(w);
+    this.settled += writes.length;
+  }
+
+  private async refused(group: QueuedWrite[], err: StoreRejectedError, deps: BatchDeps): Promise<void> {
+    const newest = group[group.length - 1]!;
+    const attempts = await deps.queue.countAttempt(newest.id);
+    if (attempts < deps.maxAttempts) {
+      // Left in the pending entries list: claimed again once idle, and tried anew.
+      for (const w of group) this.left.delete(w);
+      this.deferred += group.length;
+      deps.log.info(
+        { keyspace: deps.keyspace, attempts, reason: err.message },
+        "write-behind: PostgreSQL refused a write; it will be tried again",
+      );
+      return;
+    }
+    const moved = await deps.queue.deadLetter(newest, err.message, attempts);
+    this.left.delete(newest);
+    if (moved) {
+      this.deadLettered++;
+      deps.onDeadLetter(newest.key);
+      deps.telemetry.emit({
+        type: "wb_dead_letter",
+        keyspace: deps.keyspace,
+        key: newest.key,
+        reason: err.message,
+      });
+      deps.log.warn(
+        { keyspace: deps.keyspace, id: newest.id, attempts, reason: err.message },
+        "write-behind: a write PostgreSQL refused for good went to the dead letters",
+      );
+    }
+    const rest = group.slice(0, -1);
+    if (rest.length > 0) await this.applyGroups([rest], deps);
+  }
+}
+
+/** The writes of each key, oldest first. */
+export function groupByKey(writes: QueuedWrite[]): QueuedWrite[][] {
+  const groups = new Map<string, QueuedWrite[]>();
+  for (const w of writes) {
+    const g = groups.get(w.key);
+    if (g) g.push(w);
+    else groups.set(w.key, [w]);
+  }
+  for (const g of groups.values()) g.sort((a, b) => a.version - b.version);
+  return [...groups.values()];
+}
+
+function toOp(w: QueuedWrite): VersionedOp {
+  return { key: w.key, value: w.value, version: w.version };
+}

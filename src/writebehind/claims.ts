@@ -1,0 +1,53 @@
+/**
+ * Taking over writes a flusher left behind: entries idle in the pending entries list of any consumer (a
+ * daemon that died, this one before a restart, or a write PostgreSQL refused that waits for its next try)
+ * are claimed with XAUTOCLAIM once idle for a few flush intervals. Consumers long idle with nothing
+ * pending are removed from the group now and then, so restarts do not pile them up.
+ */
+import type { Logger } from "../log.js";
+import type { QueuedWrite } from "./keys.js";
+import type { WriteQueue } from "./queue.js";
+
+const JANITOR_EVERY_MS = 60_000;
+const CONSUMER_IDLE_LIMIT_MS = 10 * 60_000;
+
+export class Claims {
+  private cursor = "0-0";
+  private lastClaim = 0;
+  private lastJanitor = Date.now();
+
+  constructor(
+    private readonly queue: WriteQueue,
+    private readonly consumer: string,
+    /** how long an entry must sit idle before anyone takes it */
+    readonly minIdleMs: number,
+    /** how often to look */
+    private readonly everyMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Idle entries, at most count, when a look is due (or forced); none otherwise. */
+  async take(count: number, force = false): Promise<QueuedWrite[]> {
+    const now = Date.now();
+    if (!force && now - this.lastClaim < this.everyMs) return [];
+    this.lastClaim = now;
+    const { next, writes } = await this.queue.claim(this.consumer, this.minIdleMs, this.cursor, count);
+    this.cursor = next;
+    if (writes.length > 0) {
+      this.log.debug({ claimed: writes.length }, "write-behind: claimed idle writes");
+    }
+    if (now - this.lastJanitor >= JANITOR_EVERY_MS) {
+      this.lastJanitor = now;
+      await this.sweepConsumers();
+    }
+    return writes;
+  }
+
+  private async sweepConsumers(): Promise<void> {
+    for (const c of await this.queue.consumers()) {
+      if (c.name !== this.consumer && c.pending === 0 && c.idle > CONSUMER_IDLE_LIMIT_MS) {
+        await this.queue.dropConsumer(c.name);
+      }
+    }
+  }
+}

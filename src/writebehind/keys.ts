@@ -1,0 +1,83 @@
+/**
+ * Where write-behind keeps its state in Redis, and how one write is written down there. Every key of a
+ * keyspace carries the hash tag `{keyspace}`, like the cache entries, so one Lua script may touch them all.
+ */
+
+/** The consumer group every daemon's flusher reads the stream through. */
+export const GROUP = "flushers";
+
+export interface WbKeys {
+  /** the queue: a stream of writes (fields k, n, and v for a put) */
+  stream: string;
+  /** key → the newest write not yet in PostgreSQL: `<version>:p:<value>` or `<version>:d:` */
+  pending: string;
+  /** the highest version the keyspace ever issued: versions grow past it whatever the daemon's clock */
+  clock: string;
+  /** stream entry id → how many times PostgreSQL refused it */
+  attempts: string;
+  /** writes PostgreSQL refused for good (fields id, k, n, op, v, reason, attempts) */
+  dead: string;
+}
+
+export function wbKeys(prefix: string, keyspace: string): WbKeys {
+  const base = `${prefix}:wb:{${keyspace}}:`;
+  return {
+    stream: `${base}stream`,
+    pending: `${base}pending`,
+    clock: `${base}clock`,
+    attempts: `${base}attempts`,
+    dead: `${base}dead`,
+  };
+}
+
+/** The cache entry of a key, as src/cache/redis.ts lays it out. */
+export function cacheKey(prefix: string, keyspace: string, key: string): string {
+  return `${prefix}:kv:{${keyspace}}:${key}`;
+}
+
+/** One queued write. */
+export interface QueuedWrite {
+  /** the stream entry id */
+  id: string;
+  key: string;
+  version: number;
+  /** raw JSON text; null for a delete */
+  value: string | null;
+}
+
+/** The write of one stream entry; null when the entry is not one of ours (or was deleted). */
+export function parseEntry(id: string, fields: string[] | null): QueuedWrite | null {
+  if (!fields) return null;
+  let key: string | undefined;
+  let version: number | undefined;
+  let value: string | null = null;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const f = fields[i];
+    const v = fields[i + 1]!;
+    if (f === "k") key = v;
+    else if (f === "n") version = Number(v);
+    else if (f === "v") value = v;
+  }
+  if (key === undefined || version === undefined || !Number.isSafeInteger(version)) return null;
+  return { id, key, version, value };
+}
+
+export interface PendingWrite {
+  version: number;
+  /** raw JSON text; null for a delete */
+  value: string | null;
+}
+
+/** Decodes a pending-hash field; null when it is not one. */
+export function parsePending(text: string | null): PendingWrite | null {
+  if (text === null) return null;
+  const m = /^(\d+):([pd]):/.exec(text);
+  if (!m) return null;
+  const version = Number(m[1]);
+  return { version, value: m[2] === "p" ? text.slice(m[0].length) : null };
+}
+
+/** Milliseconds since the epoch a stream id was made at. */
+export function idTime(id: string): number {
+  return Number(id.slice(0, id.indexOf("-")));
+}

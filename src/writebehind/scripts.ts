@@ -1,0 +1,142 @@
+/**
+ * The Lua that makes each write-behind step atomic in Redis. Versions are Lua numbers (doubles): exact up
+ * to 2^53, which microsecond versions stay under; they are formatted with %.0f so no exponent appears.
+ *
+ * The cache entries written here use the layout of src/cache/codec.ts: `v<version>:<freshUntil>:<value>`
+ * for a value, `a<version>:<freshUntil>:` for an absent key, `t<version>:0:` for a tombstone.
+ */
+
+const HELPERS = `
+local function fmt(x) return string.format('%.0f', x) end
+local function pendingOf(hash, key)
+  local p = redis.call('HGET', hash, key)
+  if not p then return nil, nil end
+  local ver, op = string.match(p, '^(%d+):(%a):')
+  return tonumber(ver), op
+end
+local function cachedOf(ckey)
+  local head = redis.call('GETRANGE', ckey, 0, 18)
+  local kind, digits = string.match(head, '^(%a)(%-?%d+):')
+  if not digits then return nil, 0 end
+  return kind, tonumber(digits)
+end
+`;
+
+/**
+ * Enqueues writes, all or nothing.
+ * KEYS: stream, pending, clock, then the cache entry of each item.
+ * ARGV: max queue, version floor, value freshUntil, value ttl ms, absent freshUntil, absent ttl ms, then
+ * five per item: key, op (p|d), value, condition ('' | 'n' for If-None-Match | 'm:<version>' for If-Match),
+ * base ('' | 'e:<version>' exists | 'a:<version>' absent: what PostgreSQL held when the caller looked).
+ * Returns {'ok', version...} | {'full', depth} | {'base', key} (the caller must look PostgreSQL up) |
+ * {'mismatch', key, why}.
+ */
+export const ENQUEUE_LUA = `${HELPERS}
+local n = #KEYS - 3
+local depth = redis.call('XLEN', KEYS[1])
+if depth + n > tonumber(ARGV[1]) then return {'full', tostring(depth)} end
+
+for i = 1, n do
+  local a = 7 + (i - 1) * 5
+  local key, cond, base = ARGV[a], ARGV[a + 3], ARGV[a + 4]
+  if cond ~= '' then
+    local exists, ver
+    local pv, pop = pendingOf(KEYS[2], key)
+    if pv then
+      exists, ver = (pop == 'p'), pv
+    else
+      local kind, cv = cachedOf(KEYS[3 + i])
+      if kind == 'v' or kind == 'a' then
+        exists, ver = (kind == 'v'), cv
+      elseif base == '' then
+        return {'base', key}
+      else
+        local bop, bver = string.match(base, '^(%a):(%d+)$')
+        exists, ver = (bop == 'e'), tonumber(bver)
+      end
+    end
+    if cond == 'n' then
+      if exists then return {'mismatch', key, 'exists'} end
+    else
+      if not exists then return {'mismatch', key, 'absent'} end
+      if ver ~= tonumber(string.sub(cond, 3)) then return {'mismatch', key, fmt(ver)} end
+    end
+  end
+end
+
+local clock = tonumber(redis.call('GET', KEYS[3]) or '0')
+local floor = tonumber(ARGV[2])
+local out = {'ok'}
+for i = 1, n do
+  local a = 7 + (i - 1) * 5
+  local key, op, value = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local v = math.max(floor, clock + 1)
+  local pv = pendingOf(KEYS[2], key)
+  if pv and pv >= v then v = pv + 1 end
+  local _, cv = cachedOf(KEYS[3 + i])
+  if cv >= v then v = cv + 1 end
+  clock = v
+  local vs = fmt(v)
+  if op == 'p' then
+    redis.call('XADD', KEYS[1], '*', 'k', key, 'n', vs, 'v', value)
+    redis.call('HSET', KEYS[2], key, vs .. ':p:' .. value)
+    redis.call('SET', KEYS[3 + i], 'v' .. vs .. ':' .. ARGV[3] .. ':' .. value, 'PX', ARGV[4])
+  else
+    redis.call('XADD', KEYS[1], '*', 'k', key, 'n', vs)
+    redis.call('HSET', KEYS[2], key, vs .. ':d:')
+    redis.call('SET', KEYS[3 + i], 'a' .. vs .. ':' .. ARGV[5] .. ':', 'PX', ARGV[6])
+  end
+  out[#out + 1] = vs
+end
+redis.call('SET', KEYS[3], fmt(clock))
+return out
+`;
+
+/**
+ * PostgreSQL holds these writes: ack and delete their entries, forget their attempt counts, and drop each
+ * key's pending write when it is still the one that was flushed (a newer one stays).
+ * KEYS: stream, pending, attempts. ARGV: group, id count, ids..., then key/version pairs.
+ */
+export const SETTLE_LUA = `
+local nids = tonumber(ARGV[2])
+for i = 3, 2 + nids do
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  redis.call('XDEL', KEYS[1], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+end
+for i = 3 + nids, #ARGV, 2 do
+  local p = redis.call('HGET', KEYS[2], ARGV[i])
+  if p and string.match(p, '^(%d+):') == ARGV[i + 1] then redis.call('HDEL', KEYS[2], ARGV[i]) end
+end
+return nids
+`;
+
+/**
+ * Moves one write PostgreSQL refused for good to the dead letters. When its write is still the key's newest,
+ * the pending write is dropped and the cache entry replaced by a tombstone one above it, so reads stop
+ * showing a value PostgreSQL will never hold and no fill of it can land. Does nothing when the entry was
+ * already settled elsewhere.
+ * KEYS: stream, pending, attempts, dead, cache entry.
+ * ARGV: group, id, key, version, op, value, reason, attempts, tombstone ttl ms, time ms.
+ */
+export const DEAD_LETTER_LUA = `${HELPERS}
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XADD', KEYS[4], '*', 'id', ARGV[2], 'k', ARGV[3], 'n', ARGV[4], 'op', ARGV[5], 'v', ARGV[6],
+  'reason', ARGV[7], 'attempts', ARGV[8], 'at', ARGV[10])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+local p = redis.call('HGET', KEYS[2], ARGV[3])
+if p and string.match(p, '^(%d+):') == ARGV[4] then redis.call('HDEL', KEYS[2], ARGV[3]) end
+local kind, cv = cachedOf(KEYS[5])
+if kind and kind ~= 't' and fmt(cv) == ARGV[4] then
+  redis.call('SET', KEYS[5], 't' .. fmt(cv + 1) .. ':0:', 'PX', ARGV[9])
+end
+return 1
+`;
+
+/** Depth, the oldest entry, the server's time and the dead letters, in one round trip. KEYS: stream, dead. */
+export const STATUS_LUA = `
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local t = redis.call('TIME')
+return {redis.call('XLEN', KEYS[1]), first[1] and first[1][1] or '', t[1], t[2], redis.call('XLEN', KEYS[2])}
+`;
