@@ -20,7 +20,20 @@ export type TelemetryEvent =
       staleSeconds: number;
     }
   | { type: "wb_flush"; keyspace: string; writes: number; statements: number; seconds: number }
-  | { type: "wb_dead_letter"; keyspace: string; key: string; reason: string };
+  | { type: "wb_dead_letter"; keyspace: string; key: string; reason: string }
+  | {
+      /** one consistency check finished; counts by kind (consistent, stale, orphan, missing_write, mismatch) */
+      type: "consistency_check";
+      keyspace: string;
+      checked: Record<string, number>;
+      repaired: Record<string, number>;
+      skipped: number;
+      ratio: number;
+      ratioUpper: number;
+      finishedAt: number;
+      seconds: number;
+    }
+  | { type: "consistency_alert"; keyspace: string; state: "firing" | "resolved"; outcome: "sent" | "failed" };
 
 export interface Telemetry {
   emit(event: TelemetryEvent): void;

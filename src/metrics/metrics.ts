@@ -79,6 +79,44 @@ export class Metrics implements RequestObserver {
     "sidecache_writebehind_dead_lettered_total",
     "Write-behind writes moved to the dead-letter stream.",
   );
+  private readonly consistencyChecked = this.byKind(
+    "sidecache_consistency_checked_total",
+    "Keys compared by the consistency checker, by the kind they were found to be (consistent included).",
+  );
+  private readonly consistencyInconsistent = this.byKind(
+    "sidecache_consistency_inconsistent_total",
+    "Keys the consistency checker found inconsistent, by kind.",
+  );
+  private readonly consistencyRepaired = this.byKind(
+    "sidecache_consistency_repaired_total",
+    "Inconsistent keys the consistency checker repaired, by kind.",
+  );
+  private readonly consistencySkipped = this.counter(
+    "sidecache_consistency_skipped_total",
+    "Keys the consistency checker left out because they were written while checked or had a write queued.",
+  );
+  private readonly consistencyRatio = this.gauge(
+    "sidecache_consistency_ratio",
+    "Inconsistent keys / keys compared in the last consistency check.",
+  );
+  private readonly consistencyUpper = this.gauge(
+    "sidecache_consistency_ratio_upper95",
+    "95% upper confidence bound of the inconsistency rate, from the last consistency check.",
+  );
+  private readonly consistencyLastRun = this.gauge(
+    "sidecache_consistency_last_run_timestamp_seconds",
+    "When the last consistency check finished, in seconds since the epoch.",
+  );
+  private readonly consistencyDuration = this.gauge(
+    "sidecache_consistency_last_run_duration_seconds",
+    "How long the last consistency check took.",
+  );
+  private readonly consistencyAlerts = new Counter({
+    name: "sidecache_consistency_alerts_total",
+    help: "Consistency alert deliveries to webhooks, by state (firing, resolved) and outcome (sent, failed).",
+    labelNames: ["keyspace", "state", "outcome"],
+    registers: [this.registry],
+  });
   readonly queueDepth = this.gauge(
     "sidecache_writebehind_queue_depth",
     "Write-behind writes not yet in PostgreSQL.",
@@ -151,6 +189,23 @@ export class Metrics implements RequestObserver {
       case "wb_dead_letter":
         this.deadLetterEvents.inc({ keyspace: e.keyspace });
         break;
+      case "consistency_check":
+        for (const [kind, n] of Object.entries(e.checked)) {
+          this.consistencyChecked.inc({ keyspace: e.keyspace, kind }, n);
+          if (kind !== "consistent") this.consistencyInconsistent.inc({ keyspace: e.keyspace, kind }, n);
+        }
+        for (const [kind, n] of Object.entries(e.repaired)) {
+          this.consistencyRepaired.inc({ keyspace: e.keyspace, kind }, n);
+        }
+        this.consistencySkipped.inc({ keyspace: e.keyspace }, e.skipped);
+        this.consistencyRatio.set({ keyspace: e.keyspace }, e.ratio);
+        this.consistencyUpper.set({ keyspace: e.keyspace }, e.ratioUpper);
+        this.consistencyLastRun.set({ keyspace: e.keyspace }, e.finishedAt / 1000);
+        this.consistencyDuration.set({ keyspace: e.keyspace }, e.seconds);
+        break;
+      case "consistency_alert":
+        this.consistencyAlerts.inc({ keyspace: e.keyspace, state: e.state, outcome: e.outcome });
+        break;
     }
   };
 
@@ -166,6 +221,10 @@ export class Metrics implements RequestObserver {
 
   private counter(name: string, help: string): Counter<"keyspace"> {
     return new Counter({ name, help, labelNames: ["keyspace"], registers: [this.registry] });
+  }
+
+  private byKind(name: string, help: string): Counter<"keyspace" | "kind"> {
+    return new Counter({ name, help, labelNames: ["keyspace", "kind"], registers: [this.registry] });
   }
 
   private gauge(name: string, help: string): Gauge<"keyspace"> {

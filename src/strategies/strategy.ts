@@ -52,6 +52,12 @@ export interface Strategy {
   flush(): Promise<number>;
   /** queue depth and dead letters for GET /v1/keyspaces; others: undefined */
   queueStatus?(): Promise<QueueStatus>;
+  /**
+   * write-behind: for each of these keys that has a write still queued for PostgreSQL (its queue entry
+   * exists), the newest queued version; keys with nothing queued are left out. The consistency checker
+   * skips such keys, and takes a cached version above PostgreSQL's with nothing queued as a lost write.
+   */
+  pendingVersions?(keys: string[]): Promise<Map<string, number>>;
   /** begin background work (flushers, refreshers) */
   start(): Promise<void>;
   /** stop background work; write-behind drains within the deadline */
