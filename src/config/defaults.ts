@@ -14,7 +14,10 @@ export const SERVER_DEFAULTS = {
   keepAliveTimeoutMs: 5 * SECOND,
   maxConnections: 10_000,
   shutdownTimeoutMs: 30 * SECOND,
+  requestDeadlineMs: 10 * SECOND,
 };
+
+export const BREAKER_DEFAULTS = { failures: 5, cooldownMs: 2 * SECOND };
 
 export const CACHE_DEFAULTS = { url: "memory:", prefix: "sidecache", maxEntries: 100_000, timeoutMs: SECOND };
 

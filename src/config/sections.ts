@@ -1,10 +1,18 @@
 /** Readers for the top-level sections other than keyspaces. */
 import { checkCacheUrl, checkCron, checkKeyspaceName, checkStoreUrl, checkWebhookUrl } from "./checks.js";
-import { CACHE_DEFAULTS, LOG_DEFAULTS, LOG_LEVELS, SERVER_DEFAULTS, STORE_DEFAULTS } from "./defaults.js";
+import {
+  BREAKER_DEFAULTS,
+  CACHE_DEFAULTS,
+  LOG_DEFAULTS,
+  LOG_LEVELS,
+  SERVER_DEFAULTS,
+  STORE_DEFAULTS,
+} from "./defaults.js";
 import type { Value } from "./node.js";
 import type {
   AuthConfig,
   AuthToken,
+  BreakerConfig,
   CacheConfig,
   CheckerConfig,
   Config,
@@ -28,6 +36,8 @@ export function readServer(v: Value): ServerConfig {
     "keep_alive_timeout",
     "max_connections",
     "shutdown_timeout",
+    "request_deadline",
+    "tls",
   ]);
   const d = SERVER_DEFAULTS;
   const server: ServerConfig = {
@@ -41,6 +51,8 @@ export function readServer(v: Value): ServerConfig {
     keepAliveTimeoutMs: f.keep_alive_timeout.duration({ def: d.keepAliveTimeoutMs, positive: true }),
     maxConnections: f.max_connections.int({ min: 1, def: d.maxConnections }),
     shutdownTimeoutMs: f.shutdown_timeout.duration({ def: d.shutdownTimeoutMs }),
+    requestDeadlineMs: f.request_deadline.duration({ def: d.requestDeadlineMs, positive: true }),
+    tls: readTls(f.tls),
   };
   // Node refuses a server whose headers timeout is longer than its request timeout.
   if (server.headersTimeoutMs > server.requestTimeoutMs) {
@@ -50,8 +62,25 @@ export function readServer(v: Value): ServerConfig {
   return server;
 }
 
+/** `tls: { cert: FILE, key: FILE }`: both PEM files, read at start-up. */
+function readTls(v: Value): ServerConfig["tls"] {
+  if (v.missing) return undefined;
+  const f = v.fields(["cert", "key"]);
+  const file = (what: string) => ({ expect: `the path of a PEM file holding the ${what}`, check: nonEmpty });
+  return { certFile: f.cert.str(file("certificate")), keyFile: f.key.str(file("private key")) };
+}
+
+/** `breaker: { failures: 5, cooldown: 2s }` under cache: or store:. */
+function readBreaker(v: Value): BreakerConfig {
+  const f = v.fields(["failures", "cooldown"]);
+  return {
+    failures: f.failures.int({ min: 1, max: 1000, def: BREAKER_DEFAULTS.failures }),
+    cooldownMs: f.cooldown.duration({ def: BREAKER_DEFAULTS.cooldownMs, positive: true }),
+  };
+}
+
 export function readCache(v: Value): CacheConfig {
-  const f = v.fields(["url", "prefix", "max_entries", "timeout"]);
+  const f = v.fields(["url", "prefix", "max_entries", "timeout", "breaker"]);
   const d = CACHE_DEFAULTS;
   return {
     url: f.url.str({
@@ -68,11 +97,12 @@ export function readCache(v: Value): CacheConfig {
     }),
     maxEntries: f.max_entries.int({ min: 1, def: d.maxEntries }),
     timeoutMs: f.timeout.duration({ def: d.timeoutMs, positive: true }),
+    breaker: readBreaker(f.breaker),
   };
 }
 
 export function readStore(v: Value): StoreConfig {
-  const f = v.fields(["url", "pool", "timeout"]);
+  const f = v.fields(["url", "pool", "timeout", "breaker"]);
   const d = STORE_DEFAULTS;
   return {
     url: f.url.str({
@@ -83,6 +113,7 @@ export function readStore(v: Value): StoreConfig {
     }),
     poolSize: f.pool.int({ min: 1, max: 1000, def: d.poolSize }),
     timeoutMs: f.timeout.duration({ def: d.timeoutMs, positive: true }),
+    breaker: readBreaker(f.breaker),
   };
 }
 

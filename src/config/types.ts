@@ -1,5 +1,11 @@
 /** The validated configuration, in the units the code uses (milliseconds, bytes). See docs/config in README. */
-export const STRATEGIES = ["cache-aside", "read-through", "write-through", "write-around", "write-behind"] as const;
+export const STRATEGIES = [
+  "cache-aside",
+  "read-through",
+  "write-through",
+  "write-around",
+  "write-behind",
+] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 export type Consistency = "strict" | "eventual";
 export type RepairPolicy = "invalidate" | "rewrite" | "report";
@@ -18,6 +24,16 @@ export interface ServerConfig {
   maxConnections: number;
   /** graceful shutdown: how long to wait for requests in flight and write-behind drains */
   shutdownTimeoutMs: number;
+  /** no request waits longer than this for its answer: past it, 504 timeout */
+  requestDeadlineMs: number;
+  /** HTTPS on the listener: PEM files of the certificate (chain) and its private key */
+  tls?: { certFile: string; keyFile: string };
+}
+
+/** The circuit breaker of one backend: open after `failures` failed calls in a row, probe after `cooldownMs`. */
+export interface BreakerConfig {
+  failures: number;
+  cooldownMs: number;
 }
 
 export interface CacheConfig {
@@ -28,6 +44,8 @@ export interface CacheConfig {
   maxEntries: number;
   /** per-call timeout for cache operations */
   timeoutMs: number;
+  /** absent: the defaults (5 failures, 2s) */
+  breaker?: BreakerConfig;
 }
 
 export interface StoreConfig {
@@ -35,6 +53,8 @@ export interface StoreConfig {
   url: string;
   poolSize: number;
   timeoutMs: number;
+  /** absent: the defaults (5 failures, 2s) */
+  breaker?: BreakerConfig;
 }
 
 export interface AuthToken {
