@@ -52,9 +52,17 @@ describe("defaults", () => {
       keepAliveTimeoutMs: 5_000,
       maxConnections: 10_000,
       shutdownTimeoutMs: 30_000,
+      requestDeadlineMs: 10_000,
     });
-    expect(c.cache).toEqual({ url: "memory:", prefix: "sidecache", maxEntries: 100_000, timeoutMs: 1000 });
-    expect(c.store).toEqual({ url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5000 });
+    const breaker = { failures: 5, cooldownMs: 2000 };
+    expect(c.cache).toEqual({
+      url: "memory:",
+      prefix: "sidecache",
+      maxEntries: 100_000,
+      timeoutMs: 1000,
+      breaker,
+    });
+    expect(c.store).toEqual({ url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5000, breaker });
     expect(c.auth).toBeUndefined();
     expect(c.alerts).toEqual({ webhooks: [] });
     expect(c.checker).toEqual({
