@@ -37,6 +37,8 @@ let instances = 0;
 
 export class WriteBehindStrategy implements Strategy {
   readonly name = "write-behind";
+  /** this instance's consumer name in the queue's group */
+  readonly consumer: string;
   private readonly conn: WbConnection;
   private readonly blocking: WbConnection;
   private readonly queue: WriteQueue;
@@ -49,7 +51,8 @@ export class WriteBehindStrategy implements Strategy {
       throw new Error(`keyspace ${ks.name}: write-behind needs a Redis cache (cache.url redis://...)`);
     }
     const wb = ks.writeBehind;
-    const consumer = `${hostname()}:${process.pid}:${++instances}:${randomBytes(3).toString("hex")}`;
+    const consumer =
+      (this.consumer = `${hostname()}:${process.pid}:${++instances}:${randomBytes(3).toString("hex")}`);
     this.conn = new WbConnection(ctx.redisUrl, ks.name, ctx.log, { timeoutMs: COMMAND_TIMEOUT_MS });
     this.blocking = new WbConnection(ctx.redisUrl, `${ks.name}-reader`, ctx.log, {
       timeoutMs: COMMAND_TIMEOUT_MS,
@@ -114,6 +117,16 @@ export class WriteBehindStrategy implements Strategy {
     if (lastId === null) return 0;
     await this.flusher.drainUpTo(lastId);
     return depth;
+  }
+
+  async pendingVersions(keys: string[]): Promise<Map<string, number>> {
+    const pending = await this.queue.pendingMany(keys);
+    const out = new Map<string, number>();
+    keys.forEach((key, i) => {
+      const p = pending[i];
+      if (p) out.set(key, p.version);
+    });
+    return out;
   }
 
   queueStatus(): Promise<QueueStatus> {

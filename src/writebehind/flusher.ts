@@ -124,7 +124,8 @@ export class Flusher {
   /** One round: collect a batch and apply it. */
   private async round(hurry: boolean): Promise<void> {
     const writes = await this.collect(hurry);
-    if (writes.length > 0) await this.flush(writes);
+    // Stopped without a drain: what was collected stays claimed by this consumer until someone else takes it.
+    if (writes.length > 0 && !this.stopped) await this.flush(writes);
   }
 
   private async collect(hurry: boolean): Promise<QueuedWrite[]> {
@@ -135,7 +136,8 @@ export class Flusher {
       const block = out.length > 0 ? 0 : hurry ? Math.min(flushIntervalMs, 100) : flushIntervalMs;
       out.push(...(await this.queue.readNew(this.blocking, consumer, batchSize - out.length, block)));
     }
-    if (out.length === 0 || out.length >= batchSize || hurry || this.hurry > 0) return out;
+    // A flush() asked for since the round began skips the wait; one that has returned no longer does.
+    if (out.length === 0 || out.length >= batchSize || this.hurry > 0) return out;
     const oldest = Math.min(...out.map((w) => idTime(w.id)));
     const wait = Math.min(flushIntervalMs, Math.max(0, flushIntervalMs - (Date.now() - oldest)));
     await this.sleeper.sleep(wait);
