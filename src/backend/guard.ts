@@ -1,0 +1,183 @@
+/**
+ * The one wrapper every call to a backend passes: a timeout (the per-call timeout, cut to what is left of
+ * the request's deadline), a circuit breaker, a typed error with a stable code, a telemetry event and a
+ * log line carrying the request id. Callers see BackendUnavailableError (503) or TimeoutError (504).
+ */
+import { BackendUnavailableError, SidecacheError, TimeoutError, type Backend } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Telemetry } from "../telemetry.js";
+import { CircuitBreaker, type BreakerOptions, type BreakerState } from "./breaker.js";
+import { currentRequest } from "./request-context.js";
+
+/** A call that did not answer in time; `backend` tells whose, so an enclosing guard does not count it. */
+export class BackendTimeoutError extends TimeoutError {
+  constructor(
+    readonly backend: Backend,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface GuardOptions {
+  backend: Backend;
+  /** how the backend is named in messages: "the cache (redis)", "PostgreSQL" */
+  label: string;
+  timeoutMs: number;
+  breaker: BreakerOptions;
+  telemetry: Telemetry;
+  log: Logger;
+  /** a cheap health call, run by itself while the breaker is open so it closes without traffic */
+  probe?: () => Promise<void>;
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+export class BackendGuard {
+  readonly breaker: CircuitBreaker;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: GuardOptions) {
+    this.breaker = new CircuitBreaker(options.breaker, (state, previous) => this.changed(state, previous));
+  }
+
+  get backend(): Backend {
+    return this.options.backend;
+  }
+
+  get state(): BreakerState {
+    return this.breaker.state;
+  }
+
+  /** Runs one backend call under the timeout and the breaker. */
+  async run<T>(op: string, call: () => Promise<T>): Promise<T> {
+    const { backend, label, timeoutMs } = this.options;
+    const request = currentRequest();
+    if (!this.breaker.tryAcquire()) {
+      const wait = Math.max(0, Math.ceil((this.breaker.retryAt - Date.now()) / 1000));
+      const err = new BackendUnavailableError(
+        backend,
+        `${capitalize(label)} is not being called: it failed repeatedly and is tried again in ${wait}s.`,
+      );
+      this.report(op, "circuit_open", err, 0, "debug");
+      throw err;
+    }
+    const budget = request ? request.deadline - Date.now() : Infinity;
+    const limit = Math.min(timeoutMs, budget);
+    if (limit <= 0) {
+      this.breaker.release();
+      throw new BackendTimeoutError(backend, `The request's deadline passed before ${label} was called.`);
+    }
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), limit);
+    });
+    try {
+      const result = await Promise.race([call(), timeout]);
+      if (result === TIMED_OUT) {
+        // Only the call's own timeout says something about the backend; a request deadline does not.
+        const own = limit === timeoutMs;
+        if (own) this.breaker.failure();
+        else this.breaker.release();
+        const err = new BackendTimeoutError(
+          backend,
+          own
+            ? `${capitalize(label)} did not answer within ${timeoutMs} ms (${op}).`
+            : `The request's deadline passed while waiting for ${label} (${op}).`,
+        );
+        this.report(op, "timeout", err, performance.now() - started, own ? "warn" : "info");
+        throw err;
+      }
+      this.breaker.success();
+      return result;
+    } catch (err) {
+      if (err instanceof BackendTimeoutError && err.backend === backend) throw err;
+      if (this.isOwnFailure(err)) {
+        this.breaker.failure();
+        this.report(op, (err as SidecacheError).code, err, performance.now() - started, "warn");
+      } else if (err instanceof SidecacheError) {
+        // The backend answered (a version mismatch, refused data, another backend's failure): healthy.
+        this.breaker.release();
+      } else {
+        this.breaker.release();
+        this.report(op, "error", err, performance.now() - started, "error");
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stops the background probe; no timer is left running. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+  }
+
+  private isOwnFailure(err: unknown): boolean {
+    return (
+      (err instanceof BackendUnavailableError || err instanceof BackendTimeoutError) &&
+      err.backend === this.options.backend
+    );
+  }
+
+  private report(
+    op: string,
+    code: string,
+    err: unknown,
+    ms: number,
+    level: "debug" | "info" | "warn" | "error",
+  ): void {
+    const { backend, telemetry, log } = this.options;
+    telemetry.emit({ type: "backend_error", backend, code });
+    const message = err instanceof Error ? err.message : String(err);
+    log[level](
+      { reqId: currentRequest()?.id, backend, op, code, ms: Math.round(ms * 10) / 10, err: message },
+      "backend call failed",
+    );
+  }
+
+  private changed(state: BreakerState, previous: BreakerState): void {
+    const { backend, label, telemetry, log, breaker } = this.options;
+    telemetry.emit({ type: "breaker", backend, state });
+    if (state === "open") {
+      if (previous === "closed") {
+        log.warn(
+          { backend, failures: breaker.threshold, cooldownMs: breaker.cooldownMs },
+          `circuit opened: ${label} failed repeatedly; calls are refused until a probe succeeds`,
+        );
+      }
+      this.scheduleProbe();
+    } else if (state === "closed") {
+      log.info({ backend }, `circuit closed: ${label} answers again`);
+    }
+  }
+
+  private scheduleProbe(): void {
+    const probe = this.options.probe;
+    if (!probe || this.stopped || this.probeTimer) return;
+    const delay =
+      this.breaker.state === "open"
+        ? Math.max(0, this.breaker.retryAt - Date.now())
+        : this.options.breaker.cooldownMs;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      if (this.stopped || this.breaker.state === "closed") return;
+      this.run("probe", probe).then(
+        () => {},
+        () => {
+          // Traffic took the probe slot, or the probe said nothing about health: look again later.
+          if (this.breaker.state === "half-open") this.scheduleProbe();
+        },
+      );
+    }, delay);
+    this.probeTimer.unref();
+  }
+}
+
+function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}

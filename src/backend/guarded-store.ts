@@ -1,0 +1,72 @@
+/** A StoreAdapter, and the TableStores it hands out, whose every call passes a BackendGuard. */
+import type {
+  StoreAdapter,
+  StoredRow,
+  TableMapping,
+  TableStore,
+  VersionedOp,
+  WriteOp,
+  WriteOptions,
+  WriteResult,
+} from "../store/adapter.js";
+import type { BackendGuard } from "./guard.js";
+
+export class GuardedStore implements StoreAdapter {
+  constructor(
+    private readonly inner: StoreAdapter,
+    readonly guard: BackendGuard,
+  ) {}
+
+  get kind(): string {
+    return this.inner.kind;
+  }
+
+  /** Creating or checking a table runs at start-up and reload, outside the breaker: a failure stops them. */
+  async table(mapping: TableMapping): Promise<TableStore> {
+    return new GuardedTable(await this.inner.table(mapping), this.guard);
+  }
+
+  ping(): Promise<void> {
+    return this.guard.run("ping", () => this.inner.ping());
+  }
+
+  async close(): Promise<void> {
+    this.guard.stop();
+    await this.inner.close();
+  }
+}
+
+export class GuardedTable implements TableStore {
+  constructor(
+    private readonly inner: TableStore,
+    private readonly guard: BackendGuard,
+  ) {}
+
+  get(key: string): Promise<StoredRow | null> {
+    return this.guard.run("get", () => this.inner.get(key));
+  }
+
+  getMany(keys: string[]): Promise<Map<string, StoredRow>> {
+    return this.guard.run("get_many", () => this.inner.getMany(keys));
+  }
+
+  write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {
+    return this.guard.run("write", () => this.inner.write(ops, options));
+  }
+
+  applyVersioned(ops: VersionedOp[]): Promise<number> {
+    return this.guard.run("apply", () => this.inner.applyVersioned(ops));
+  }
+
+  currentVersion(key: string): Promise<number> {
+    return this.guard.run("version", () => this.inner.currentVersion(key));
+  }
+
+  sampleKeys(n: number): Promise<string[]> {
+    return this.guard.run("sample", () => this.inner.sampleKeys(n));
+  }
+
+  scanKeys(after: string | null, limit: number): Promise<string[]> {
+    return this.guard.run("scan", () => this.inner.scanKeys(after, limit));
+  }
+}
