@@ -3,8 +3,8 @@
  * access rules in place; stops gracefully (requests in flight finished, write-behind drained, pools closed).
  */
 import type { AddressInfo } from "node:net";
+import { guardCache, guardStore, type GuardedCache, type GuardedStore } from "./backend/index.js";
 import { createCache } from "./cache/index.js";
-import type { CacheAdapter } from "./cache/adapter.js";
 import type { Config, KeyspaceConfig } from "./config/types.js";
 import { KeyspaceRegistry, type Keyspace } from "./keyspaces.js";
 import { createLogger, type Logger } from "./log.js";
@@ -12,7 +12,6 @@ import { Metrics } from "./metrics/metrics.js";
 import { Authorizer } from "./proxy/auth.js";
 import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
 import { HttpServer } from "./proxy/server.js";
-import type { StoreAdapter } from "./store/adapter.js";
 import { createStore } from "./store/index.js";
 import { createStrategy } from "./strategies/index.js";
 import { TelemetryHub } from "./telemetry.js";
@@ -22,7 +21,6 @@ export interface DaemonOptions {
 }
 
 export class Daemon implements Health {
-  readonly telemetry = new TelemetryHub();
   readonly metrics = new Metrics();
   readonly keyspaces = new KeyspaceRegistry();
   readonly log: Logger;
@@ -33,9 +31,10 @@ export class Daemon implements Health {
 
   private constructor(
     public config: Config,
-    readonly cache: CacheAdapter,
-    readonly store: StoreAdapter,
+    readonly cache: GuardedCache,
+    readonly store: GuardedStore,
     log: Logger,
+    readonly telemetry: TelemetryHub,
   ) {
     this.log = log;
     this.telemetry.subscribe(this.metrics.onEvent);
@@ -52,9 +51,11 @@ export class Daemon implements Health {
   /** Connects to the backends, prepares every keyspace's table and strategy, and listens. */
   static async start(config: Config, options: DaemonOptions = {}): Promise<Daemon> {
     const log = options.log ?? createLogger(config.log.level);
-    const store = await createStore(config.store, log);
-    const cache = createCache(config.cache, log);
-    const daemon = new Daemon(config, cache, store, log);
+    const telemetry = new TelemetryHub();
+    // Every call to Redis and PostgreSQL passes one guard: timeout, circuit breaker, typed error, metric, log.
+    const store = guardStore(await createStore(config.store, log), config.store, telemetry, log);
+    const cache = guardCache(createCache(config.cache, log), config.cache, telemetry, log);
+    const daemon = new Daemon(config, cache, store, log, telemetry);
     try {
       for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
       daemon.http = new HttpServer(daemon.ctx);
@@ -83,7 +84,7 @@ export class Daemon implements Health {
   get url(): string {
     const host =
       this.address?.family === "IPv6" ? `[${this.address.address}]` : (this.address?.address ?? "127.0.0.1");
-    return `http://${host}:${this.port}`;
+    return `${this.config.server.tls ? "https" : "http"}://${host}:${this.port}`;
   }
 
   setChecker(checker: CheckRunner): void {
@@ -150,6 +151,10 @@ export class Daemon implements Health {
       probe(() => this.store.ping()),
     ]);
     return { cache, store };
+  }
+
+  breakers(): Record<string, string> {
+    return { cache: this.cache.guard.state, store: this.store.guard.state };
   }
 
   async exposition(): Promise<{ contentType: string; body: string }> {

@@ -26,7 +26,9 @@ export async function opsRoute(
   if (path === "/readyz") {
     const checks = await ctx.health.readiness();
     const down = Object.values(checks).some((s) => s === "down");
-    sendJson(res, down ? 503 : 200, JSON.stringify({ status: down ? "unavailable" : "ok", checks }));
+    const breakers = ctx.health.breakers?.();
+    const body = { status: down ? "unavailable" : "ok", checks, ...(breakers ? { breakers } : {}) };
+    sendJson(res, down ? 503 : 200, JSON.stringify(body));
     return down ? 503 : 200;
   }
   const m = await ctx.health.exposition();

@@ -15,6 +15,8 @@ export interface RequestObserver {
 export interface Health {
   /** "up" or "down" per dependency */
   readiness(): Promise<Record<string, "up" | "down">>;
+  /** circuit breaker state per backend: closed, half-open or open */
+  breakers?(): Record<string, string>;
   exposition(): Promise<{ contentType: string; body: string }>;
   /** hits / (hits + misses) since start, null before the first read */
   hitRatio(keyspace: string): number | null;
