@@ -89,6 +89,12 @@ export class BackendUnavailableError extends SidecacheError {
     super("backend_unavailable", 503, message);
   }
 }
+/** The daemon itself is at a limit (connections): nothing is wrong with the request or the backends. */
+export class OverloadedError extends SidecacheError {
+  constructor(message: string, retryAfterSeconds = 1) {
+    super("overloaded", 503, message, { "retry-after": String(retryAfterSeconds) });
+  }
+}
 export class TimeoutError extends SidecacheError {
   constructor(message: string) {
     super("timeout", 504, message);

@@ -1,5 +1,11 @@
-/** Maps each request to its route, checks access, answers errors in the contract's shape, reports metrics. */
+/**
+ * Maps each request to its route, checks access, answers errors in the contract's shape, reports metrics.
+ * Each request runs in a request context (id, deadline) that backend calls read; past the deadline it is
+ * answered 504 whatever is still running; one access log line per request.
+ */
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { runInRequest } from "../backend/request-context.js";
 import type { Permission } from "../config/types.js";
 import {
   InvalidKeyError,
@@ -7,6 +13,7 @@ import {
   MethodNotAllowedError,
   NotFoundError,
   SidecacheError,
+  TimeoutError,
   UnknownKeyspaceError,
 } from "../errors.js";
 import type { Keyspace } from "../keyspaces.js";
@@ -19,17 +26,52 @@ import { sendError } from "./respond.js";
 /** Bodies of _mget and _mset may hold many values. */
 const BATCH_BODY_FACTOR = 16;
 
+/** A client's X-Request-Id is kept when it is this tame; otherwise one is made up. */
+const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
+
+interface Meta {
+  keyspace: string;
+  op: Op;
+  /** the name of the caller's token, when auth is on */
+  client?: string;
+}
+
 export function createHandler(ctx: ProxyContext): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     const started = process.hrtime.bigint();
-    const meta: { keyspace: string; op: Op } = { keyspace: "", op: "ops" };
+    const given = req.headers["x-request-id"];
+    const id = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    res.setHeader("x-request-id", id);
+    const meta: Meta = { keyspace: "", op: "ops" };
+    const deadlineMs = ctx.server.requestDeadlineMs;
+    let answered = false;
     const finish = (status: number) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       ctx.observer.request(meta.keyspace, meta.op, status, seconds);
+      // Probes of /healthz, /readyz and /metrics come every few seconds: below info.
+      const level = meta.op === "ops" && status < 500 ? "debug" : "info";
+      ctx.log[level](
+        {
+          reqId: id,
+          method: req.method,
+          keyspace: meta.keyspace || undefined,
+          op: meta.op,
+          client: meta.client,
+          status,
+          ms: Math.round(seconds * 10_000) / 10,
+        },
+        "request",
+      );
     };
-    route(ctx, req, res, meta).then(finish, (err: unknown) => {
+    const fail = (err: unknown) => {
       if (!(err instanceof SidecacheError)) {
-        ctx.log.error({ err, method: req.method, keyspace: meta.keyspace, op: meta.op }, "request failed");
+        ctx.log.error(
+          { err, reqId: id, method: req.method, keyspace: meta.keyspace, op: meta.op },
+          "request failed",
+        );
       }
       if (res.headersSent) {
         res.destroy();
@@ -39,7 +81,25 @@ export function createHandler(ctx: ProxyContext): (req: IncomingMessage, res: Se
       // A body left unread would be parsed as the next request on this connection.
       if (!req.complete) res.setHeader("connection", "close");
       finish(sendError(res, err));
-    });
+    };
+    const timer = setTimeout(() => {
+      if (answered) return;
+      const write = meta.op === "put" || meta.op === "delete" || meta.op === "mset";
+      fail(
+        new TimeoutError(
+          `The request took longer than its deadline of ${deadlineMs} ms` +
+            (write ? "; the write may still complete." : "."),
+        ),
+      );
+    }, deadlineMs);
+    runInRequest({ id, deadline: Date.now() + deadlineMs }, () => route(ctx, req, res, meta)).then(
+      finish,
+      (err: unknown) => {
+        // Answered already (the deadline passed): what the late work did is of no use to the client.
+        if (answered) return;
+        fail(err);
+      },
+    );
   };
 }
 
@@ -47,7 +107,7 @@ async function route(
   ctx: ProxyContext,
   req: IncomingMessage,
   res: ServerResponse,
-  meta: { keyspace: string; op: Op },
+  meta: Meta,
 ): Promise<number> {
   const url = req.url ?? "/";
   const q = url.indexOf("?");
@@ -64,7 +124,7 @@ async function route(
     const segment = parts[4]!;
     if (method === "POST" && (segment === "_mget" || segment === "_mset")) {
       meta.op = segment === "_mget" ? "mget" : "mset";
-      authorize(ctx, req, segment === "_mget" ? "read" : "write", ks);
+      authorize(ctx, req, segment === "_mget" ? "read" : "write", ks, meta);
       const limits = {
         maxBody: ctx.server.maxValue * BATCH_BODY_FACTOR,
         maxBatch: ctx.server.maxBatch,
@@ -75,15 +135,15 @@ async function route(
     switch (method) {
       case "GET":
         meta.op = "get";
-        authorize(ctx, req, "read", ks);
+        authorize(ctx, req, "read", ks, meta);
         return getValue(ks, decodeKey(segment), res);
       case "PUT":
         meta.op = "put";
-        authorize(ctx, req, "write", ks);
+        authorize(ctx, req, "write", ks, meta);
         return putValue(ks, decodeKey(segment), req, res, ctx.server.maxValue);
       case "DELETE":
         meta.op = "delete";
-        authorize(ctx, req, "write", ks);
+        authorize(ctx, req, "write", ks, meta);
         return deleteValue(ks, decodeKey(segment), req, res);
       default:
         throw new MethodNotAllowedError(`${method} is not allowed on a key; use GET, PUT or DELETE.`, [
@@ -111,6 +171,12 @@ export function keyspaceOf(ctx: ProxyContext, segment: string, meta: { keyspace:
   return ks;
 }
 
-function authorize(ctx: ProxyContext, req: IncomingMessage, need: Permission, ks: Keyspace): void {
-  ctx.auth.check(req, need, ks.config.name);
+function authorize(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  need: Permission,
+  ks: Keyspace,
+  meta: Meta,
+): void {
+  meta.client = ctx.auth.check(req, need, ks.config.name);
 }

@@ -1,25 +1,60 @@
-/** The HTTP listener: node:http with timeouts so a slow client can not hold the daemon, and a graceful close. */
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+/**
+ * The HTTP listener: node:http, or node:https when server.tls names a certificate and key. Timeouts so a
+ * slow client can not hold the daemon; a connection limit answered in the contract's shape; a graceful close.
+ */
+import { readFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+import { OverloadedError } from "../errors.js";
 import type { ProxyContext } from "./context.js";
+import { sendError } from "./respond.js";
 import { createHandler } from "./router.js";
 
+/** How often Node looks for requests past their headers or request timeout (its default is 30s). */
+const TIMEOUT_CHECK_MS = 1000;
+
 export class HttpServer {
+  readonly secure: boolean;
   private readonly server: Server;
+  private open = 0;
+  /** connections accepted beyond max_connections: their first request is answered 503 and they close */
+  private readonly overLimit = new WeakSet<Socket>();
 
   constructor(ctx: ProxyContext) {
     const s = ctx.server;
-    this.server = createServer(
-      {
-        headersTimeout: s.headersTimeoutMs,
-        requestTimeout: s.requestTimeoutMs,
-        keepAliveTimeout: s.keepAliveTimeoutMs,
-        // A bad request line or header gets a 400 from Node itself; keep the default 16 KiB header limit.
-        maxHeaderSize: 16 * 1024,
-      },
-      createHandler(ctx),
-    );
-    this.server.maxConnections = s.maxConnections;
+    const options = {
+      headersTimeout: s.headersTimeoutMs,
+      requestTimeout: s.requestTimeoutMs,
+      keepAliveTimeout: s.keepAliveTimeoutMs,
+      connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+      // A bad request line or header gets a 400 from Node itself; keep the default 16 KiB header limit.
+      maxHeaderSize: 16 * 1024,
+    };
+    const handle = createHandler(ctx);
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      if (!this.overLimit.has(req.socket)) return handle(req, res);
+      res.setHeader("connection", "close");
+      sendError(
+        res,
+        new OverloadedError(`The daemon holds its limit of ${s.maxConnections} connections; retry shortly.`),
+      );
+    };
+    this.secure = s.tls !== undefined;
+    this.server = s.tls
+      ? (createHttpsServer(
+          { ...options, cert: readPem(s.tls.certFile, "certificate"), key: readPem(s.tls.keyFile, "key") },
+          handler,
+        ) as unknown as Server)
+      : createServer(options, handler);
+    // Past the limit connections are still taken, so that they get an answer; far past it Node drops them.
+    this.server.maxConnections = s.maxConnections + Math.max(16, Math.ceil(s.maxConnections / 10));
+    // A client that stops reading its answer holds a socket: give up on it after this long without traffic.
+    this.server.timeout = s.requestTimeoutMs;
+    this.server.on(this.secure ? "secureConnection" : "connection", (socket: Socket) => {
+      if (++this.open > s.maxConnections) this.overLimit.add(socket);
+      socket.once("close", () => this.open--);
+    });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable) return socket.destroy();
       const status =
@@ -56,5 +91,14 @@ export class HttpServer {
       });
       this.server.closeIdleConnections();
     });
+  }
+}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new Error(`server.tls: the ${what} file ${JSON.stringify(file)} can not be read (${why}).`);
   }
 }
