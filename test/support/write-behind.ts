@@ -22,7 +22,7 @@ export interface WbHarness {
   store: StoreAdapter;
   tableStore: TableStore;
   redis: Redis;
-  pg: pg.Client;
+  pg: pg.Pool;
   events: TelemetryEvent[];
   /** a new strategy instance (a "daemon") on the same keyspace; started unless told not to */
   strategy(options?: { start?: boolean }): Promise<WriteBehindStrategy>;
@@ -42,8 +42,9 @@ export async function wbHarness(options: HarnessOptions = {}): Promise<WbHarness
   const tag = uniqueTag();
   const prefix = `sc_wb_${tag}`;
   const table = `wb_${tag}`;
-  const client = new pg.Client({ connectionString: options.storeUrl ?? PG_URL });
-  await client.connect();
+  const client = new pg.Pool({ connectionString: options.storeUrl ?? PG_URL, max: 2 });
+  // a test may stop the server under it: the pool reconnects on the next query
+  client.on("error", () => {});
   if (options.mapped) await client.query(options.mapped.create.replaceAll("TABLE", table));
   const yaml = `
 cache: { url: "${REDIS_URL}", prefix: ${prefix} }
