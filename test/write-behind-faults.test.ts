@@ -2,6 +2,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { BackendUnavailableError } from "../src/errors.js";
 import { startPrivatePostgres, type PrivatePostgres } from "./support/pg-server.js";
+import { startPrivateRedis, type PrivateRedis } from "./support/redis-server.js";
 import { until, wbHarness, type WbHarness } from "./support/write-behind.js";
 
 describe("write-behind with PostgreSQL down", () => {
@@ -89,5 +90,47 @@ describe("write-behind with two daemons", () => {
     expect(await pendingAt(a.consumer)).toBe(0);
     for (const [key, version] of last) expect((await harness.row(key))?.version).toBe(version);
     expect((await b.queueStatus()).depth).toBe(0);
+  });
+});
+
+describe("write-behind with Redis down", () => {
+  let redis: PrivateRedis | undefined;
+  let h: WbHarness | undefined;
+  afterAll(async () => {
+    await h?.cleanup();
+    await redis?.stop();
+  });
+
+  it("answers 503 rather than break its guarantee, and works again once Redis is back", async () => {
+    redis = await startPrivateRedis();
+    h = await wbHarness({
+      redisUrl: redis.url,
+      writeBehind: "{ flush_interval: 50ms, batch_size: 100, max_queue: 1000, max_attempts: 3 }",
+    });
+    const wb = await h.strategy();
+    await wb.put("a", "1", {});
+    await wb.flush();
+
+    await redis.kill();
+    const write = await wb.put("a", "2", {}).catch((e: unknown) => e);
+    expect(write).toBeInstanceOf(BackendUnavailableError);
+    expect((write as BackendUnavailableError).backend).toBe("cache");
+    expect((write as BackendUnavailableError).status).toBe(503);
+    // No cache and no pending writes to consult: a read could go backwards, so it is refused too.
+    await expect(wb.get("a")).rejects.toBeInstanceOf(BackendUnavailableError);
+
+    // Back empty (nothing persisted): the flusher makes its group again and the queue flows.
+    await redis.start();
+    await until("writes taken again", async () => {
+      try {
+        await wb.put("b", "3", {});
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    await wb.flush();
+    expect((await h.row("b"))?.value).toBe(3);
+    expect((await h.row("a"))?.value).toBe(1);
   });
 });

@@ -163,7 +163,7 @@ describe("write-behind", () => {
   });
 });
 
-describe("write-behind queue limits", () => {
+describe("write-behind queue limits and shutdown", () => {
   let h: WbHarness;
   afterAll(async () => {
     await h?.cleanup();
@@ -192,6 +192,24 @@ describe("write-behind queue limits", () => {
       for (let i = 0; i < 6; i++) expect((await h.row(`q${i}`))?.value).toBe(i);
     } finally {
       await s.stop(0);
+    }
+  });
+
+  it("stop() drains the queue within its deadline, then closes", async () => {
+    const d = await wbHarness({
+      writeBehind: "{ flush_interval: 5s, batch_size: 1000, max_queue: 100000, max_attempts: 3 }",
+    });
+    try {
+      const s = await d.strategy();
+      for (let i = 0; i < 50; i++) await s.put(`s${i}`, String(i), {});
+      expect(await d.row("s0")).toBeUndefined();
+      const started = Date.now();
+      await s.stop(10_000);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      for (let i = 0; i < 50; i++) expect((await d.row(`s${i}`))?.value).toBe(i);
+      await expect(s.put("late", "1", {})).rejects.toThrow(/closed/);
+    } finally {
+      await d.cleanup();
     }
   });
 });

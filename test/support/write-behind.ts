@@ -36,10 +36,12 @@ export interface HarnessOptions {
   /** SQL creating a mapped table named by the placeholder TABLE, and the keyspace lines that map it */
   mapped?: { create: string; yaml: string[] };
   storeUrl?: string;
+  redisUrl?: string;
 }
 
 export async function wbHarness(options: HarnessOptions = {}): Promise<WbHarness> {
   const tag = uniqueTag();
+  const redisUrl = options.redisUrl ?? REDIS_URL;
   const prefix = `sc_wb_${tag}`;
   const table = `wb_${tag}`;
   const client = new pg.Pool({ connectionString: options.storeUrl ?? PG_URL, max: 2 });
@@ -47,7 +49,7 @@ export async function wbHarness(options: HarnessOptions = {}): Promise<WbHarness
   client.on("error", () => {});
   if (options.mapped) await client.query(options.mapped.create.replaceAll("TABLE", table));
   const yaml = `
-cache: { url: "${REDIS_URL}", prefix: ${prefix} }
+cache: { url: "${redisUrl}", prefix: ${prefix} }
 store: { url: "${options.storeUrl ?? PG_URL}" }
 keyspaces:
   ev:
@@ -61,7 +63,8 @@ keyspaces:
   const cache = createCache(config.cache, silentLogger);
   const store = await createStore(config.store, silentLogger);
   const tableStore = await store.table({ table, mapped: keyspace.mapped });
-  const redis = new Redis(REDIS_URL);
+  const redis = new Redis(redisUrl);
+  redis.on("error", () => {});
   const events: TelemetryEvent[] = [];
   const started: WriteBehindStrategy[] = [];
 
@@ -84,7 +87,7 @@ keyspaces:
         store: tableStore,
         telemetry: { emit: (e) => events.push(e) },
         log: silentLogger,
-        redisUrl: REDIS_URL,
+        redisUrl,
         cachePrefix: prefix,
       });
       started.push(s);
