@@ -39,11 +39,14 @@ export class WriteThroughStrategy extends BaseStrategy {
 
   private async strict(ops: WriteOp[]): Promise<WriteResult[]> {
     const ks = this.ctx.keyspace.name;
-    const cached: string[] = [];
+    // Keys whose entry may hold a value the commit did not keep: taken by the cache, or sent to it without
+    // an answer (a command that timed out can still run when a hung Redis resumes).
+    const touched: string[] = [];
     try {
       return await this.storeWrite(ops, async (results) => {
         for (const [i, r] of results.entries()) {
           const { entry, ttlMs } = this.entryFor(r, ops[i]!.value);
+          touched.push(r.key);
           try {
             await this.ctx.cache.setIfNewer(ks, r.key, entry, ttlMs);
           } catch (err) {
@@ -54,27 +57,26 @@ export class WriteThroughStrategy extends BaseStrategy {
               err,
             );
           }
-          cached.push(r.key);
         }
       });
     } catch (err) {
-      // The cache took values the commit did not keep: take them back out.
-      if (
-        cached.length > 0 &&
-        !(
-          err instanceof SidecacheError &&
-          err.code === "backend_unavailable" &&
-          (err as BackendUnavailableError).backend === "cache"
-        )
-      ) {
-        await Promise.all(cached.map((key) => this.removeEntry(key)));
-      }
+      const cacheFailed =
+        err instanceof SidecacheError &&
+        err.code === "backend_unavailable" &&
+        (err as BackendUnavailableError).backend === "cache";
+      // The cache is failing: do not wait on it; reads of these keys skip it until the entries are gone.
+      if (cacheFailed) for (const key of touched) this.repairs.schedule(key, this.drop(key), this.drop(key));
+      else await Promise.all(touched.map((key) => this.removeEntry(key)));
       throw err;
     }
   }
 
+  private drop(key: string): () => Promise<void> {
+    return () => this.ctx.cache.delete(this.ctx.keyspace.name, key);
+  }
+
   private async removeEntry(key: string): Promise<void> {
-    const drop = () => this.ctx.cache.delete(this.ctx.keyspace.name, key);
+    const drop = this.drop(key);
     try {
       await drop();
     } catch (err) {
