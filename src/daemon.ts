@@ -5,6 +5,7 @@
 import type { AddressInfo } from "node:net";
 import { guardCache, guardStore, type GuardedCache, type GuardedStore } from "./backend/index.js";
 import { createCache } from "./cache/index.js";
+import { createChecker, type Checker, type CreateCheckerOptions } from "./checker/index.js";
 import type { Config, KeyspaceConfig } from "./config/types.js";
 import { KeyspaceRegistry, type Keyspace } from "./keyspaces.js";
 import { createLogger, type Logger } from "./log.js";
@@ -18,6 +19,8 @@ import { TelemetryHub } from "./telemetry.js";
 
 export interface DaemonOptions {
   log?: Logger;
+  /** the consistency checker's tuning (tests: a fake tick source, short pauses and retries) */
+  checker?: Omit<CreateCheckerOptions, "keyspaces" | "cache" | "store" | "telemetry" | "log">;
 }
 
 export class Daemon implements Health {
@@ -28,6 +31,7 @@ export class Daemon implements Health {
   private http?: HttpServer;
   private address?: AddressInfo;
   private stopping?: Promise<void>;
+  checker?: Checker;
 
   private constructor(
     public config: Config,
@@ -58,6 +62,16 @@ export class Daemon implements Health {
     const daemon = new Daemon(config, cache, store, log, telemetry);
     try {
       for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
+      daemon.checker = await createChecker(config, {
+        ...options.checker,
+        keyspaces: daemon.keyspaces,
+        cache,
+        store,
+        telemetry,
+        log,
+      });
+      daemon.setChecker(daemon.checker);
+      daemon.checker.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
     } catch (err) {
@@ -127,6 +141,7 @@ export class Daemon implements Health {
     }
     this.ctx.auth = new Authorizer(next.auth);
     this.config = { ...next, server: this.config.server, cache: this.config.cache, store: this.config.store };
+    this.checker?.reload();
     await Promise.all(retired.map((ks) => ks.strategy.stop(this.config.server.shutdownTimeoutMs)));
     this.log.info({ added, changed, removed, ignored }, "configuration reloaded");
     if (ignored.length > 0) this.log.warn({ sections: ignored }, "these sections change only on restart");
@@ -138,6 +153,7 @@ export class Daemon implements Health {
     this.stopping ??= (async () => {
       const deadline = this.config.server.shutdownTimeoutMs;
       await this.http?.close(deadline);
+      await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
       await Promise.allSettled([this.cache.close(), this.store.close()]);
       this.log.info("sidecache stopped");
