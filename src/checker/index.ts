@@ -1,0 +1,72 @@
+/** Builds a daemon's checker: its own connections where the backend allows, coordination, alerts. */
+import type { CacheAdapter } from "../cache/adapter.js";
+import { RedisCache } from "../cache/redis.js";
+import type { Config } from "../config/types.js";
+import type { KeyspaceRegistry } from "../keyspaces.js";
+import type { Logger } from "../log.js";
+import type { StoreAdapter } from "../store/adapter.js";
+import { createStore } from "../store/index.js";
+import type { Telemetry } from "../telemetry.js";
+import { Alerts, type AlertOptions } from "./alerts.js";
+import { Checker } from "./checker.js";
+import { LocalCoordination, RedisCoordination } from "./lock.js";
+import type { CheckLimits } from "./run.js";
+import type { TickSource } from "./scheduler.js";
+
+export { Checker } from "./checker.js";
+export type { CheckReport, CheckOptions } from "./types.js";
+
+/** A checker reads through a small pool of its own, so a sweep never queues behind requests. */
+const CHECKER_POOL = 2;
+
+export interface CreateCheckerOptions {
+  keyspaces: KeyspaceRegistry;
+  cache: CacheAdapter;
+  store: StoreAdapter;
+  telemetry: Telemetry;
+  log: Logger;
+  limits?: Partial<CheckLimits>;
+  alerts?: Partial<AlertOptions>;
+  ticks?: TickSource;
+}
+
+export async function createChecker(config: Config, o: CreateCheckerOptions): Promise<Checker> {
+  const log = o.log.child({ component: "checker" });
+  const owned: (() => Promise<void>)[] = [];
+  let cache = o.cache;
+  let coordination;
+  if (/^rediss?:/i.test(config.cache.url)) {
+    const own = new RedisCache(config.cache, log);
+    owned.push(() => own.close());
+    cache = own;
+    coordination = new RedisCoordination(own.client, config.cache.prefix);
+  } else {
+    coordination = new LocalCoordination();
+  }
+  let store = o.store;
+  if (o.store.kind === "postgres") {
+    try {
+      const own = await createStore({ ...config.store, poolSize: CHECKER_POOL }, log);
+      owned.push(() => own.close());
+      store = own;
+    } catch (err) {
+      await Promise.allSettled(owned.map((c) => c()));
+      throw err;
+    }
+  }
+  const alerts = new Alerts(config.alerts.webhooks, coordination, o.telemetry, log, o.alerts);
+  return new Checker({
+    keyspaces: o.keyspaces,
+    cache,
+    store,
+    coordination,
+    alerts,
+    telemetry: o.telemetry,
+    log,
+    limits: o.limits,
+    ticks: o.ticks,
+    close: async () => {
+      await Promise.allSettled(owned.map((c) => c()));
+    },
+  });
+}
