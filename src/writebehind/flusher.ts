@@ -138,7 +138,7 @@ export class Flusher {
     }
     // A flush() asked for since the round began skips the wait; one that has returned no longer does.
     if (out.length === 0 || out.length >= batchSize || this.hurry > 0) return out;
-    const oldest = Math.min(...out.map((w) => idTime(w.id)));
+    const oldest = out.reduce((t, w) => Math.min(t, idTime(w.id)), Infinity);
     const wait = Math.min(flushIntervalMs, Math.max(0, flushIntervalMs - (Date.now() - oldest)));
     await this.sleeper.sleep(wait);
     if (this.stopped) return out;
