@@ -5,6 +5,8 @@ import { checkMediaType, parseJson, readBody } from "./body.js";
 import type { Op, ProxyContext } from "./context.js";
 import { keyspaceOf } from "./router.js";
 import { sendJson } from "./respond.js";
+import type { Keyspace } from "../keyspaces.js";
+import { hasDeadLetters } from "../strategies/strategy.js";
 
 export async function opsRoute(
   ctx: ProxyContext,
@@ -68,8 +70,9 @@ export async function adminRoute(
   }
   const ks = keyspaceOf(ctx, parts[3]!, meta);
   const action = parts[4];
+  if (action === "dead-letters") return deadLetterRoute(ctx, ks, parts.slice(5), method, req, res, meta);
   if (parts.length !== 5 || (action !== "flush" && action !== "check")) {
-    throw new NotFoundError("Keyspace actions are /v1/keyspaces/{keyspace}/flush and /check.");
+    throw new NotFoundError("Keyspace actions are /v1/keyspaces/{keyspace}/flush, /check and /dead-letters.");
   }
   meta.op = action;
   if (method !== "POST") throw new MethodNotAllowedError(`${action} answers POST only.`, ["POST"]);
@@ -109,4 +112,61 @@ function checkOptions(body: unknown): { sample?: number; full?: boolean } {
   if (b.full !== undefined && typeof b.full !== "boolean")
     throw new InvalidRequestError("full must be true or false.");
   return { sample: b.sample as number | undefined, full: b.full as boolean | undefined };
+}
+
+/**
+ * GET /v1/keyspaces/{ks}/dead-letters[?count=&after=]   list
+ * POST /v1/keyspaces/{ks}/dead-letters/{id}/replay       queue again with a fresh version
+ * DELETE /v1/keyspaces/{ks}/dead-letters/{id}            drop for good
+ */
+async function deadLetterRoute(
+  ctx: ProxyContext,
+  ks: Keyspace,
+  rest: string[],
+  method: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  meta: { keyspace: string; op: Op },
+): Promise<number> {
+  meta.op = "deadletters";
+  ctx.auth.check(req, "admin", ks.config.name);
+  const strategy = ks.strategy;
+  if (!hasDeadLetters(strategy)) {
+    throw new NotFoundError(
+      `Keyspace ${JSON.stringify(ks.config.name)} is not write-behind: it has no dead letters.`,
+    );
+  }
+  const id = rest[0];
+  if (id !== undefined && !/^\d{1,20}-\d{1,20}$/.test(id)) {
+    throw new InvalidRequestError("A dead letter id looks like 1712345678901-0.");
+  }
+  if (rest.length === 0) {
+    if (method !== "GET") throw new MethodNotAllowedError("The dead-letter list answers GET only.", ["GET"]);
+    const query = new URL(req.url ?? "/", "http://x").searchParams;
+    const count = Number(query.get("count") ?? 100);
+    if (!Number.isInteger(count) || count < 1 || count > 1000) {
+      throw new InvalidRequestError("count must be an integer from 1 to 1000.");
+    }
+    const after = query.get("after") ?? undefined;
+    if (after !== undefined && !/^\d{1,20}-\d{1,20}$/.test(after)) {
+      throw new InvalidRequestError("after must be a dead letter id such as 1712345678901-0.");
+    }
+    const letters = await strategy.listDeadLetters(count, after);
+    sendJson(res, 200, JSON.stringify({ dead_letters: letters }));
+    return 200;
+  }
+  if (rest.length === 1 && method === "DELETE") {
+    if (!(await strategy.dropDeadLetter(id!))) throw new NotFoundError(`No dead letter ${id}.`);
+    res.writeHead(204).end();
+    return 204;
+  }
+  if (rest.length === 2 && rest[1] === "replay") {
+    if (method !== "POST") throw new MethodNotAllowedError("replay answers POST only.", ["POST"]);
+    const version = await strategy.replayDeadLetter(id!);
+    if (version === null) throw new NotFoundError(`No dead letter ${id}.`);
+    sendJson(res, 202, JSON.stringify({ version }));
+    return 202;
+  }
+  if (rest.length === 1) throw new MethodNotAllowedError("A dead letter answers DELETE only.", ["DELETE"]);
+  throw new NotFoundError("Use /dead-letters, /dead-letters/{id} or /dead-letters/{id}/replay.");
 }

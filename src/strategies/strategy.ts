@@ -64,6 +64,18 @@ export interface Strategy {
   stop(deadlineMs: number): Promise<void>;
 }
 
+/** The dead letters of a write-behind keyspace: writes PostgreSQL refused for good. */
+export interface DeadLetterAdmin {
+  listDeadLetters(count?: number, after?: string): Promise<unknown[]>;
+  /** queues the write again with a fresh version; null when no such letter */
+  replayDeadLetter(id: string): Promise<number | null>;
+  dropDeadLetter(id: string): Promise<boolean>;
+}
+
+export function hasDeadLetters(s: Strategy): s is Strategy & DeadLetterAdmin {
+  return typeof (s as Partial<DeadLetterAdmin>).listDeadLetters === "function";
+}
+
 export interface QueueStatus {
   depth: number;
   oldestSeconds: number;
