@@ -36,11 +36,10 @@ ${lines.join("\n")}
   );
   // read-through takes no writes: its rows are there from the start
   for (let i = 0; i < 20; i++) {
-    await pg.query(`insert into ${table("rt")} (key, value, version, updated_at) values ($1, $2, $3, now())`, [
-      `k${i}`,
-      JSON.stringify({ i }),
-      Date.now() * 1000 + i,
-    ]);
+    await pg.query(
+      `insert into ${table("rt")} (key, value, version, updated_at) values ($1, $2, $3, now())`,
+      [`k${i}`, JSON.stringify({ i }), Date.now() * 1000 + i],
+    );
   }
 });
 
@@ -86,7 +85,12 @@ describe("checks racing writers", () => {
       }
     };
     await Promise.all(
-      Object.keys(spaces).flatMap((ks) => [worker(ks, true), worker(ks, true), worker(ks, false), checks(ks)]),
+      Object.keys(spaces).flatMap((ks) => [
+        worker(ks, true),
+        worker(ks, true),
+        worker(ks, false),
+        checks(ks),
+      ]),
     );
     const flagged = reports.filter((r) => r.inconsistent !== 0);
     expect(flagged).toEqual([]);
