@@ -30,6 +30,8 @@ export type TelemetryEvent =
       skipped: number;
       ratio: number;
       ratioUpper: number;
+      /** the keyspace's alert_ratio, exported so alerting rules can compare against it */
+      alertRatio: number;
       finishedAt: number;
       seconds: number;
     }

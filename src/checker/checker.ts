@@ -167,6 +167,7 @@ export class Checker implements CheckRunner {
       skipped: report.skipped,
       ratio: report.ratio,
       ratioUpper: report.ratio_upper_95,
+      alertRatio: ks.config.checker.alertRatio,
       finishedAt: Date.now(),
       seconds: report.duration_ms / 1000,
     });

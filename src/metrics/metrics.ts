@@ -103,6 +103,10 @@ export class Metrics implements RequestObserver {
     "sidecache_consistency_ratio_upper95",
     "95% upper confidence bound of the inconsistency rate, from the last consistency check.",
   );
+  private readonly consistencyAlertRatio = this.gauge(
+    "sidecache_consistency_alert_ratio",
+    "The keyspace's alert_ratio: a check whose ratio passes it alerts.",
+  );
   private readonly consistencyLastRun = this.gauge(
     "sidecache_consistency_last_run_timestamp_seconds",
     "When the last consistency check finished, in seconds since the epoch.",
@@ -200,6 +204,7 @@ export class Metrics implements RequestObserver {
         this.consistencySkipped.inc({ keyspace: e.keyspace }, e.skipped);
         this.consistencyRatio.set({ keyspace: e.keyspace }, e.ratio);
         this.consistencyUpper.set({ keyspace: e.keyspace }, e.ratioUpper);
+        this.consistencyAlertRatio.set({ keyspace: e.keyspace }, e.alertRatio);
         this.consistencyLastRun.set({ keyspace: e.keyspace }, e.finishedAt / 1000);
         this.consistencyDuration.set({ keyspace: e.keyspace }, e.seconds);
         break;
