@@ -131,7 +131,7 @@ describe("keyspace routes", () => {
           { authorization: `Bearer ${WRONG}` },
           { authorization: `Bearer ${env.ADMIN}x` },
           { authorization: `Bearer ${env.ADMIN.slice(0, -1)}` },
-        ]) {
+        ] as Record<string, string>[]) {
           const r = await call(open.url, route.method, route.path(ks), route.body, headers);
           expectError(r, 401, "unauthorized");
           expect(r.headers["www-authenticate"]).toMatch(/^Bearer/);

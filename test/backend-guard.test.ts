@@ -6,9 +6,10 @@ import { CircuitBreaker } from "../src/backend/breaker.js";
 import { BackendGuard, BackendTimeoutError } from "../src/backend/guard.js";
 import { runInRequest } from "../src/backend/request-context.js";
 import { BackendUnavailableError, VersionMismatchError } from "../src/errors.js";
+import type { Logger } from "../src/log.js";
 import type { TelemetryEvent } from "../src/telemetry.js";
 
-function capture(): { log: ReturnType<typeof pino>; lines: () => Record<string, unknown>[] } {
+function capture(): { log: Logger; lines: () => Record<string, unknown>[] } {
   const out: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -16,7 +17,7 @@ function capture(): { log: ReturnType<typeof pino>; lines: () => Record<string, 
       done();
     },
   });
-  const log = pino({ level: "debug" }, stream);
+  const log: Logger = pino({ level: "debug" }, stream);
   return {
     log,
     lines: () =>
