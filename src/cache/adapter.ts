@@ -23,7 +23,8 @@ export interface CacheAdapter {
   getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]>;
   /**
    * Stores the entry for ttlMs unless what is cached is newer: it is taken when entry.version > cached.version,
-   * or when the cached entry is a tombstone and entry.version >= its version. Atomic. Returns whether it was taken.
+   * or when the cached entry is a tombstone and entry.version >= its version, or when both are values of the same
+   * version (the same write: a refill after expiry renews it). Atomic. Returns whether it was taken.
    */
   setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean>;
   /** Removes the entry whatever its version (repairs, tests). */

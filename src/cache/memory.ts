@@ -89,7 +89,9 @@ export class MemoryCache implements CacheAdapter {
     const cached = this.lru.get(k)?.entry;
     if (cached) {
       const taken =
-        entry.version > cached.version || (cached.kind === "tombstone" && entry.version >= cached.version);
+        entry.version > cached.version ||
+        (cached.kind === "tombstone" && entry.version >= cached.version) ||
+        (cached.kind === "value" && entry.kind === "value" && entry.version === cached.version);
       if (!taken) return false;
     }
     const stored: CacheEntry =

@@ -23,7 +23,8 @@ if head ~= '' then
   local cached = digits and tonumber(digits)
   if cached then
     local v = tonumber(ARGV[1])
-    if not (v > cached or (kind == 't' and v >= cached)) then return 0 end
+    local refresh = kind == 'v' and v == cached and string.sub(ARGV[2], 1, 1) == 'v'
+    if not (v > cached or (kind == 't' and v >= cached) or refresh) then return 0 end
   end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
