@@ -1,0 +1,202 @@
+/**
+ * The load generators: wrk (preferred) driven by a generated Lua script, or autocannon (a devDependency)
+ * as the fallback, both pinned to the load generator's core and both reporting the same fields.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { hasTimeCommand } from "./machine.js";
+import { spawnPinned } from "./proc.js";
+
+/** What each request is. Keys are `${prefix}${i}`; paths are `${pathPrefix}${key}`. */
+export type Pattern =
+  | { kind: "get"; path: string }
+  | { kind: "put"; pathPrefix: string; keyPrefix: string; keys: number; body: string }
+  | {
+      kind: "hitrate";
+      pathPrefix: string;
+      /** fraction of requests that read one of the warm keys (drawn uniformly); the rest read cold keys in order */
+      hit: number;
+      warmPrefix: string;
+      warmCount: number;
+      coldPrefix: string;
+      coldCount: number;
+    }
+  | {
+      kind: "mixed";
+      pathPrefix: string;
+      keyPrefix: string;
+      keys: number;
+      body: string;
+      writeFraction: number;
+    };
+
+export interface LoadSpec {
+  /** http://127.0.0.1:PORT */
+  base: string;
+  pattern: Pattern;
+  connections: number;
+  durationS: number;
+  threads?: number;
+  core?: number;
+  /** per-request timeout, seconds */
+  timeoutS?: number;
+}
+
+export interface LoadResult {
+  tool: string;
+  connections: number;
+  threads: number;
+  durationS: number;
+  requests: number;
+  /** responses with a status below 400 */
+  ok: number;
+  /** responses with a status of 400 or above */
+  errorStatus: number;
+  /** connect, read, write errors and timeouts */
+  socketErrors: number;
+  rps: number;
+  okRps: number;
+  meanMs: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** CPU seconds the load generator used (user + system), when /usr/bin/time is there */
+  generatorCpuS?: number;
+}
+
+export type Tool = "wrk" | "autocannon";
+
+const luaString = (s: string) => `[==[${s}]==]`;
+
+const REPORTER = `
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
+    '"mean_us":%.3f,"max_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max, latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
+`;
+
+function wrkScript(p: Pattern): string {
+  switch (p.kind) {
+    case "get":
+      return REPORTER;
+    case "put":
+      return `
+wrk.method = "PUT"
+wrk.body = ${luaString(p.body)}
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  return wrk.format(nil, ${luaString(p.pathPrefix + p.keyPrefix)} .. math.random(0, ${p.keys - 1}))
+end
+${REPORTER}`;
+    case "mixed":
+      return `
+local put_headers = { ["Content-Type"] = "application/json" }
+local body = ${luaString(p.body)}
+request = function()
+  local path = ${luaString(p.pathPrefix + p.keyPrefix)} .. math.random(0, ${p.keys - 1})
+  if math.random() < ${p.writeFraction} then
+    return wrk.format("PUT", path, put_headers, body)
+  end
+  return wrk.format("GET", path)
+end
+${REPORTER}`;
+    case "hitrate":
+      return `
+local cold = 0
+request = function()
+  if math.random() < ${p.hit} then
+    return wrk.format("GET", ${luaString(p.pathPrefix + p.warmPrefix)} .. math.random(0, ${p.warmCount - 1}))
+  end
+  local k = cold
+  cold = (cold + 1) % ${p.coldCount}
+  return wrk.format("GET", ${luaString(p.pathPrefix + p.coldPrefix)} .. k)
+end
+${REPORTER}`;
+  }
+}
+
+function urlOf(spec: LoadSpec): string {
+  return spec.pattern.kind === "get" ? spec.base + spec.pattern.path : `${spec.base}/`;
+}
+
+let scriptDir: string | undefined;
+
+async function runWrk(spec: LoadSpec): Promise<LoadResult> {
+  scriptDir ??= mkdtempSync(join(tmpdir(), "sidecache-bench-"));
+  const script = join(scriptDir, `s${Date.now()}${Math.random().toString(36).slice(2)}.lua`);
+  writeFileSync(script, wrkScript(spec.pattern));
+  const threads = Math.min(spec.threads ?? 1, spec.connections);
+  const wrkArgs = [
+    `-t${threads}`,
+    `-c${spec.connections}`,
+    `-d${spec.durationS}s`,
+    `--timeout`,
+    `${spec.timeoutS ?? 10}s`,
+    "-s",
+    script,
+    urlOf(spec),
+  ];
+  const timed = hasTimeCommand();
+  const child = timed
+    ? spawnPinned(spec.core, "/usr/bin/time", ["-f", "WRKTIME %U %S", "wrk", ...wrkArgs])
+    : spawnPinned(spec.core, "wrk", wrkArgs);
+  const code = await child.exited;
+  const out = child.output();
+  const m = /WRKJSON (\{.*\})/.exec(out);
+  if (!m) throw new Error(`wrk failed (exit ${code}):\n${out.slice(-3000)}`);
+  const j = JSON.parse(m[1]!) as Record<string, number>;
+  const t = /WRKTIME ([\d.]+) ([\d.]+)/.exec(out);
+  const durationS = j.duration_us! / 1e6;
+  const socketErrors = j.connect! + j.read! + j.write! + j.timeout!;
+  return {
+    tool: "wrk",
+    connections: spec.connections,
+    threads,
+    durationS,
+    requests: j.requests!,
+    ok: j.requests! - j.status!,
+    errorStatus: j.status!,
+    socketErrors,
+    rps: j.requests! / durationS,
+    okRps: (j.requests! - j.status!) / durationS,
+    meanMs: j.mean_us! / 1000,
+    p50Ms: j.p50_us! / 1000,
+    p90Ms: j.p90_us! / 1000,
+    p99Ms: j.p99_us! / 1000,
+    maxMs: j.max_us! / 1000,
+    generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined,
+  };
+}
+
+async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
+  const childScript = fileURLToPath(new URL("../loadgen/autocannon-child.js", import.meta.url));
+  const arg = JSON.stringify({
+    url: urlOf(spec),
+    pattern: spec.pattern,
+    connections: spec.connections,
+    durationS: spec.durationS,
+    timeoutS: spec.timeoutS ?? 10,
+  });
+  const timed = hasTimeCommand();
+  const child = timed
+    ? spawnPinned(spec.core, "/usr/bin/time", ["-f", "WRKTIME %U %S", process.execPath, childScript, arg])
+    : spawnPinned(spec.core, process.execPath, [childScript, arg]);
+  const code = await child.exited;
+  const out = child.output();
+  const m = /ACJSON (\{.*\})/.exec(out);
+  if (!m) throw new Error(`autocannon failed (exit ${code}):\n${out.slice(-3000)}`);
+  const r = JSON.parse(m[1]!) as Omit<LoadResult, "tool" | "threads" | "generatorCpuS">;
+  const t = /WRKTIME ([\d.]+) ([\d.]+)/.exec(out);
+  return { ...r, tool: "autocannon", threads: 1, generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined };
+}
+
+export function runLoad(tool: Tool, spec: LoadSpec): Promise<LoadResult> {
+  return tool === "wrk" ? runWrk(spec) : runAutocannon(spec);
+}

@@ -1,0 +1,218 @@
+/**
+ * Issue 2, the hit path: one warmed key read over and over through three servers, one after another,
+ * under the same load: a bare node:http server answering the same bytes (the ceiling), the in-app
+ * cache-aside (ioredis + pg in the application's process) and the sidecache daemon.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PG_URL, REDIS_URL } from "../lib/backends.js";
+import { measure, round, type Context, type Measured } from "../lib/context.js";
+import type { LoadSpec } from "../lib/loadgen.js";
+import { summarizeProfile, type ProfileSummary } from "../lib/profile.js";
+import { call, ROOT, startBare, startDaemon, startInApp, type Server } from "../lib/servers.js";
+
+/** About 100 bytes of JSON, the size of a small user record. */
+export const VALUE_100B =
+  '{"id":"user-42","name":"Ada Lovelace","email":"ada@example.com","plan":"pro","credits":1200,"ok":true}';
+
+export type HitServer =
+  "bare node:http" | "in-app cache-aside" | "sidecache" | "sidecache, log level warn (no access log)";
+
+export interface HitRow {
+  server: HitServer;
+  runs: Measured[];
+  rps: number;
+  meanMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  serverCpuUtil: number;
+  cpuSPer10k: number;
+  rssMiB: number;
+  generatorCpuUtil?: number;
+  redisCpuSPer10k?: number;
+  /** cores kept busy by everything else on the machine during the runs (median) */
+  otherBusyCores?: number;
+}
+
+export interface HitResult {
+  valueBytes: number;
+  responseBodyBytes: number;
+  sameBytes: boolean;
+  connections: number;
+  threads: number;
+  durationS: number;
+  warmupS: number;
+  rounds: number;
+  rows: HitRow[];
+  ratioVsBare: number;
+  ratioVsInApp: number;
+  target: number;
+  profile?: ProfileSummary;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+/** The median: the machine is shared, and one disturbed round should not move the figure. */
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+export async function hitPath(ctx: Context): Promise<HitResult> {
+  const q = ctx.options.quick;
+  const durationS = q ? 5 : 8;
+  const warmupS = q ? 2 : 3;
+  const rounds = q ? 1 : 3;
+  const connections = 50;
+  const tag = ctx.tag();
+  const table = `bench_${tag}_hit`;
+  const prefix = `bench-${tag}`;
+  ctx.tables.push(table);
+  ctx.prefixes.push(prefix, `${prefix}-inapp`);
+  const spec = {
+    cachePrefix: prefix,
+    storeUrl: PG_URL,
+    pool: 10,
+    keyspaces: { users: { strategy: "cache-aside", table, ttl: "1h" } },
+  };
+  const path = "/v1/kv/users/user-42";
+
+  const servers: Server[] = [];
+  try {
+    const daemon = await startDaemon(spec, { core: ctx.serverCore });
+    servers.push(daemon);
+    // The same daemon without its access log line per request (log level warn), to show what that costs.
+    const quiet = await startDaemon({ ...spec, logLevel: "warn" }, { core: ctx.serverCore });
+    servers.push(quiet);
+    const put = await call(daemon.base + path, {
+      method: "PUT",
+      body: VALUE_100B,
+      headers: { "content-type": "application/json" },
+    });
+    if (put.status !== 200) throw new Error(`seeding PUT answered ${put.status}: ${put.body}`);
+    await call(daemon.base + path); // MISS: loads and fills
+    const hit = await call(daemon.base + path);
+    if (hit.headers.get("x-cache") !== "HIT")
+      throw new Error(`key not warmed: ${hit.headers.get("x-cache")}`);
+    // Every header the daemon sent except those node:http writes itself (the request id is replayed as is).
+    const headers: Record<string, string> = {};
+    const own = new Set([
+      "date",
+      "connection",
+      "keep-alive",
+      "content-length",
+      "content-type",
+      "transfer-encoding",
+    ]);
+    hit.headers.forEach((v, k) => {
+      if (!own.has(k)) headers[k] = v;
+    });
+    const bare = await startBare({ status: 200, headers, body: hit.body }, ctx.serverCore);
+    servers.push(bare);
+    const inapp = await startInApp(
+      {
+        redisUrl: REDIS_URL,
+        pgUrl: PG_URL,
+        pool: 10,
+        prefix: `${prefix}-inapp`,
+        tables: { users: table },
+        ttlMs: 3_600_000,
+      },
+      ctx.serverCore,
+    );
+    servers.push(inapp);
+    await call(inapp.base + path);
+    const inappHit = await call(inapp.base + path);
+    const bareHit = await call(bare.base + path);
+    const quietHit = await call(quiet.base + path);
+    const sameBytes = inappHit.body === hit.body && bareHit.body === hit.body && quietHit.body === hit.body;
+
+    const order: [HitServer, Server][] = [
+      ["bare node:http", bare],
+      ["in-app cache-aside", inapp],
+      ["sidecache", daemon],
+      ["sidecache, log level warn (no access log)", quiet],
+    ];
+    const load = (s: Server, d: number): LoadSpec => ({
+      base: s.base,
+      pattern: { kind: "get", path },
+      connections,
+      durationS: d,
+      threads: 1,
+    });
+    const runs = new Map<HitServer, Measured[]>(order.map(([n]) => [n, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, s] of order) {
+        ctx.log(`  hit path round ${r + 1}/${rounds}: ${name} (${warmupS}s warm-up, ${durationS}s measured)`);
+        await measure(ctx, s, load(s, warmupS));
+        const m = await measure(ctx, s, load(s, durationS));
+        ctx.log(
+          `    ${round(m.load.rps, 0)} req/s, p50 ${round(m.load.p50Ms, 2)} ms, p99 ${round(m.load.p99Ms, 2)} ms, ` +
+            `server CPU ${round(m.serverCpuUtil * 100, 0)}%, other load ${round(m.otherBusyCores ?? 0, 2)} cores, ` +
+            `errors ${m.load.errorStatus + m.load.socketErrors}`,
+        );
+        runs.get(name)!.push(m);
+      }
+    }
+    const rows: HitRow[] = order.map(([name]) => {
+      const ms = runs.get(name)!;
+      const reqs = ms.reduce((a, m) => a + m.load.requests, 0);
+      const redis = ms.every((m) => m.redisCpuS !== undefined)
+        ? (ms.reduce((a, m) => a + m.redisCpuS!, 0) / reqs) * 10_000
+        : undefined;
+      const gen = ms.every((m) => m.generatorCpuUtil !== undefined)
+        ? mean(ms.map((m) => m.generatorCpuUtil!))
+        : undefined;
+      return {
+        server: name,
+        runs: ms,
+        rps: median(ms.map((m) => m.load.rps)),
+        meanMs: median(ms.map((m) => m.load.meanMs)),
+        p50Ms: median(ms.map((m) => m.load.p50Ms)),
+        p99Ms: median(ms.map((m) => m.load.p99Ms)),
+        serverCpuUtil: median(ms.map((m) => m.serverCpuUtil)),
+        otherBusyCores: ms.every((m) => m.otherBusyCores !== undefined)
+          ? median(ms.map((m) => m.otherBusyCores!))
+          : undefined,
+        cpuSPer10k: (ms.reduce((a, m) => a + m.serverCpuS, 0) / reqs) * 10_000,
+        rssMiB: Math.max(...ms.map((m) => m.serverRssMiB)),
+        generatorCpuUtil: gen,
+        redisCpuSPer10k: redis,
+      };
+    });
+    const by = (n: HitServer) => rows.find((r) => r.server === n)!;
+    const result: HitResult = {
+      valueBytes: Buffer.byteLength(VALUE_100B),
+      responseBodyBytes: Buffer.byteLength(hit.body),
+      sameBytes,
+      connections,
+      threads: 1,
+      durationS,
+      warmupS,
+      rounds,
+      rows,
+      ratioVsBare: by("sidecache").rps / by("bare node:http").rps,
+      ratioVsInApp: by("sidecache").rps / by("in-app cache-aside").rps,
+      target: 0.6,
+    };
+
+    if (ctx.options.profile || result.ratioVsBare < result.target) {
+      ctx.log(
+        `  hit path: sidecache/bare = ${round(result.ratioVsBare, 2)}; profiling the daemon with --cpu-prof`,
+      );
+      const dir = mkdtempSync(join(tmpdir(), "sidecache-prof-"));
+      const prof = await startDaemon(spec, { core: ctx.serverCore, cpuProfDir: dir });
+      try {
+        await call(prof.base + path);
+        await measure(ctx, prof, load(prof, durationS));
+      } finally {
+        await prof.stop("SIGTERM");
+      }
+      result.profile = summarizeProfile(dir, ROOT);
+    }
+    return result;
+  } finally {
+    await Promise.all(servers.map((s) => s.stop("SIGTERM")));
+  }
+}
