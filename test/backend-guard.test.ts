@@ -140,6 +140,18 @@ describe("BackendGuard", () => {
     expect(called).toBe(false);
   });
 
+  it("work a request left running after its answer keeps the per-call timeout, not the spent deadline", async () => {
+    const request = { id: "req-bg", deadline: Date.now() + 10 };
+    let background: Promise<number> | undefined;
+    await runInRequest(request, async () => {
+      // A repair scheduled by the request runs later, in the request's async context.
+      setTimeout(() => (background = guard.run("set", async () => 7)), 50);
+    });
+    request.answered = true; // the router marks it when the answer is sent
+    await vi.advanceTimersByTimeAsync(50);
+    await expect(background).resolves.toBe(7);
+  });
+
   it("opens after repeated failures and then refuses at once with backend_unavailable", async () => {
     for (let i = 0; i < 3; i++)
       await expect(guard.run("get", down)).rejects.toMatchObject({ code: "backend_unavailable" });

@@ -63,7 +63,7 @@ export class BackendGuard {
       this.report(op, "circuit_open", err, 0, "debug");
       throw err;
     }
-    const budget = request ? request.deadline - Date.now() : Infinity;
+    const budget = request && !request.answered ? request.deadline - Date.now() : Infinity;
     const limit = Math.min(timeoutMs, budget);
     if (limit <= 0) {
       this.breaker.release();

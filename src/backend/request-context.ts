@@ -9,6 +9,11 @@ export interface RequestContext {
   id: string;
   /** ms since the epoch by which the answer must be given */
   deadline: number;
+  /**
+   * Set once the answer is sent. Work the request started in the background (cache repairs, refreshes)
+   * keeps this context, but no longer its deadline.
+   */
+  answered?: boolean;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { runInRequest } from "../backend/request-context.js";
+import { runInRequest, type RequestContext } from "../backend/request-context.js";
 import type { Permission } from "../config/types.js";
 import {
   InvalidKeyError,
@@ -44,10 +44,10 @@ export function createHandler(ctx: ProxyContext): (req: IncomingMessage, res: Se
     res.setHeader("x-request-id", id);
     const meta: Meta = { keyspace: "", op: "ops" };
     const deadlineMs = ctx.server.requestDeadlineMs;
-    let answered = false;
+    const request: RequestContext = { id, deadline: Date.now() + deadlineMs };
     const finish = (status: number) => {
-      if (answered) return;
-      answered = true;
+      if (request.answered) return;
+      request.answered = true;
       clearTimeout(timer);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       ctx.observer.request(meta.keyspace, meta.op, status, seconds);
@@ -83,7 +83,7 @@ export function createHandler(ctx: ProxyContext): (req: IncomingMessage, res: Se
       finish(sendError(res, err));
     };
     const timer = setTimeout(() => {
-      if (answered) return;
+      if (request.answered) return;
       const write = meta.op === "put" || meta.op === "delete" || meta.op === "mset";
       fail(
         new TimeoutError(
@@ -92,14 +92,11 @@ export function createHandler(ctx: ProxyContext): (req: IncomingMessage, res: Se
         ),
       );
     }, deadlineMs);
-    runInRequest({ id, deadline: Date.now() + deadlineMs }, () => route(ctx, req, res, meta)).then(
-      finish,
-      (err: unknown) => {
-        // Answered already (the deadline passed): what the late work did is of no use to the client.
-        if (answered) return;
-        fail(err);
-      },
-    );
+    runInRequest(request, () => route(ctx, req, res, meta)).then(finish, (err: unknown) => {
+      // Answered already (the deadline passed): what the late work did is of no use to the client.
+      if (request.answered) return;
+      fail(err);
+    });
   };
 }
 
