@@ -95,6 +95,19 @@ const routes: Route[] = [
   },
   { name: "flush", method: "POST", path: (ks) => `/v1/keyspaces/${ks}/flush`, need: "admin" },
   { name: "check", method: "POST", path: (ks) => `/v1/keyspaces/${ks}/check`, body: {}, need: "admin" },
+  { name: "dead letters", method: "GET", path: (ks) => `/v1/keyspaces/${ks}/dead-letters`, need: "admin" },
+  {
+    name: "dead letter replay",
+    method: "POST",
+    path: (ks) => `/v1/keyspaces/${ks}/dead-letters/1-0/replay`,
+    need: "admin",
+  },
+  {
+    name: "dead letter drop",
+    method: "DELETE",
+    path: (ks) => `/v1/keyspaces/${ks}/dead-letters/1-0`,
+    need: "admin",
+  },
 ];
 
 const rank: Record<Need, number> = { read: 1, write: 2, admin: 3 };
