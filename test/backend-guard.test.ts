@@ -4,7 +4,7 @@ import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CircuitBreaker } from "../src/backend/breaker.js";
 import { BackendGuard, BackendTimeoutError } from "../src/backend/guard.js";
-import { runInRequest } from "../src/backend/request-context.js";
+import { runInRequest, type RequestContext } from "../src/backend/request-context.js";
 import { BackendUnavailableError, VersionMismatchError } from "../src/errors.js";
 import type { Logger } from "../src/log.js";
 import type { TelemetryEvent } from "../src/telemetry.js";
@@ -141,7 +141,7 @@ describe("BackendGuard", () => {
   });
 
   it("work a request left running after its answer keeps the per-call timeout, not the spent deadline", async () => {
-    const request = { id: "req-bg", deadline: Date.now() + 10 };
+    const request: RequestContext = { id: "req-bg", deadline: Date.now() + 10 };
     let background: Promise<number> | undefined;
     await runInRequest(request, async () => {
       // A repair scheduled by the request runs later, in the request's async context.
