@@ -14,6 +14,8 @@ export interface StatementCounts {
   /** statements that begin with insert, update or delete (or with `with`) */
   writes: number;
   commits: number;
+  /** statements by kind: begin, commit, rollback, lock (advisory), select, insert, update, delete, with, other */
+  byKind: Map<string, number>;
 }
 
 const SSL_REQUEST = 80877103;
@@ -22,7 +24,13 @@ const GSSENC_REQUEST = 80877104;
 export class PgProxy {
   private server?: Server;
   private readonly sockets = new Set<Socket>();
-  readonly counts: StatementCounts = { statements: 0, selects: new Map(), writes: 0, commits: 0 };
+  readonly counts: StatementCounts = {
+    statements: 0,
+    selects: new Map(),
+    writes: 0,
+    commits: 0,
+    byKind: new Map(),
+  };
   port = 0;
 
   constructor(
@@ -52,12 +60,19 @@ export class PgProxy {
     return this.counts.selects.get(table) ?? 0;
   }
 
-  snapshot(): { statements: number; writes: number; commits: number; selects: Record<string, number> } {
+  snapshot(): {
+    statements: number;
+    writes: number;
+    commits: number;
+    selects: Record<string, number>;
+    byKind: Record<string, number>;
+  } {
     return {
       statements: this.counts.statements,
       writes: this.counts.writes,
       commits: this.counts.commits,
       selects: Object.fromEntries(this.counts.selects),
+      byKind: Object.fromEntries(this.counts.byKind),
     };
   }
 
@@ -152,6 +167,13 @@ export class PgProxy {
     const c = this.counts;
     c.statements++;
     const head = sql.trimStart().slice(0, 12).toLowerCase();
+    const word = /^[a-z]+/.exec(head)?.[0] ?? "other";
+    const kind = sql.includes("pg_advisory")
+      ? "lock"
+      : ["begin", "commit", "rollback", "select", "insert", "update", "delete", "with"].includes(word)
+        ? word
+        : "other";
+    c.byKind.set(kind, (c.byKind.get(kind) ?? 0) + 1);
     if (head.startsWith("commit")) c.commits++;
     else if (/^(insert|update|delete|with)\b/.test(head)) c.writes++;
     else if (head.startsWith("select") && !sql.includes("pg_advisory")) {

@@ -162,6 +162,14 @@ export function renderMarkdown(r: Results): string {
       ),
     );
     for (const x of w.rows) {
+      if (x.available && Object.keys(x.kindsPer1k).length > 0) {
+        const kinds = Object.entries(x.kindsPer1k)
+          .filter(([, n]) => n > 0)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${k} ${f(n, n < 10 ? 1 : 0)}`)
+          .join(", ");
+        out.push(`- ${x.strategy}, statements per 1,000 acks by kind: ${kinds}.`);
+      }
       if (!x.available) out.push(`- ${x.strategy}: ${x.note}`);
       else if (x.flushMs !== undefined)
         out.push(

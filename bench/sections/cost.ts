@@ -45,8 +45,8 @@ export interface CostResult {
 
 export async function costSection(ctx: Context, results: Results): Promise<CostResult> {
   const q = ctx.options.quick;
-  const durationS = q ? 4 : 12;
-  const idleS = q ? 2 : 5;
+  const durationS = q ? 3 : 12;
+  const idleS = q ? 1 : 5;
   const tag = ctx.tag();
   const table = `bench_${tag}_cost`;
   const prefix = `bench-${tag}`;
@@ -90,7 +90,13 @@ export async function costSection(ctx: Context, results: Results): Promise<CostR
       body: VALUE_100B,
       writeFraction: 0.1,
     };
-    await measure(ctx, daemon, { base: daemon.base, pattern, connections: 50, durationS: 2, threads: 1 });
+    await measure(ctx, daemon, {
+      base: daemon.base,
+      pattern,
+      connections: 50,
+      durationS: q ? 1 : 2,
+      threads: 1,
+    });
     const m = await measure(ctx, daemon, {
       base: daemon.base,
       pattern,

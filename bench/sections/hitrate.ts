@@ -62,16 +62,13 @@ export interface HitRateResult {
 
 export async function hitRate(ctx: Context): Promise<HitRateResult> {
   const q = ctx.options.quick;
-  const durationS = q ? 5 : 12;
+  const durationS = q ? 3 : 8;
   const oneWayDelayMs = 25;
   const pool = 10;
   const warmKeys = 1000;
   const coldCount = Math.ceil(260 * (durationS + 2));
   const variants: { variant: Variant; connections: number }[] = q
-    ? [
-        { variant: "sidecache", connections: 100 },
-        { variant: "in-app cache-aside", connections: 100 },
-      ]
+    ? [{ variant: "sidecache", connections: 100 }]
     : [
         { variant: "sidecache", connections: 100 },
         { variant: "in-app cache-aside", connections: 100 },

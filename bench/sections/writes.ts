@@ -27,6 +27,8 @@ export interface WriteRow {
   statements: number;
   statementsPer1k: number;
   commitsPer1k: number;
+  /** the statements per 1,000 acks by kind (begin, lock, select, insert, with, commit, ...) */
+  kindsPer1k: Record<string, number>;
   /** rows inserted + updated in the keyspace's table per 1,000 acknowledged writes (pg_stat_user_tables, warm-up included) */
   rowWritesPer1k: number;
   /** the daemon's own count (write-behind flushes only) for comparison */
@@ -62,8 +64,8 @@ const STRATEGIES: { label: string; ks: Omit<KeyspaceSpec, "table"> }[] = [
 
 export async function writes(ctx: Context): Promise<WritesResult> {
   const q = ctx.options.quick;
-  const durationS = q ? 4 : 12;
-  const warmupS = 2;
+  const durationS = q ? 3 : 10;
+  const warmupS = q ? 1 : 2;
   const connections = 50;
   const hotKeys = 100;
   const rows: WriteRow[] = [];
@@ -100,6 +102,7 @@ async function oneStrategy(
     statements: 0,
     statementsPer1k: 0,
     commitsPer1k: 0,
+    kindsPer1k: {},
     rowWritesPer1k: 0,
     serverCpuUtil: 0,
     cpuSPer10k: 0,
@@ -173,6 +176,9 @@ async function oneStrategy(
       statements,
       statementsPer1k: per1k(statements),
       commitsPer1k: per1k(after.commits - before.commits),
+      kindsPer1k: Object.fromEntries(
+        Object.entries(after.byKind).map(([k, n]) => [k, per1k(n - (before.byKind[k] ?? 0))]),
+      ),
       rowWritesPer1k: ackedAll > 0 ? ((t.ins + t.upd) / ackedAll) * 1000 : 0,
       metricStatements: m1.includes(metricName)
         ? metricSum(m1, metricName, { keyspace: "w" }) - metricSum(m0, metricName, { keyspace: "w" })
