@@ -93,7 +93,10 @@ describe("write-behind: concurrent writers and readers, two daemons, one killed"
         const st = state.get(k)!;
         if (s % 10 === 9) {
           st.deleteInFlight = true;
-          await acked("DELETE", `/v1/kv/ev/${k}`);
+          const r = await acked("DELETE", `/v1/kv/ev/${k}`);
+          // the 202 of a write-behind delete carries the version it was queued with
+          const version = (r.json() as { version: number }).version;
+          if (!(version > st.lastPut)) violations.push(`${k}: delete version ${version} <= ${st.lastPut}`);
           st.deleteInFlight = false;
           st.lastIsDelete = true;
           st.last = { deleted: true };

@@ -47,7 +47,8 @@ export async function deleteValue(
   res: ServerResponse,
 ): Promise<number> {
   const ack = await ks.strategy.delete(key, parseConditions(req));
-  sendEmpty(res, ack.status);
+  if (ack.status === 202) sendJson(res, 202, `{"version":${ack.version ?? 0}}`);
+  else sendEmpty(res, ack.status);
   return ack.status;
 }
 

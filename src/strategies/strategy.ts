@@ -37,6 +37,8 @@ export interface ManyWriteAck {
 
 export interface DeleteAck {
   status: 204 | 202;
+  /** write-behind: the version the delete was queued with (answered in the 202's body) */
+  version?: number;
 }
 
 export interface Strategy {

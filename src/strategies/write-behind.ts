@@ -99,8 +99,8 @@ export class WriteBehindStrategy implements Strategy {
   }
 
   async delete(key: string, conditions: Conditions): Promise<DeleteAck> {
-    await this.enqueue([{ key, value: null, ...conditions }]);
-    return { status: 202 };
+    const [version] = await this.enqueue([{ key, value: null, ...conditions }]);
+    return { status: 202, version: version! };
   }
 
   async putMany(items: Map<string, string>): Promise<ManyWriteAck> {
