@@ -7,8 +7,9 @@
  *   --profile        always profile the hit path with --cpu-prof (otherwise only below the 0.6 target)
  *   --only a,b       run only these sections: hit, writes, stampede, hitrate, cost
  *   --out DIR        where to write the results
+ *   --render         measure nothing: render bench.md, chart.svg (and docs) again from DIR/results.json
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Backends } from "./lib/backends.js";
@@ -35,6 +36,7 @@ function options(): Options {
       profile: { type: "boolean", default: false },
       only: { type: "string" },
       out: { type: "string" },
+      render: { type: "boolean", default: false },
     },
   });
   const quick = values.quick!;
@@ -44,11 +46,26 @@ function options(): Options {
     profile: values.profile!,
     only: values.only?.split(",").map((s) => s.trim()),
     outDir: values.out ?? join(ROOT, quick ? "bench/results/quick" : "bench/results"),
+    render: values.render!,
   };
+}
+
+async function writeReports(results: Results, outDir: string): Promise<string> {
+  const md = renderMarkdown(results);
+  writeFileSync(join(outDir, "bench.md"), md);
+  writeFileSync(join(outDir, "chart.svg"), renderChart(results));
+  if (!results.options.quick && !results.options.only) await updateDocs(join(ROOT, "docs/benchmarks.md"), md);
+  return md;
 }
 
 async function main(): Promise<void> {
   const opts = options();
+  if (opts.render) {
+    const results = JSON.parse(readFileSync(join(opts.outDir, "results.json"), "utf8")) as Results;
+    await writeReports(results, opts.outDir);
+    process.stdout.write(`rendered ${opts.outDir} from results.json\n`);
+    return;
+  }
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const started = Date.now();
   const wrk = ensureWrk(log);
@@ -115,10 +132,7 @@ async function main(): Promise<void> {
   results.wallS = Math.round((Date.now() - started) / 1000);
   mkdirSync(opts.outDir, { recursive: true });
   writeFileSync(join(opts.outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
-  const md = renderMarkdown(results);
-  writeFileSync(join(opts.outDir, "bench.md"), md);
-  writeFileSync(join(opts.outDir, "chart.svg"), renderChart(results));
-  if (!opts.quick && !opts.only) updateDocs(join(ROOT, "docs/benchmarks.md"), md);
+  const md = await writeReports(results, opts.outDir);
   log(`\n${md}`);
   log(`results in ${opts.outDir} (${results.wallS}s)`);
   if (Object.keys(results.failed).length > 0) process.exitCode = 1;

@@ -12,6 +12,7 @@ export interface Options {
   profile: boolean;
   only?: string[];
   outDir: string;
+  render?: boolean;
 }
 
 export interface Context {

@@ -37,7 +37,7 @@ export function renderMarkdown(r: Results): string {
     out.push("## 1. Hit path");
     out.push(
       `One key, warmed in the cache, read over and over: value ${h.valueBytes} bytes of JSON, response body ` +
-        `${h.responseBodyBytes} bytes (PostgreSQL's jsonb spacing), the same bytes from all three servers: ` +
+        `${h.responseBodyBytes} bytes (PostgreSQL's jsonb spacing), the same body bytes from every server: ` +
         `${h.sameBytes ? "yes" : "**no**"}. wrk, ${h.threads} thread, ${h.connections} keep-alive connections, ` +
         `${h.warmupS} s warm-up then ${h.durationS} s measured per server; ${h.rounds} round(s), the servers taking ` +
         `turns; each figure is the median of the rounds. Each server is a child process on core 0; sidecache is the ` +
@@ -297,13 +297,24 @@ function hitRateNotes(rows: HitRateRow[], ceiling: number, cores: number): strin
 const BEGIN = "<!-- bench:begin (written by npm run bench; do not edit by hand) -->";
 const END = "<!-- bench:end -->";
 
-/** Replaces the figures between the markers of docs/benchmarks.md with the latest run's. */
-export function updateDocs(file: string, md: string): void {
+/**
+ * Replaces the figures between the markers of docs/benchmarks.md with the latest run's, formatted with the
+ * project's prettier settings so `npm run lint` stays clean.
+ */
+export async function updateDocs(file: string, md: string): Promise<void> {
   if (!existsSync(file)) return;
   const text = readFileSync(file, "utf8");
   const a = text.indexOf(BEGIN);
   const b = text.indexOf(END);
   if (a < 0 || b < a) return;
   const body = md.replace(/^# .*\n\n/, "").replace(/^## /gm, "### ");
-  writeFileSync(file, `${text.slice(0, a + BEGIN.length)}\n\n${body}\n${text.slice(b)}`);
+  let next = `${text.slice(0, a + BEGIN.length)}\n\n${body}\n${text.slice(b)}`;
+  try {
+    const prettier = await import("prettier");
+    const config = (await prettier.resolveConfig(file)) ?? {};
+    next = await prettier.format(next, { ...config, filepath: file });
+  } catch {
+    // prettier is a devDependency; without it the section is written as rendered
+  }
+  writeFileSync(file, next);
 }

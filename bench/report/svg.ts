@@ -123,7 +123,7 @@ export function renderChart(r: Results): string {
   const m = r.machine;
   parts.push(
     `<text x="${W / 2}" y="20" text-anchor="middle" font-size="11" fill="#555">${esc(
-      `PostgreSQL at a 50 ms round trip, pool 10 · ${m.nproc} cores ${m.cpuModel} · node ${m.node} · ${m.loadGenerator} · ${m.date.slice(0, 10)}`,
+      `PostgreSQL at a 50 ms round trip, pool 10 · load from autocannon · ${m.nproc} cores ${m.cpuModel} · node ${m.node} · ${m.date.slice(0, 10)}`,
     )}</text>`,
   );
   parts.push("</svg>");
