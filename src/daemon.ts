@@ -15,12 +15,15 @@ import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
 import { HttpServer } from "./proxy/server.js";
 import { createStore } from "./store/index.js";
 import { createStrategy } from "./strategies/index.js";
+import { RepairSweeper } from "./strategies/repair-sweeper.js";
 import { TelemetryHub } from "./telemetry.js";
 
 export interface DaemonOptions {
   log?: Logger;
   /** the consistency checker's tuning (tests: a fake tick source, short pauses and retries) */
   checker?: Omit<CreateCheckerOptions, "keyspaces" | "cache" | "store" | "telemetry" | "log">;
+  /** how often repair intents are swept: while the cache is trusted, and while it is not */
+  repairs?: { intervalMs?: number; retryMs?: number };
 }
 
 export class Daemon implements Health {
@@ -32,6 +35,8 @@ export class Daemon implements Health {
   private address?: AddressInfo;
   private stopping?: Promise<void>;
   checker?: Checker;
+  /** applies the repair intents PostgreSQL holds; says whether cache entries may be served */
+  readonly sweeper: RepairSweeper;
 
   private constructor(
     public config: Config,
@@ -39,9 +44,18 @@ export class Daemon implements Health {
     readonly store: GuardedStore,
     log: Logger,
     readonly telemetry: TelemetryHub,
+    repairs: DaemonOptions["repairs"] = {},
   ) {
     this.log = log;
     this.telemetry.subscribe(this.metrics.onEvent);
+    this.sweeper = new RepairSweeper({
+      ...repairs,
+      cache,
+      store,
+      keyspaces: () => this.keyspaces.all().map((ks) => ks.config),
+      telemetry,
+      log: log.child({ component: "repairs" }),
+    });
     this.ctx = {
       server: config.server,
       keyspaces: this.keyspaces,
@@ -59,7 +73,7 @@ export class Daemon implements Health {
     // Every call to Redis and PostgreSQL passes one guard: timeout, circuit breaker, typed error, metric, log.
     const store = guardStore(await createStore(config.store, log), config.store, telemetry, log);
     const cache = guardCache(createCache(config.cache, log), config.cache, telemetry, log);
-    const daemon = new Daemon(config, cache, store, log, telemetry);
+    const daemon = new Daemon(config, cache, store, log, telemetry, options.repairs);
     try {
       for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
       daemon.checker = await createChecker(config, {
@@ -72,6 +86,8 @@ export class Daemon implements Health {
       });
       daemon.setChecker(daemon.checker);
       daemon.checker.start();
+      // Repairs a daemon that died left behind are applied before the first request is served.
+      await daemon.sweeper.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
     } catch (err) {
@@ -142,6 +158,7 @@ export class Daemon implements Health {
     this.ctx.auth = new Authorizer(next.auth);
     this.config = { ...next, server: this.config.server, cache: this.config.cache, store: this.config.store };
     this.checker?.reload();
+    if (built.size > 0) this.sweeper.wake();
     await Promise.all(retired.map((ks) => ks.strategy.stop(this.config.server.shutdownTimeoutMs)));
     this.log.info({ added, changed, removed, ignored }, "configuration reloaded");
     if (ignored.length > 0) this.log.warn({ sections: ignored }, "these sections change only on restart");
@@ -155,6 +172,7 @@ export class Daemon implements Health {
       await this.http?.close(deadline);
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
+      this.sweeper.stop();
       await Promise.allSettled([this.cache.close(), this.store.close()]);
       this.log.info("sidecache stopped");
     })();
@@ -200,6 +218,7 @@ export class Daemon implements Health {
       log: this.log.child({ keyspace: config.name }),
       redisUrl: this.config.cache.url.startsWith("redis") ? this.config.cache.url : undefined,
       cachePrefix: this.config.cache.prefix,
+      cacheTrust: this.sweeper,
     });
     await strategy.start();
     return { config, strategy };

@@ -1,12 +1,28 @@
-/** A CacheAdapter that sends every call of the one it wraps through a BackendGuard. */
-import type { CacheAdapter, CacheEntry } from "../cache/adapter.js";
-import type { BackendGuard } from "./guard.js";
+/**
+ * A CacheAdapter that sends every call of the one it wraps through a BackendGuard. Its connection events
+ * are those of the adapter underneath, plus "down" whenever a call fails for the cache's own reasons
+ * (timeout, unreachable, breaker open): a hung Redis keeps its connection open.
+ */
+import type { CacheAdapter, CacheEntry, ConnectionState } from "../cache/adapter.js";
+import { BackendUnavailableError } from "../errors.js";
+import { BackendTimeoutError, type BackendGuard } from "./guard.js";
 
 export class GuardedCache implements CacheAdapter {
+  private readonly listeners = new Set<(state: ConnectionState) => void>();
+
   constructor(
     private readonly inner: CacheAdapter,
     readonly guard: BackendGuard,
   ) {}
+
+  onConnectionChange(listener: (state: ConnectionState) => void): () => void {
+    this.listeners.add(listener);
+    const off = this.inner.onConnectionChange?.(listener);
+    return () => {
+      this.listeners.delete(listener);
+      off?.();
+    };
+  }
 
   get kind(): string {
     return this.inner.kind;
@@ -18,27 +34,42 @@ export class GuardedCache implements CacheAdapter {
   }
 
   get(keyspace: string, key: string): Promise<CacheEntry | null> {
-    return this.guard.run("get", () => this.inner.get(keyspace, key));
+    return this.run("get", () => this.inner.get(keyspace, key));
   }
 
   getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]> {
-    return this.guard.run("get_many", () => this.inner.getMany(keyspace, keys));
+    return this.run("get_many", () => this.inner.getMany(keyspace, keys));
   }
 
   setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean> {
-    return this.guard.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs));
+    return this.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs));
   }
 
   delete(keyspace: string, key: string): Promise<void> {
-    return this.guard.run("delete", () => this.inner.delete(keyspace, key));
+    return this.run("delete", () => this.inner.delete(keyspace, key));
   }
 
   sampleKeys(keyspace: string, n: number): Promise<string[]> {
-    return this.guard.run("sample", () => this.inner.sampleKeys(keyspace, n));
+    return this.run("sample", () => this.inner.sampleKeys(keyspace, n));
   }
 
   ping(): Promise<void> {
-    return this.guard.run("ping", () => this.inner.ping());
+    return this.run("ping", () => this.inner.ping());
+  }
+
+  private async run<T>(op: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await this.guard.run(op, call);
+    } catch (err) {
+      if (
+        this.listeners.size > 0 &&
+        (err instanceof BackendUnavailableError || err instanceof BackendTimeoutError) &&
+        err.backend === "cache"
+      ) {
+        for (const listener of this.listeners) listener("down");
+      }
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 /** A StoreAdapter, and the TableStores it hands out, whose every call passes a BackendGuard. */
 import type {
+  RepairIntent,
   StoreAdapter,
   StoredRow,
   TableMapping,
@@ -24,6 +25,18 @@ export class GuardedStore implements StoreAdapter {
   /** Creating or checking a table runs at start-up and reload, outside the breaker: a failure stops them. */
   async table(mapping: TableMapping): Promise<TableStore> {
     return new GuardedTable(await this.inner.table(mapping), this.guard);
+  }
+
+  pendingRepairs(
+    tables: string[],
+    after: { table: string; key: string } | null,
+    limit: number,
+  ): Promise<RepairIntent[]> {
+    return this.guard.run("repairs", () => this.inner.pendingRepairs(tables, after, limit));
+  }
+
+  clearRepair(intent: { table: string; key: string; version: number }): Promise<boolean> {
+    return this.guard.run("clear_repair", () => this.inner.clearRepair(intent));
   }
 
   ping(): Promise<void> {
@@ -68,5 +81,13 @@ export class GuardedTable implements TableStore {
 
   scanKeys(after: string | null, limit: number): Promise<string[]> {
     return this.guard.run("scan", () => this.inner.scanKeys(after, limit));
+  }
+
+  recordRepair(key: string, version: number): Promise<void> {
+    return this.guard.run("record_repair", () => this.inner.recordRepair(key, version));
+  }
+
+  clearRepair(key: string, version: number): Promise<boolean> {
+    return this.guard.run("clear_repair", () => this.inner.clearRepair(key, version));
   }
 }

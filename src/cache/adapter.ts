@@ -14,6 +14,9 @@ export interface CacheEntry {
   freshUntil: number;
 }
 
+/** "down": the connection was lost or a call failed; "up": the connection is made (again). */
+export type ConnectionState = "up" | "down";
+
 export interface CacheAdapter {
   /** "redis" or "memory" */
   readonly kind: string;
@@ -33,6 +36,11 @@ export interface CacheAdapter {
   sampleKeys(keyspace: string, n: number): Promise<string[]>;
   /** Throws when the cache can not be reached. */
   ping(): Promise<void>;
+  /**
+   * Optional: calls the listener when the connection to the cache drops or is made again; returns a
+   * function that removes it. A cache living in the process never drops and need not implement it.
+   */
+  onConnectionChange?(listener: (state: ConnectionState) => void): () => void;
   /** Releases connections; no timer is left running. */
   close(): Promise<void>;
 }

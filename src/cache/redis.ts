@@ -5,7 +5,7 @@
  */
 import { randomInt } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
-import type { CacheAdapter, CacheEntry } from "./adapter.js";
+import type { CacheAdapter, CacheEntry, ConnectionState } from "./adapter.js";
 import { decodeEntry, encodeEntry, HEAD_MAX_BYTES } from "./codec.js";
 import type { CacheConfig } from "../config/types.js";
 import { BackendUnavailableError } from "../errors.js";
@@ -90,6 +90,17 @@ export class RedisCache implements CacheAdapter {
         this.log.warn({ cache: this.where }, "cache connection closed; reconnecting");
       }
     });
+  }
+
+  onConnectionChange(listener: (state: ConnectionState) => void): () => void {
+    const up = () => listener("up");
+    const down = () => listener("down");
+    this.redis.on("ready", up);
+    this.redis.on("close", down);
+    return () => {
+      this.redis.off("ready", up);
+      this.redis.off("close", down);
+    };
   }
 
   /** The ioredis client, for those who need a raw command. */

@@ -66,6 +66,24 @@ export interface TableStore {
   sampleKeys(n: number): Promise<string[]>;
   /** Keys in order after `after` (null: from the start), at most limit: for full sweeps. */
   scanKeys(after: string | null, limit: number): Promise<string[]>;
+  /**
+   * Records, durably, that the cache entry of the key may hold a value older than `version` (a cache
+   * update after a commit failed). Keeps the greatest version when one is already recorded.
+   */
+  recordRepair(key: string, version: number): Promise<void>;
+  /** Forgets the repair intent of the key if it is still at this version; whether it was removed. */
+  clearRepair(key: string, version: number): Promise<boolean>;
+}
+
+/** A cache update that failed after a commit and is not known to be repaired (sidecache_cache_repairs). */
+export interface RepairIntent {
+  /** the table name as configured */
+  table: string;
+  key: string;
+  /** entries of the key older than this version must not be served */
+  version: number;
+  /** how long ago it was first recorded */
+  ageSeconds: number;
 }
 
 export interface TableMapping {
@@ -78,6 +96,14 @@ export interface StoreAdapter {
   readonly kind: string;
   /** The store of one table: a managed one is created when missing; a mapped one is checked to exist. */
   table(mapping: TableMapping): Promise<TableStore>;
+  /** Repair intents of these tables in (table, key) order after `after`, at most limit: one indexed query. */
+  pendingRepairs(
+    tables: string[],
+    after: { table: string; key: string } | null,
+    limit: number,
+  ): Promise<RepairIntent[]>;
+  /** Forgets the intent if it is still at its version; whether it was removed. */
+  clearRepair(intent: { table: string; key: string; version: number }): Promise<boolean>;
   /** Throws when the database can not be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

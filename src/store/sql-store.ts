@@ -7,6 +7,8 @@
  *   of overlapping keys can not deadlock each other.
  * - Deleted keys leave a tombstone in sidecache_tombstones holding the version of the delete; the next
  *   version of a key is above its row and its tombstone, so it only grows.
+ * - sidecache_cache_repairs holds the cache updates that failed after a commit (docs/design.md, cache
+ *   repairs) until the cache entry is known to be repaired.
  * - Identifiers come only from the configuration and are always quoted; keys and values travel only as
  *   bound parameters (arrays of them for batches).
  */
@@ -14,6 +16,7 @@ import { BackendUnavailableError, StoreRejectedError, VersionMismatchError } fro
 import type { Logger } from "../log.js";
 import { observeVersion } from "../version.js";
 import type {
+  RepairIntent,
   StoreAdapter,
   StoredRow,
   TableMapping,
@@ -27,6 +30,7 @@ import type { Driver, Queryable, Row } from "./driver.js";
 import { isRetryable, mapStoreError } from "./errors.js";
 
 export const TOMBSTONES = "sidecache_tombstones";
+export const REPAIRS = "sidecache_cache_repairs";
 const WRITE_ATTEMPTS = 4;
 /** Below this many rows sampleKeys just sorts the whole table at random. */
 const SMALL_TABLE = 5000;
@@ -411,6 +415,20 @@ export class SqlTableStore implements TableStore {
     });
   }
 
+  recordRepair(key: string, version: number): Promise<void> {
+    return guarded(async () => {
+      await this.driver.query(
+        `insert into ${REPAIRS} as r (tbl, key, version) values ($1, $2, $3)
+         on conflict (tbl, key) do update set version = greatest(r.version, excluded.version)`,
+        [this.name, key, String(version)],
+      );
+    });
+  }
+
+  clearRepair(key: string, version: number): Promise<boolean> {
+    return guarded(() => clearRepair(this.driver, this.name, key, version));
+  }
+
   async sampleKeys(n: number): Promise<string[]> {
     if (n <= 0) return [];
     const s = this.shape;
@@ -461,6 +479,15 @@ export class SqlTableStore implements TableStore {
   }
 }
 
+async function clearRepair(db: Queryable, table: string, key: string, version: number): Promise<boolean> {
+  const r = await db.query(`delete from ${REPAIRS} where tbl = $1 and key = $2 and version = $3`, [
+    table,
+    key,
+    String(version),
+  ]);
+  return r.rowCount > 0;
+}
+
 /** A mapped table takes a JSON object whose fields are among its listed columns. */
 function checkObject(key: string, value: string, columns: string[]): void {
   let parsed: unknown;
@@ -503,12 +530,20 @@ export class SqlStoreAdapter implements StoreAdapter {
     });
   }
 
+  /** The tables every keyspace shares: tombstones and repair intents. */
   private ensureTombstones(): Promise<void> {
-    this.tombstones ??= this.ddl(
-      `create table if not exists ${TOMBSTONES} (
-         tbl text not null, key text not null, version bigint not null, deleted_at timestamptz not null,
-         primary key (tbl, key))`,
-    ).catch((err: unknown) => {
+    this.tombstones ??= (async () => {
+      await this.ddl(
+        `create table if not exists ${TOMBSTONES} (
+           tbl text not null, key text not null, version bigint not null, deleted_at timestamptz not null,
+           primary key (tbl, key))`,
+      );
+      await this.ddl(
+        `create table if not exists ${REPAIRS} (
+           tbl text not null, key text not null, version bigint not null,
+           created_at timestamptz not null default now(), primary key (tbl, key))`,
+      );
+    })().catch((err: unknown) => {
       this.tombstones = null;
       throw err;
     });
@@ -593,6 +628,39 @@ export class SqlStoreAdapter implements StoreAdapter {
         mapped.columns,
       );
     });
+  }
+
+  async pendingRepairs(
+    tables: string[],
+    after: { table: string; key: string } | null,
+    limit: number,
+  ): Promise<RepairIntent[]> {
+    if (tables.length === 0 || limit <= 0) return [];
+    return guarded(async () => {
+      await this.ensureTombstones();
+      const cols = `tbl, key, version, extract(epoch from now() - created_at)::float8 as age`;
+      const r =
+        after === null
+          ? await this.driver.query(
+              `select ${cols} from ${REPAIRS} where tbl = any($1::text[]) order by tbl, key limit $2`,
+              [tables, limit],
+            )
+          : await this.driver.query(
+              `select ${cols} from ${REPAIRS} where tbl = any($1::text[]) and (tbl, key) > ($2, $3)
+               order by tbl, key limit $4`,
+              [tables, after.table, after.key, limit],
+            );
+      return r.rows.map((row) => ({
+        table: str(row.tbl),
+        key: str(row.key),
+        version: num(row.version),
+        ageSeconds: Math.max(0, num(row.age)),
+      }));
+    });
+  }
+
+  clearRepair(intent: { table: string; key: string; version: number }): Promise<boolean> {
+    return guarded(() => clearRepair(this.driver, intent.table, intent.key, intent.version));
   }
 
   async ping(): Promise<void> {

@@ -28,13 +28,17 @@ export abstract class BaseStrategy implements Strategy {
     options: { refreshAhead?: boolean } = {},
   ) {
     this.repairs = new CacheRepairs(ctx.keyspace.name, ctx.telemetry, ctx.log);
+    const trust = ctx.cacheTrust ?? { trusted: true };
     this.reads = new ReadPath(
       ctx.keyspace,
       ctx.cache,
       ctx.telemetry,
       (key) => ctx.store.get(key),
       (keys) => ctx.store.getMany(keys),
-      { refreshAhead: options.refreshAhead ?? false, bypass: (key) => this.repairs.has(key) },
+      {
+        refreshAhead: options.refreshAhead ?? false,
+        bypass: (key) => !trust.trusted || this.repairs.has(key),
+      },
     );
   }
 
@@ -98,8 +102,11 @@ export abstract class BaseStrategy implements Strategy {
   }
 
   /**
-   * Puts the entry in the cache after a commit; when the cache fails, reads of the key bypass the cache
-   * while the update is retried in the background, and it is invalidated if retries run out.
+   * Puts the entry in the cache after a commit. When the cache fails, the repair intent is recorded in
+   * PostgreSQL before the write is acknowledged (if that fails too, the request fails: committed, not
+   * acknowledged), so every daemon's RepairSweeper applies it even if this one dies; meanwhile reads of the
+   * key here bypass the cache while the update is retried in the background, and it is invalidated if
+   * retries run out.
    */
   protected async afterCommit(key: string, update: { entry: CacheEntry; ttlMs: number }): Promise<void> {
     const set = async () => {
@@ -107,15 +114,30 @@ export abstract class BaseStrategy implements Strategy {
     };
     try {
       await set();
+      return;
     } catch (err) {
       this.cacheError(err);
-      const ts = { kind: "tombstone" as const, version: update.entry.version, freshUntil: 0 };
-      this.repairs.schedule(key, set, async () => {
+    }
+    const version = update.entry.version;
+    const ts = { kind: "tombstone" as const, version, freshUntil: 0 };
+    this.repairs.schedule(
+      key,
+      this.thenClear(key, version, set),
+      this.thenClear(key, version, async () => {
         // Equal versions do not replace a value, so the fallback removes the entry outright.
         if (update.entry.kind === "value") await this.ctx.cache.delete(this.ctx.keyspace.name, key);
         else await this.ctx.cache.setIfNewer(this.ctx.keyspace.name, key, ts, update.ttlMs);
-      });
-    }
+      }),
+    );
+    await this.ctx.store.recordRepair(key, version);
+  }
+
+  /** A repair that, once done, forgets its intent (left to the sweeper when PostgreSQL does not answer). */
+  protected thenClear(key: string, version: number, repair: () => Promise<void>): () => Promise<void> {
+    return async () => {
+      await repair();
+      await this.ctx.store.clearRepair(key, version).catch(() => {});
+    };
   }
 
   protected cacheError(err: unknown): void {

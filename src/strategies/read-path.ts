@@ -30,7 +30,7 @@ const fromRow = (row: StoredRow, cache: ReadResult["cache"]): ReadResult => ({
 
 export interface ReadPathOptions {
   refreshAhead: boolean;
-  /** keys whose cache entry must not be trusted right now (a cache repair is pending) */
+  /** keys whose cache entry must not be trusted right now (a cache repair is pending, the cache is suspect) */
   bypass?: (key: string) => boolean;
 }
 
@@ -81,11 +81,14 @@ export class ReadPath {
   async getMany(keys: string[]): Promise<Map<string, ReadResult>> {
     const unique = [...new Set(keys)];
     const out = new Map<string, ReadResult>();
-    const entries = await this.cachedMany(unique);
+    // Keys whose entries can not be trusted are not asked for (the cache may be hung).
+    const asked = this.options.bypass ? unique.filter((k) => !this.options.bypass!(k)) : unique;
+    const got = asked.length > 0 ? await this.cachedMany(asked) : [];
+    const entries = new Map(asked.map((k, i) => [k, got[i] ?? null]));
     const now = Date.now();
     const misses: { key: string; entry: CacheEntry | null }[] = [];
-    unique.forEach((key, i) => {
-      const entry = this.options.bypass?.(key) ? null : (entries[i] ?? null);
+    unique.forEach((key) => {
+      const entry = entries.get(key) ?? null;
       if (entry && entry.kind !== "tombstone" && entry.freshUntil > now) {
         out.set(key, entryResult(entry, "HIT"));
       } else {

@@ -93,4 +93,6 @@ export interface StrategyContext {
   /** set when the cache is Redis: the connection options write-behind needs for its streams */
   redisUrl?: string;
   cachePrefix: string;
+  /** whether cache entries may be served now (the daemon's RepairSweeper); absent: always */
+  cacheTrust?: { readonly trusted: boolean };
 }

@@ -41,12 +41,12 @@ export class WriteThroughStrategy extends BaseStrategy {
     const ks = this.ctx.keyspace.name;
     // Keys whose entry may hold a value the commit did not keep: taken by the cache, or sent to it without
     // an answer (a command that timed out can still run when a hung Redis resumes).
-    const touched: string[] = [];
+    const touched: { key: string; version: number }[] = [];
     try {
       return await this.storeWrite(ops, async (results) => {
         for (const [i, r] of results.entries()) {
           const { entry, ttlMs } = this.entryFor(r, ops[i]!.value);
-          touched.push(r.key);
+          touched.push({ key: r.key, version: r.version });
           try {
             await this.ctx.cache.setIfNewer(ks, r.key, entry, ttlMs);
           } catch (err) {
@@ -65,8 +65,9 @@ export class WriteThroughStrategy extends BaseStrategy {
         err.code === "backend_unavailable" &&
         (err as BackendUnavailableError).backend === "cache";
       // The cache is failing: do not wait on it; reads of these keys skip it until the entries are gone.
-      if (cacheFailed) for (const key of touched) this.repairs.schedule(key, this.drop(key), this.drop(key));
-      else await Promise.all(touched.map((key) => this.removeEntry(key)));
+      if (cacheFailed)
+        for (const { key } of touched) this.repairs.schedule(key, this.drop(key), this.drop(key));
+      else await Promise.all(touched.map((t) => this.removeEntry(t.key, t.version)));
       throw err;
     }
   }
@@ -75,13 +76,20 @@ export class WriteThroughStrategy extends BaseStrategy {
     return () => this.ctx.cache.delete(this.ctx.keyspace.name, key);
   }
 
-  private async removeEntry(key: string): Promise<void> {
+  /**
+   * The commit failed after the cache took the value at `version`. When removing it fails too, the intent
+   * is recorded one version above it (best effort: PostgreSQL just failed), so a sweeper's tombstone
+   * replaces that value even if this daemon dies; the write fails either way.
+   */
+  private async removeEntry(key: string, version: number): Promise<void> {
     const drop = this.drop(key);
     try {
       await drop();
     } catch (err) {
       this.cacheError(err);
-      this.repairs.schedule(key, drop, drop);
+      const repair = this.thenClear(key, version + 1, drop);
+      this.repairs.schedule(key, repair, repair);
+      await this.ctx.store.recordRepair(key, version + 1).catch(() => {});
     }
   }
 }
