@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../src/config/load.js";
 import { Daemon } from "../src/daemon.js";
 import { ConfigError } from "../src/errors.js";
-import { createLogger } from "../src/log.js";
+import { createLogger, flushLogs } from "../src/log.js";
 import { runCheckCommand } from "../src/checker/command.js";
 
 const HELP = `sidecache — a caching sidecar in front of Redis and PostgreSQL
@@ -114,6 +114,7 @@ async function version(): Promise<string> {
 
 main(process.argv.slice(2)).then(
   (code) => {
+    flushLogs();
     process.exitCode = code;
   },
   (err: unknown) => {

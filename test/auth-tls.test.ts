@@ -78,7 +78,7 @@ server: { port: 0, tls: { cert: ${join(dir, "cert.pem")}, key: ${join(dir, "key.
 cache: { url: "memory:" }
 store: { url: ${PG_URL} }
 checker: { enabled: false }
-log: { level: info }
+log: { level: info, access: true }
 auth:
   tokens:
     - { name: app, token: "\${TLS_TOKEN}", allow: { "*": write } }

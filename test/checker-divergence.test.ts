@@ -224,7 +224,7 @@ describe("the consistency checker against real divergence", () => {
     const config = parseConfig(yaml(hooks.url), "test.yaml");
     let printed = "";
     const code = await runCheckCommand(
-      { ...config, log: { level: "silent" } },
+      { ...config, log: { level: "silent", access: false } },
       { keyspace: "rep", full: true },
       (t) => {
         printed += t;
@@ -234,7 +234,7 @@ describe("the consistency checker against real divergence", () => {
     expect(JSON.parse(printed)).toMatchObject({ keyspace: "rep", inconsistent: 5, repaired: 0 });
     printed = "";
     const ok = await runCheckCommand(
-      { ...config, log: { level: "silent" } },
+      { ...config, log: { level: "silent", access: false } },
       { keyspace: "rw", full: false },
       (t) => {
         printed += t;

@@ -72,7 +72,7 @@ describe("defaults", () => {
       alertRatio: 0.01,
       enabled: true,
     });
-    expect(c.log).toEqual({ level: "info" });
+    expect(c.log).toEqual({ level: "info", access: false });
     expect(c.keyspaces.size).toBe(0);
   });
 

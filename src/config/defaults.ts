@@ -24,7 +24,7 @@ export const CACHE_DEFAULTS = { url: "memory:", prefix: "sidecache", maxEntries:
 export const STORE_DEFAULTS = { url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5 * SECOND };
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export const LOG_DEFAULTS = { level: "info" as const };
+export const LOG_DEFAULTS = { level: "info" as const, access: false };
 
 export const CHECKER_DEFAULTS: CheckerConfig = {
   schedule: "*/1 * * * *",

@@ -118,8 +118,8 @@ export function readStore(v: Value): StoreConfig {
 }
 
 export function readLog(v: Value): Config["log"] {
-  const f = v.fields(["level"]);
-  return { level: f.level.oneOf(LOG_LEVELS, LOG_DEFAULTS.level) };
+  const f = v.fields(["level", "access"]);
+  return { level: f.level.oneOf(LOG_LEVELS, LOG_DEFAULTS.level), access: f.access.bool(LOG_DEFAULTS.access) };
 }
 
 /** The global checker (over the built-in defaults) or a keyspace's (over the global one). */

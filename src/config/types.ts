@@ -119,6 +119,10 @@ export interface Config {
   auth?: AuthConfig;
   alerts: { webhooks: WebhookConfig[] };
   checker: CheckerConfig;
-  log: { level: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent" };
+  log: {
+    level: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+    /** one info line per request; otherwise only failures (5xx, 401, 403) are logged at info, the rest at debug */
+    access: boolean;
+  };
   keyspaces: Map<string, KeyspaceConfig>;
 }

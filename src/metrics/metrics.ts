@@ -139,9 +139,24 @@ export class Metrics implements RequestObserver {
     for (const backend of ["cache", "store"]) this.breakerState.set({ backend }, 0);
   }
 
+  /** Labelled children, looked up once: hashing the labels on every request was a hot-path cost. */
+  private readonly requestChildren = new Map<
+    string,
+    { count: { inc(): void }; time: { observe(v: number): void } }
+  >();
+
   request(keyspace: string, op: Op, status: number, seconds: number): void {
-    this.requests.inc({ keyspace, op, status: String(status) });
-    this.duration.observe({ keyspace, op }, seconds);
+    const id = `${keyspace}\u0000${op}\u0000${status}`;
+    let child = this.requestChildren.get(id);
+    if (!child) {
+      child = {
+        count: this.requests.labels({ keyspace, op, status: String(status) }),
+        time: this.duration.labels({ keyspace, op }),
+      };
+      this.requestChildren.set(id, child);
+    }
+    child.count.inc();
+    child.time.observe(seconds);
   }
 
   hitRatio(keyspace: string): number | null {

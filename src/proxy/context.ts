@@ -34,4 +34,6 @@ export interface ProxyContext {
   health: Health;
   checker?: CheckRunner;
   log: Logger;
+  /** log every request at info (config log.access); otherwise only failures, the rest at debug */
+  accessLog: boolean;
 }
