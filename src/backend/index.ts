@@ -33,6 +33,8 @@ export function guardCache(
     telemetry,
     log,
     probe: () => cache.ping(),
+    // ioredis times each command out itself; the in-process cache never waits
+    selfTimed: true,
   });
   return new GuardedCache(cache, guard);
 }
