@@ -123,10 +123,10 @@ export abstract class BaseStrategy implements Strategy {
     this.repairs.schedule(
       key,
       this.thenClear(key, version, set),
+      // A tombstone replaces every older entry; what it leaves (this write's value, or a later write's
+      // entry) is current, where a delete could remove a later write's entry and let an older fill in.
       this.thenClear(key, version, async () => {
-        // Equal versions do not replace a value, so the fallback removes the entry outright.
-        if (update.entry.kind === "value") await this.ctx.cache.delete(this.ctx.keyspace.name, key);
-        else await this.ctx.cache.setIfNewer(this.ctx.keyspace.name, key, ts, update.ttlMs);
+        await this.ctx.cache.setIfNewer(this.ctx.keyspace.name, key, ts, Math.max(update.ttlMs, 60_000));
       }),
     );
     await this.ctx.store.recordRepair(key, version);

@@ -3,11 +3,16 @@
  * strict: the cache takes the value inside the PostgreSQL transaction; if it can not, the transaction
  * rolls back and the write fails with 503; if the commit fails after the cache took it, the entry is removed.
  * eventual: the commit is the point of truth; a failed cache update is repaired in the background.
+ * A strict write that fails hides the value it may have left in the cache behind a short-lived tombstone
+ * one version above it: unlike a delete, that can not remove the entry of a later write.
  */
 import { BackendUnavailableError, SidecacheError } from "../errors.js";
 import type { WriteOp, WriteResult } from "../store/adapter.js";
 import { BaseStrategy, conditionsOp, versionsOf } from "./base.js";
 import type { Conditions, DeleteAck, ManyWriteAck, WriteAck } from "./strategy.js";
+
+/** Long enough for commands a hung cache still holds to run first; short, so refills of the row resume. */
+const HIDE_TTL_MS = 2_000;
 
 export class WriteThroughStrategy extends BaseStrategy {
   readonly name = "write-through";
@@ -65,31 +70,38 @@ export class WriteThroughStrategy extends BaseStrategy {
         err.code === "backend_unavailable" &&
         (err as BackendUnavailableError).backend === "cache";
       // The cache is failing: do not wait on it; reads of these keys skip it until the entries are gone.
-      if (cacheFailed)
-        for (const { key } of touched) this.repairs.schedule(key, this.drop(key), this.drop(key));
-      else await Promise.all(touched.map((t) => this.removeEntry(t.key, t.version)));
+      if (cacheFailed) {
+        for (const { key, version } of touched) {
+          const hide = this.hide(key, version + 1);
+          this.repairs.schedule(key, hide, hide);
+        }
+      } else await Promise.all(touched.map((t) => this.removeEntry(t.key, t.version + 1)));
       throw err;
     }
   }
 
-  private drop(key: string): () => Promise<void> {
-    return () => this.ctx.cache.delete(this.ctx.keyspace.name, key);
+  /** A tombstone at `version` replaces the entry below it and nothing newer. */
+  private hide(key: string, version: number): () => Promise<void> {
+    const entry = { kind: "tombstone" as const, version, freshUntil: 0 };
+    return async () => {
+      await this.ctx.cache.setIfNewer(this.ctx.keyspace.name, key, entry, HIDE_TTL_MS);
+    };
   }
 
   /**
-   * The commit failed after the cache took the value at `version`. When removing it fails too, the intent
-   * is recorded one version above it (best effort: PostgreSQL just failed), so a sweeper's tombstone
-   * replaces that value even if this daemon dies; the write fails either way.
+   * The commit failed after the cache took the value one version below `version`. When hiding it fails
+   * too, the intent is recorded (best effort: PostgreSQL just failed), so a sweeper's tombstone hides it
+   * even if this daemon dies; the write fails either way.
    */
   private async removeEntry(key: string, version: number): Promise<void> {
-    const drop = this.drop(key);
+    const hide = this.hide(key, version);
     try {
-      await drop();
+      await hide();
     } catch (err) {
       this.cacheError(err);
-      const repair = this.thenClear(key, version + 1, drop);
+      const repair = this.thenClear(key, version, hide);
       this.repairs.schedule(key, repair, repair);
-      await this.ctx.store.recordRepair(key, version + 1).catch(() => {});
+      await this.ctx.store.recordRepair(key, version).catch(() => {});
     }
   }
 }
