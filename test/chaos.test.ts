@@ -67,9 +67,6 @@ describe("chaos", () => {
       keysPerKeyspace: 12,
       seed: Number(process.env.SIDECACHE_CHAOS_SEED ?? Date.now() % 100_000),
       say: (l) => lines.push(l),
-      // Cache repairs pending in a daemon die with it (docs/design.md): a daemon stopped right after a
-      // cache outage can leave an old entry readable. `npm run chaos` makes no such exception.
-      spareRepairsMs: 30_000,
     });
     // What it did and found is printed by the run itself; show it when it fails.
     expect(report.violations, lines.join("\n")).toEqual([]);
