@@ -60,6 +60,7 @@ export class Daemon implements Health {
       server: config.server,
       keyspaces: this.keyspaces,
       auth: new Authorizer(config.auth),
+      accessLog: config.log.access,
       observer: this.metrics,
       health: this,
       log,
@@ -156,6 +157,7 @@ export class Daemon implements Health {
       }
     }
     this.ctx.auth = new Authorizer(next.auth);
+    this.ctx.accessLog = next.log.access;
     this.config = { ...next, server: this.config.server, cache: this.config.cache, store: this.config.store };
     this.checker?.reload();
     if (built.size > 0) this.sweeper.wake();

@@ -68,6 +68,9 @@ export class RedisCache implements CacheAdapter {
       retryStrategy: (attempt) => Math.min(BACKOFF_BASE_MS * 2 ** Math.min(attempt - 1, 10), BACKOFF_CAP_MS),
       reconnectOnError: (err) => err.message.startsWith("READONLY"),
       lazyConnect: false,
+      // Commands issued in the same turn of the event loop go out in one write: on loopback each write
+      // costs the sender the whole TCP path, and it was a third of the hit path's CPU.
+      enableAutoPipelining: true,
     };
     this.redis = new Redis(config.url, options) as ScriptClient;
     this.redis.defineCommand("sidecacheSetIfNewer", { numberOfKeys: 1, lua: SET_IF_NEWER_LUA });
