@@ -3,7 +3,6 @@
  * commit (with background repair when the cache fails) and the translation of a batch into store ops.
  */
 import type { CacheEntry } from "../cache/adapter.js";
-import { SidecacheError } from "../errors.js";
 import type { WriteOp, WriteResult } from "../store/adapter.js";
 import { nextVersion } from "../version.js";
 import { ReadPath } from "./read-path.js";
@@ -115,8 +114,8 @@ export abstract class BaseStrategy implements Strategy {
     try {
       await set();
       return;
-    } catch (err) {
-      this.cacheError(err);
+    } catch {
+      // counted and logged by the backend guard; repaired below
     }
     const version = update.entry.version;
     const ts = { kind: "tombstone" as const, version, freshUntil: 0 };
@@ -138,11 +137,6 @@ export abstract class BaseStrategy implements Strategy {
       await repair();
       await this.ctx.store.clearRepair(key, version).catch(() => {});
     };
-  }
-
-  protected cacheError(err: unknown): void {
-    const code = err instanceof SidecacheError ? err.code : "error";
-    this.ctx.telemetry.emit({ type: "backend_error", backend: "cache", code });
   }
 }
 

@@ -208,8 +208,8 @@ export class ReadPath {
   private async cached(key: string): Promise<CacheEntry | null> {
     try {
       return await this.cache.get(this.ks.name, key);
-    } catch (err) {
-      this.cacheError(err);
+    } catch {
+      // counted and logged by the backend guard; the read goes on against PostgreSQL
       return null;
     }
   }
@@ -217,15 +217,9 @@ export class ReadPath {
   private async cachedMany(keys: string[]): Promise<(CacheEntry | null)[]> {
     try {
       return await this.cache.getMany(this.ks.name, keys);
-    } catch (err) {
-      this.cacheError(err);
+    } catch {
       return keys.map(() => null);
     }
-  }
-
-  private cacheError(err: unknown): void {
-    const code = err instanceof SidecacheError ? err.code : "error";
-    this.telemetry.emit({ type: "backend_error", backend: "cache", code });
   }
 }
 

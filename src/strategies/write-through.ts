@@ -55,7 +55,6 @@ export class WriteThroughStrategy extends BaseStrategy {
           try {
             await this.ctx.cache.setIfNewer(ks, r.key, entry, ttlMs);
           } catch (err) {
-            this.cacheError(err);
             throw new BackendUnavailableError(
               "cache",
               `The cache could not take the write, so PostgreSQL was rolled back (${ks} is write-through strict).`,
@@ -97,8 +96,7 @@ export class WriteThroughStrategy extends BaseStrategy {
     const hide = this.hide(key, version);
     try {
       await hide();
-    } catch (err) {
-      this.cacheError(err);
+    } catch {
       const repair = this.thenClear(key, version, hide);
       this.repairs.schedule(key, repair, repair);
       await this.ctx.store.recordRepair(key, version).catch(() => {});
