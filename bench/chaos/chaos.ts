@@ -21,8 +21,6 @@ export interface ChaosOptions {
   keysPerKeyspace: number;
   seed: number;
   faults?: readonly Fault[];
-  /** do not stop the daemon for this long after a cache outage (see Monkey); 0: no exception */
-  spareRepairsMs?: number;
   /** where the built daemon is */
   entry?: string;
   say?: (line: string) => void;
@@ -92,14 +90,7 @@ ${keyspaces.map((ks) => `  ${ks}: { ${KEYSPACES[ks as keyof typeof KEYSPACES]}, 
     await daemon.start();
     const t0 = performance.now();
     const workload = new Workload({ base: daemon.url, keyspaces, keys, clients: o.clients, random }, history);
-    const monkey = new Monkey(
-      { redis, postgres, daemon },
-      random,
-      say,
-      t0,
-      o.faults ?? FAULTS,
-      o.spareRepairsMs,
-    );
+    const monkey = new Monkey({ redis, postgres, daemon }, random, say, t0, o.faults ?? FAULTS);
     say("faults:");
     workload.start();
     monkey.start();

@@ -26,7 +26,6 @@ export class Monkey {
   private loop?: Promise<void>;
   private postgresUp = true;
   /** when the cache last came back (ms, this process's clock) */
-  private cacheBackAt = -Infinity;
 
   constructor(
     private readonly t: Targets,
@@ -34,11 +33,6 @@ export class Monkey {
     private readonly say: (line: string) => void,
     private readonly t0: number,
     private readonly faults: readonly Fault[] = FAULTS,
-    /**
-     * When set, the daemon is not stopped for this long after a cache outage: cache repairs pending in a
-     * daemon are lost with it (a documented limit, docs/design.md), and a run that must not flake spares them.
-     */
-    private readonly spareRepairsMs = 0,
   ) {}
 
   start(): void {
@@ -60,12 +54,7 @@ export class Monkey {
     while (!this.stopped) {
       await sleep(this.between(300, 1500));
       if (this.stopped) break;
-      let fault = this.faults[Math.floor(this.random() * this.faults.length)]!;
-      const stopsDaemon = fault === "kill-daemon" || fault === "restart-daemon";
-      if (stopsDaemon && performance.now() - this.cacheBackAt < this.spareRepairsMs) {
-        this.say(`  (daemon spared: cache repairs may be pending)`);
-        fault = "freeze-postgres";
-      }
+      const fault = this.faults[Math.floor(this.random() * this.faults.length)]!;
       const downMs = this.between(200, 1500);
       const at = (performance.now() - this.t0) / 1000;
       this.say(`  +${at.toFixed(1)}s ${fault} (${downMs} ms)`);
@@ -81,7 +70,6 @@ export class Monkey {
         await redis.signal("SIGKILL");
         await sleep(downMs);
         await redis.start();
-        this.cacheBackAt = performance.now();
         return;
       case "stop-postgres":
       case "kill-postgres":

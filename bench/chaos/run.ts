@@ -9,7 +9,6 @@ const { values } = parseArgs({
     clients: { type: "string", default: "24" },
     keys: { type: "string", default: "40" },
     seed: { type: "string" },
-    "spare-repairs": { type: "string", default: "0" },
     faults: { type: "string", default: FAULTS.join(",") },
   },
 });
@@ -26,7 +25,6 @@ const report = await runChaos({
   clients: Number(values.clients),
   keysPerKeyspace: Number(values.keys),
   seed,
-  spareRepairsMs: Number(values["spare-repairs"]) * 1000,
   faults,
 });
 process.stdout.write(`${report.ok ? "PASS" : "FAIL"} (seed ${seed}; repeat with --seed ${seed})\n`);
