@@ -25,8 +25,8 @@ export interface KeyspaceSpec {
 }
 
 export interface DaemonSpec {
-  /** info (the default: one access log line per request) or warn (no access log) */
-  logLevel?: "info" | "warn";
+  /** log.access: one info line per request (off by default: only failures are logged) */
+  accessLog?: boolean;
   cachePrefix: string;
   storeUrl: string;
   pool: number;
@@ -45,7 +45,8 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
     `  url: ${spec.storeUrl}`,
     `  pool: ${spec.pool}`,
     "log:",
-    `  level: ${spec.logLevel ?? "info"}`,
+    "  level: info",
+    `  access: ${spec.accessLog ?? false}`,
     "checker:",
     "  enabled: false",
     "keyspaces:",

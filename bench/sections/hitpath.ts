@@ -16,8 +16,7 @@ import { call, ROOT, startBare, startDaemon, startInApp, type Server } from "../
 export const VALUE_100B =
   '{"id":"user-42","name":"Ada Lovelace","email":"ada@example.com","plan":"pro","credits":1200,"ok":true}';
 
-export type HitServer =
-  "bare node:http" | "in-app cache-aside" | "sidecache" | "sidecache, log level warn (no access log)";
+export type HitServer = "bare node:http" | "in-app cache-aside" | "sidecache" | "sidecache, access log on";
 
 export interface HitRow {
   server: HitServer;
@@ -82,9 +81,9 @@ export async function hitPath(ctx: Context): Promise<HitResult> {
   try {
     const daemon = await startDaemon(spec, { core: ctx.serverCore });
     servers.push(daemon);
-    // The same daemon without its access log line per request (log level warn), to show what that costs
+    // The same daemon with an access log line per request (log.access), to show what that costs
     // (full run only).
-    const quiet = q ? undefined : await startDaemon({ ...spec, logLevel: "warn" }, { core: ctx.serverCore });
+    const quiet = q ? undefined : await startDaemon({ ...spec, accessLog: true }, { core: ctx.serverCore });
     if (quiet) servers.push(quiet);
     const put = await call(daemon.base + path, {
       method: "PUT",
@@ -134,7 +133,7 @@ export async function hitPath(ctx: Context): Promise<HitResult> {
       ["in-app cache-aside", inapp],
       ["sidecache", daemon],
     ];
-    if (quiet) order.push(["sidecache, log level warn (no access log)", quiet]);
+    if (quiet) order.push(["sidecache, access log on", quiet]);
     const load = (s: Server, d: number): LoadSpec => ({
       base: s.base,
       pattern: { kind: "get", path },
