@@ -1,6 +1,6 @@
 /**
- * The little a TableStore needs of a database connection. sql-store.ts holds all the SQL; a driver only
- * runs statements, either alone or inside one transaction.
+ * The little a TableStore needs of a database connection. sql.ts, shape.ts, table-store.ts and
+ * sql-store.ts hold all the SQL; a driver only runs statements, either alone or inside one transaction.
  */
 export type Row = Record<string, unknown>;
 

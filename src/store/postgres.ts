@@ -11,7 +11,7 @@ export interface PostgresDriverOptions {
   log?: Logger;
 }
 
-// Versions are bigint; they stay below 2^53, and sql-store.ts turns them into numbers itself.
+// Versions are bigint; they stay below 2^53, and the store turns them into numbers itself (num in sql.ts).
 function toResult(r: pg.QueryResult): QueryResult {
   return { rows: r.rows as Record<string, unknown>[], rowCount: r.rowCount ?? 0 };
 }
