@@ -1,7 +1,7 @@
 /**
  * What the strategies see of PostgreSQL. One StoreAdapter per database; one TableStore per keyspace,
  * bound to its table (managed, or mapped with its own columns). Implementations share the SQL in
- * sql-store.ts and differ in the driver: pg (a pool) or PGlite (embedded). Both pass
+ * sql-store.ts and table-store.ts and differ in the driver: pg (a pool) or PGlite (embedded). Both pass
  * test/store-adapter.contract.ts.
  */
 export interface StoredRow {
