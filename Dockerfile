@@ -3,11 +3,11 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.daemon.json ./
 COPY cmd ./cmd
 COPY src ./src
-COPY bench ./bench
-RUN npm run build && npm prune --omit=dev
+# Only the daemon: the benchmarks and the chaos run are built from a checkout.
+RUN npm run build:daemon && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 WORKDIR /app
