@@ -252,9 +252,8 @@ describe("errors name the file, the line, the path and what is allowed", () => {
     ]);
   });
 
-  it("a schema-qualified table is allowed", () => {
-    const c = parseConfig(ks("    table: app.users\n"), FILE, {});
-    expect(c.keyspaces.get("users")?.table).toBe("app.users");
+  it("a schema-qualified table is refused, saying how to reach another schema", () => {
+    expectError(ks("    table: app.users\n"), { line: 3, path: "keyspaces.users.table" }, ["search_path"]);
   });
 
   it("mapped table missing a field, key not in columns, version in columns", () => {

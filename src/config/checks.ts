@@ -17,9 +17,11 @@ export function checkColumn(name: string): string | undefined {
 }
 
 export function checkTable(name: string): string | undefined {
-  const parts = name.split(".");
-  if (parts.length <= 2 && parts.every((p) => IDENTIFIER.test(p))) return undefined;
-  return `must be ${IDENTIFIER_RULE}, optionally after one schema name and a dot (e.g. users or app.users); got ${JSON.stringify(name)}`;
+  if (IDENTIFIER.test(name)) return undefined;
+  const schema = name.includes(".")
+    ? " (tables are found on the connection's search_path: for another schema add ?options=-c%20search_path%3Dapp to store.url)"
+    : "";
+  return `must be ${IDENTIFIER_RULE}${schema}; got ${JSON.stringify(name)}`;
 }
 
 export function checkCron(schedule: string): string | undefined {
