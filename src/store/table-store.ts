@@ -147,18 +147,23 @@ export class SqlTableStore implements TableStore {
         }
       }
     }
-    const rows = await tx.query(
-      `select ${s.keyText} as key, ${s.version} as version from ${s.table} as d where ${s.keyIn("$1")} for update of d`,
-      [keys],
-    );
-    const tombs = await tx.query(
-      `select t.key, t.version from ${TOMBSTONES} as t where t.tbl = $1 and t.key = any($2::text[])`,
-      [this.name, keys],
+    // The rows (locked) and their tombstones in one round trip.
+    const current = await tx.query(
+      `with r as (select ${s.keyText} as key, ${s.version} as version from ${s.table} as d ` +
+        `where ${s.keyIn("$1")} for update of d) ` +
+        `select u.k as key, r.key is not null as has_row, r.version as row_version, t.version as tomb_version ` +
+        `from unnest($1::text[]) as u(k) left join r on r.key = u.k ` +
+        `left join ${TOMBSTONES} as t on t.tbl = $2 and t.key = u.k`,
+      [keys, this.name],
     );
     const state = new Map<string, { row: number | null; tomb: number; value: string | null }>();
     for (const k of keys) state.set(k, { row: null, tomb: 0, value: null });
-    for (const r of rows.rows) state.get(str(r.key))!.row = num(r.version);
-    for (const r of tombs.rows) state.get(str(r.key))!.tomb = num(r.version);
+    for (const r of current.rows) {
+      const st = state.get(str(r.key))!;
+      // a mapped row whose version column is null counts as version 0
+      if (r.has_row) st.row = num(r.row_version);
+      if (r.tomb_version !== null) st.tomb = num(r.tomb_version);
+    }
 
     // Apply the ops in their order to the state first: preconditions see the effect of earlier ops.
     const results: WriteResult[] = [];
