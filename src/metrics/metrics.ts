@@ -48,7 +48,7 @@ export class Metrics implements RequestObserver {
   private readonly storeWrites = this.counter("sidecache_store_writes_total", "Keys written to PostgreSQL.");
   private readonly storeStatements = this.counter(
     "sidecache_store_write_statements_total",
-    "Write statements sent to PostgreSQL by write-behind flushes.",
+    "Data statements sent to PostgreSQL by write-behind flushes: one per batch, each in a transaction of its own with a key lock (4 statements on the wire).",
   );
   private readonly backendErrors = new Counter({
     name: "sidecache_backend_errors_total",
