@@ -2,6 +2,7 @@
  * The flusher of one write-behind keyspace in one daemon. Each round it claims writes left idle by any
  * consumer, reads new ones (blocking up to flush_interval when there are none), waits until the oldest
  * is flush_interval old unless the batch is full or a flush was asked for, and applies the batch
+ * (batch_size rows at most after coalescing per key, so a hot key set fills a statement with many writes)
  * (batch.ts). When PostgreSQL or Redis can not be reached it retries the same batch with backoff and
  * jitter, keeping its entries claimed, until it goes through or the flusher stops.
  */
@@ -27,6 +28,8 @@ export interface FlusherOptions {
 }
 
 const RETRY_BASE_MS = 100;
+/** A batch holds at most batch_size distinct keys and this many times batch_size writes. */
+const WRITES_PER_ROW = 8;
 
 export class Flusher {
   private readonly sleeper = new Sleeper();
@@ -129,21 +132,43 @@ export class Flusher {
   }
 
   private async collect(hurry: boolean): Promise<QueuedWrite[]> {
-    const { batchSize, flushIntervalMs, consumer } = this.options;
+    const { batchSize, flushIntervalMs } = this.options;
     const out = await this.claims.take(batchSize, hurry);
-    if (out.length < batchSize) {
-      // Block for new writes only when there is nothing to do; a flush() caller is woken by the round's end.
-      const block = out.length > 0 ? 0 : hurry ? Math.min(flushIntervalMs, 100) : flushIntervalMs;
-      out.push(...(await this.queue.readNew(this.blocking, consumer, batchSize - out.length, block)));
-    }
+    const keys = new Set(out.map((w) => w.key));
+    // Block for new writes only when there is nothing to do; a flush() caller is woken by the round's end.
+    const block = out.length > 0 ? 0 : hurry ? Math.min(flushIntervalMs, 100) : flushIntervalMs;
+    await this.fill(out, keys, block);
     // A flush() asked for since the round began skips the wait; one that has returned no longer does.
-    if (out.length === 0 || out.length >= batchSize || this.hurry > 0) return out;
+    if (out.length === 0 || this.full(out, keys) || this.hurry > 0) return out;
     const oldest = out.reduce((t, w) => Math.min(t, idTime(w.id)), Infinity);
     const wait = Math.min(flushIntervalMs, Math.max(0, flushIntervalMs - (Date.now() - oldest)));
     await this.sleeper.sleep(wait);
     if (this.stopped) return out;
-    out.push(...(await this.queue.readNew(this.blocking, consumer, batchSize - out.length, 0)));
+    await this.fill(out, keys, 0);
     return out;
+  }
+
+  private full(out: QueuedWrite[], keys: Set<string>): boolean {
+    return keys.size >= this.options.batchSize || out.length >= this.options.batchSize * WRITES_PER_ROW;
+  }
+
+  /**
+   * Reads new writes until the batch is full or none are left. Each read asks for no more writes than keys
+   * may still be added, so the batch never holds more than batch_size distinct keys.
+   */
+  private async fill(out: QueuedWrite[], keys: Set<string>, blockMs: number): Promise<void> {
+    const { batchSize, consumer } = this.options;
+    let block = blockMs;
+    while (!this.full(out, keys) && !this.stopped) {
+      const count = Math.min(batchSize - keys.size, batchSize * WRITES_PER_ROW - out.length);
+      const got = await this.queue.readNew(this.blocking, consumer, count, block);
+      block = 0;
+      for (const w of got) {
+        out.push(w);
+        keys.add(w.key);
+      }
+      if (got.length < count) return;
+    }
   }
 
   private async flush(writes: QueuedWrite[]): Promise<void> {
