@@ -49,6 +49,10 @@ export class GuardedCache implements CacheAdapter {
     return this.run("delete", () => this.inner.delete(keyspace, key));
   }
 
+  deleteKeyspace(keyspace: string): Promise<number> {
+    return this.run("delete_keyspace", () => this.inner.deleteKeyspace(keyspace));
+  }
+
   sampleKeys(keyspace: string, n: number): Promise<string[]> {
     return this.run("sample", () => this.inner.sampleKeys(keyspace, n));
   }

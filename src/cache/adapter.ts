@@ -32,6 +32,11 @@ export interface CacheAdapter {
   setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean>;
   /** Removes the entry whatever its version (repairs, tests). */
   delete(keyspace: string, key: string): Promise<void>;
+  /**
+   * Removes every entry of the keyspace whatever its version (its table was truncated, or changes to it
+   * may have been missed); returns how many were removed. Not atomic: an entry set meanwhile may stay.
+   */
+  deleteKeyspace(keyspace: string): Promise<number>;
   /** Up to n keys of the keyspace picked at random (the checker's sample); may return fewer. */
   sampleKeys(keyspace: string, n: number): Promise<string[]>;
   /** Throws when the cache can not be reached. */
