@@ -5,10 +5,12 @@
 import type { AddressInfo } from "node:net";
 import { guardCache, guardStore, type GuardedCache, type GuardedStore } from "./backend/index.js";
 import { createCache } from "./cache/index.js";
+import { CdcReader, type CdcTiming } from "./cdc/index.js";
 import { createChecker, type Checker, type CreateCheckerOptions } from "./checker/index.js";
 import type { Config, KeyspaceConfig } from "./config/types.js";
 import { KeyspaceRegistry, type Keyspace } from "./keyspaces.js";
 import { createLogger, type Logger } from "./log.js";
+import { CdcMetrics } from "./metrics/cdc-metrics.js";
 import { Metrics } from "./metrics/metrics.js";
 import { Authorizer } from "./proxy/auth.js";
 import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
@@ -24,6 +26,8 @@ export interface DaemonOptions {
   checker?: Omit<CreateCheckerOptions, "keyspaces" | "cache" | "store" | "telemetry" | "log">;
   /** how often repair intents are swept: while the cache is trusted, and while it is not */
   repairs?: { intervalMs?: number; retryMs?: number };
+  /** change data capture's timings (tests: quicker lease tries) */
+  cdc?: Partial<CdcTiming>;
 }
 
 export class Daemon implements Health {
@@ -37,6 +41,8 @@ export class Daemon implements Health {
   checker?: Checker;
   /** applies the repair intents PostgreSQL holds; says whether cache entries may be served */
   readonly sweeper: RepairSweeper;
+  /** with store.cdc: reads changes made outside sidecache; near caches subscribe to its invalidations */
+  cdc?: CdcReader;
 
   private constructor(
     public config: Config,
@@ -87,6 +93,7 @@ export class Daemon implements Health {
       });
       daemon.setChecker(daemon.checker);
       daemon.checker.start();
+      if (config.store.cdc) await daemon.startCdc(options.cdc);
       // Repairs a daemon that died left behind are applied before the first request is served.
       await daemon.sweeper.start();
       daemon.http = new HttpServer(daemon.ctx);
@@ -161,6 +168,7 @@ export class Daemon implements Health {
     this.config = { ...next, server: this.config.server, cache: this.config.cache, store: this.config.store };
     this.checker?.reload();
     if (built.size > 0) this.sweeper.wake();
+    if (built.size > 0 || removed.length > 0) await this.cdc?.sync();
     await Promise.all(retired.map((ks) => ks.strategy.stop(this.config.server.shutdownTimeoutMs)));
     this.log.info({ added, changed, removed, ignored }, "configuration reloaded");
     if (ignored.length > 0) this.log.warn({ sections: ignored }, "these sections change only on restart");
@@ -174,6 +182,7 @@ export class Daemon implements Health {
       await this.http?.close(deadline);
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
+      await this.cdc?.stop().catch((err: unknown) => this.log.warn({ err: String(err) }, "cdc stop failed"));
       this.sweeper.stop();
       await Promise.allSettled([this.cache.close(), this.store.close()]);
       this.log.info("sidecache stopped");
@@ -208,6 +217,24 @@ export class Daemon implements Health {
 
   hitRatio(keyspace: string): number | null {
     return this.metrics.hitRatio(keyspace);
+  }
+
+  /** Reads the replication slot when this daemon holds its lease; caught up before the daemon listens. */
+  private async startCdc(timing?: Partial<CdcTiming>): Promise<void> {
+    const metrics = new CdcMetrics(this.metrics.registry);
+    this.telemetry.subscribe(metrics.onEvent);
+    this.cdc = new CdcReader({
+      config: this.config.store.cdc!,
+      storeUrl: this.config.store.url,
+      storeTimeoutMs: this.config.store.timeoutMs,
+      cacheTimeoutMs: this.config.cache.timeoutMs,
+      cache: this.cache,
+      keyspaces: () => this.keyspaces.all().map((ks) => ks.config),
+      telemetry: this.telemetry,
+      log: this.log,
+      timing,
+    });
+    await this.cdc.start();
   }
 
   private async build(config: KeyspaceConfig): Promise<Keyspace> {
