@@ -113,3 +113,16 @@ export async function slotState(
   const row = r.rows[0] as { confirmed: string; active: boolean } | undefined;
   return row;
 }
+
+/** The sum of a metric's samples whose labels include `labels`, from Prometheus text. */
+export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== "{" && rest[0] !== " ") continue;
+    if (!Object.entries(labels).every(([k, v]) => rest.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}

@@ -1,0 +1,245 @@
+/**
+ * Change data capture against a private PostgreSQL with wal_level=logical: changes made with plain SQL,
+ * behind sidecache's back, reach what two daemons sharing one Redis serve, within the lag. Each test
+ * prints how long a reader waited to see the change.
+ */
+import { readFileSync } from "node:fs";
+import type pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../src/config/load.js";
+import { Daemon } from "../src/daemon.js";
+import { silentLogger } from "../src/log.js";
+import { cdcYaml, metric, RedisPeek, sqlClient, startLogicalPostgres, waitFor } from "./support/cdc.js";
+import { uniqueTag } from "./support/daemon.js";
+import { call, type Reply } from "./support/http.js";
+import type { PrivatePostgres } from "./support/pg-server.js";
+
+const tag = uniqueTag();
+const T = {
+  users: `${tag}_users`,
+  events: `${tag}_events`,
+  people: `${tag}_people`,
+};
+let server: PrivatePostgres;
+let db: pg.Client;
+let peek: RedisPeek;
+let a: Daemon;
+let b: Daemon;
+
+/** The mapped-table SQL of docs/cdc.md, for a table `accounts` keyed by `id` with version `ver`. */
+function mappedSetup(table: string): string {
+  const doc = readFileSync(new URL("../docs/cdc.md", import.meta.url), "utf8");
+  const m = /<!-- mapped-table-sql -->\s*```sql\n([\s\S]*?)```/.exec(doc);
+  if (!m) throw new Error("docs/cdc.md lost its mapped-table SQL block");
+  return m[1]!.replace(/\baccounts\b/g, table);
+}
+
+async function startPair(): Promise<[Daemon, Daemon]> {
+  const yaml = cdcYaml({
+    storeUrl: server.url,
+    prefix: tag,
+    slot: `${tag}_slot`,
+    publication: `${tag}_pub`,
+    keyspaces: {
+      users: ["strategy: cache-aside", `table: ${T.users}`],
+      events: ["strategy: read-through", `table: ${T.events}`],
+      people: [
+        "strategy: cache-aside",
+        `table: ${T.people}`,
+        "key_column: id",
+        "columns: [id, name]",
+        "version_column: ver",
+      ],
+    },
+  });
+  const config = parseConfig(yaml, "cdc.yaml");
+  const options = { log: silentLogger, cdc: { pollMs: 100 } };
+  const first = await Daemon.start(config, options);
+  const second = await Daemon.start(config, options);
+  return [first, second];
+}
+
+const get = (d: Daemon, ks: string, key: string) =>
+  call(d.url, "GET", `/v1/kv/${ks}/${encodeURIComponent(key)}`);
+const etag = (r: Reply) => Number(String(r.headers.etag ?? "0").replaceAll('"', ""));
+
+/** Polls both daemons until each answers as `ok` says; the slower of the two waits, in ms. */
+async function seenByBoth(what: string, ks: string, key: string, ok: (r: Reply) => boolean): Promise<number> {
+  const waits = await Promise.all(
+    [a, b].map((d) => waitFor(what, async () => ((r) => (ok(r) ? r : undefined))(await get(d, ks, key)))),
+  );
+  const ms = Math.max(...waits.map((w) => w.ms));
+  console.log(`${what}: seen by both daemons after ${ms.toFixed(1)} ms`);
+  return ms;
+}
+
+async function cached(ks: string, key: string): Promise<Reply> {
+  await get(a, ks, key);
+  const hit = await get(b, ks, key);
+  expect(hit.headers["x-cache"]).toBe("HIT");
+  return hit;
+}
+
+beforeAll(async () => {
+  server = await startLogicalPostgres();
+  db = await sqlClient(server.url);
+  peek = new RedisPeek(tag);
+  await db.query(`create table ${T.people} (id bigint primary key, name text, ver bigint)`);
+  await db.query(mappedSetup(T.people));
+  [a, b] = await startPair();
+});
+
+afterAll(async () => {
+  await Promise.allSettled([a?.stop(), b?.stop()]);
+  await db?.end();
+  await peek?.cleanup();
+  await server?.cleanup();
+});
+
+describe("change data capture", () => {
+  it("one daemon reads the slot, the other waits for the lease", async () => {
+    expect(a.cdc?.reading).toBe(true);
+    expect(b.cdc?.reading).toBe(false);
+    expect(metric((await a.exposition()).body, "sidecache_cdc_reader")).toBe(1);
+    expect(metric((await b.exposition()).body, "sidecache_cdc_reader")).toBe(0);
+  });
+
+  it("an UPDATE that leaves the version alone replaces the cached value", async () => {
+    await call(a.url, "PUT", "/v1/kv/users/u1", { name: "before" });
+    const before = await cached("users", "u1");
+    await db.query(`update ${T.users} set value = '{"name":"after"}' where key = 'u1'`);
+    const row = await db.query(`select version::text as v from ${T.users} where key = 'u1'`);
+    expect(Number(row.rows[0].v)).toBeGreaterThan(etag(before));
+    await seenByBoth("UPDATE without a version", "users", "u1", (r) => r.text.includes("after"));
+    const again = await get(b, "users", "u1");
+    expect(etag(again)).toBe(Number(row.rows[0].v));
+    expect(again.json()).toEqual({ name: "after" });
+  });
+
+  it("an INSERT of a key cached as absent is seen", async () => {
+    await get(a, "users", "u2");
+    const absent = await get(b, "users", "u2");
+    expect(absent.status).toBe(404);
+    expect(absent.headers["x-cache"]).toBe("HIT");
+    // no version given: the trigger gives one
+    await db.query(`insert into ${T.users} (key, value) values ('u2', '{"name":"new"}')`);
+    await seenByBoth("INSERT of an absent key", "users", "u2", (r) => r.status === 200);
+    expect((await get(a, "users", "u2")).json()).toEqual({ name: "new" });
+  });
+
+  it("a DELETE is seen, and the deleted version is kept", async () => {
+    await call(a.url, "PUT", "/v1/kv/users/u3", { name: "doomed" });
+    const before = await cached("users", "u3");
+    await db.query(`delete from ${T.users} where key = 'u3'`);
+    await seenByBoth("DELETE", "users", "u3", (r) => r.status === 404);
+    const tomb = await db.query(
+      `select version::text as v from sidecache_tombstones where tbl = $1 and key = 'u3'`,
+      [T.users],
+    );
+    expect(Number(tomb.rows[0].v)).toBe(etag(before) + 1);
+    expect(await peek.entry("users", "u3")).toMatchObject({ kind: "tombstone", version: etag(before) + 1 });
+    // created again through sidecache: above the delete
+    const put = await call(b.url, "PUT", "/v1/kv/users/u3", { name: "back" });
+    expect((put.json() as { version: number }).version).toBeGreaterThan(etag(before) + 1);
+    await seenByBoth("re-created after DELETE", "users", "u3", (r) => r.text.includes("back"));
+  });
+
+  it("TRUNCATE drops the keyspace's entries", async () => {
+    for (const k of ["e1", "e2", "e3"]) await call(a.url, "PUT", `/v1/kv/events/${k}`, { k });
+    for (const k of ["e1", "e2", "e3"]) await cached("events", k);
+    await call(a.url, "PUT", "/v1/kv/users/kept", { kept: true });
+    await cached("users", "kept");
+    await db.query(`truncate ${T.events}`);
+    for (const k of ["e1", "e2", "e3"])
+      await seenByBoth(`TRUNCATE (${k})`, "events", k, (r) => r.status === 404);
+    expect((await get(b, "users", "kept")).headers["x-cache"]).toBe("HIT");
+    expect(
+      metric((await a.exposition()).body, "sidecache_cdc_keyspace_drops_total", { reason: "truncate" }),
+    ).toBe(1);
+  });
+
+  it("a primary-key change drops both keys", async () => {
+    await call(a.url, "PUT", "/v1/kv/users/pk-old", { who: "moving" });
+    await cached("users", "pk-old");
+    await get(a, "users", "pk-new");
+    expect((await get(b, "users", "pk-new")).headers["x-cache"]).toBe("HIT");
+    await db.query(`update ${T.users} set key = 'pk-new' where key = 'pk-old'`);
+    await Promise.all([
+      seenByBoth("PK change, old key", "users", "pk-old", (r) => r.status === 404),
+      seenByBoth("PK change, new key", "users", "pk-new", (r) => r.status === 200),
+    ]);
+    expect((await get(a, "users", "pk-new")).json()).toEqual({ who: "moving" });
+  });
+
+  it("a TOASTed value the change did not touch is never taken from the stream: readers get the whole row", async () => {
+    // random text does not compress: stored out of line (TOAST)
+    const big = Array.from({ length: 200_000 / 16 }, () => Math.random().toString(36).slice(2, 18)).join("");
+    await call(a.url, "PUT", "/v1/kv/users/big", { big });
+    const before = await cached("users", "big");
+    const stored = await db.query(`select pg_column_size(value) as size from ${T.users} where key = 'big'`);
+    expect(Number(stored.rows[0].size)).toBeGreaterThan(100_000);
+    await db.query(`update ${T.users} set updated_at = now() where key = 'big'`);
+    await seenByBoth("UPDATE beside a TOASTed value", "users", "big", (r) => etag(r) > etag(before));
+    for (const d of [a, b]) expect((await get(d, "users", "big")).json()).toEqual({ big });
+  });
+
+  it("a mapped table with the documented trigger: updates, inserts and deletes by id", async () => {
+    await db.query(`insert into ${T.people} (id, name) values (1, 'ada')`);
+    await seenByBoth("mapped INSERT", "people", "1", (r) => r.status === 200);
+    await cached("people", "1");
+    await db.query(`update ${T.people} set name = 'grace' where id = 1`);
+    await seenByBoth("mapped UPDATE without a version", "people", "1", (r) => r.text.includes("grace"));
+    await cached("people", "1");
+    await db.query(`delete from ${T.people} where id = 1`);
+    await seenByBoth("mapped DELETE", "people", "1", (r) => r.status === 404);
+  });
+
+  it("sidecache's own writes pass the trigger unchanged", async () => {
+    const put = await call(b.url, "PUT", "/v1/kv/users/own", { n: 1 });
+    const version = (put.json() as { version: number }).version;
+    const row = await db.query(`select version::text as v from ${T.users} where key = 'own'`);
+    expect(Number(row.rows[0].v)).toBe(version);
+    await cached("users", "own");
+    expect(etag(await get(a, "users", "own"))).toBe(version);
+    expect((await call(a.url, "DELETE", "/v1/kv/users/own")).status).toBe(204);
+    expect((await get(b, "users", "own")).status).toBe(404);
+  });
+
+  it("commit-to-invalidation lag is measured", async () => {
+    const text = (await a.exposition()).body;
+    expect(metric(text, "sidecache_cdc_lag_seconds_count")).toBeGreaterThan(5);
+    expect(metric(text, "sidecache_cdc_invalidations_total", { keyspace: "users" })).toBeGreaterThan(5);
+    await waitFor("retained WAL gauge", async () =>
+      /^sidecache_cdc_retained_wal_bytes \d/m.test((await b.exposition()).body) ? true : undefined,
+    );
+  });
+
+  it("a dropped slot drops every keyspace's entries, is counted, and a new slot is streamed", async () => {
+    await call(a.url, "PUT", "/v1/kv/users/s1", { n: 1 });
+    await cached("users", "s1");
+    const slot = `${tag}_slot`;
+    for (let tries = 0; ; tries++) {
+      try {
+        await db.query(
+          `select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1 and active_pid is not null`,
+          [slot],
+        );
+        await db.query(`select pg_drop_replication_slot($1)`, [slot]);
+        break;
+      } catch (err) {
+        if (tries > 50) throw err;
+      }
+    }
+    const dropped = performance.now();
+    await waitFor("the entry dropped", async () =>
+      (await peek.entry("users", "s1")) === null ? true : undefined,
+    );
+    console.log(`dropped slot: entries gone after ${(performance.now() - dropped).toFixed(1)} ms`);
+    const lost = metric((await a.exposition()).body, "sidecache_cdc_slot_lost_total", { reason: "dropped" });
+    expect(lost).toBe(1);
+    expect((await get(b, "users", "s1")).headers["x-cache"]).toBe("MISS");
+    await cached("users", "s1");
+    await db.query(`update ${T.users} set value = '{"n":2}' where key = 's1'`);
+    await seenByBoth("UPDATE on the new slot", "users", "s1", (r) => r.text.includes("2"));
+  });
+});
