@@ -243,3 +243,89 @@ describe("change data capture", () => {
     await seenByBoth("UPDATE on the new slot", "users", "s1", (r) => r.text.includes("2"));
   });
 });
+
+/**
+ * The race the version trigger exists for: a read loads the row, an outside UPDATE commits and is
+ * invalidated, then the read fills. The load is held for real: a row-level security policy makes the
+ * daemon's SELECT wait on an advisory lock the test holds, after the SELECT took its snapshot.
+ */
+describe("a fill racing an outside update", () => {
+  const role = `${tag}_app`;
+  const table = `${tag}_race`;
+  let d: Daemon;
+  let lock: pg.Client;
+
+  beforeAll(async () => {
+    await db.query(`create role ${role} login replication`);
+    await db.query(`grant create on database postgres to ${role}`);
+    await db.query(`grant create on schema public to ${role}`);
+    await db.query(`create table ${table} (key text collate "C" primary key, value jsonb not null,
+      version bigint not null, updated_at timestamptz not null default now())`);
+    await db.query(`alter table ${table} owner to ${role}`);
+    // sidecache's shared table is its role's own in a real deployment (here the first daemons made it)
+    await db.query(`alter table sidecache_tombstones owner to ${role}`);
+    await db.query(`alter table sidecache_cache_repairs owner to ${role}`);
+    await db.query(`create or replace function ${tag}_gate() returns boolean language plpgsql volatile as $$
+      begin perform pg_advisory_lock_shared(4242); perform pg_advisory_unlock_shared(4242); return true; end $$`);
+    await db.query(`alter table ${table} enable row level security`);
+    await db.query(`alter table ${table} force row level security`);
+    await db.query(`create policy gate on ${table} using (${tag}_gate())`);
+    const url = server.url.replace("postgres@", `${role}@`);
+    const yaml = cdcYaml({
+      storeUrl: url,
+      prefix: `${tag}-race`,
+      slot: `${tag}_race_slot`,
+      publication: `${tag}_race_pub`,
+      keyspaces: { race: ["strategy: cache-aside", `table: ${table}`] },
+    }).replace("timeout: 2s", "timeout: 5s");
+    d = await Daemon.start(parseConfig(yaml, "race.yaml"), { log: silentLogger });
+    lock = await sqlClient(server.url);
+  });
+
+  afterAll(async () => {
+    await d?.stop();
+    await lock?.end();
+    const race = new RedisPeek(`${tag}-race`);
+    await race.cleanup();
+  });
+
+  it("never leaves the older value cached", async () => {
+    const racePeek = new RedisPeek(`${tag}-race`);
+    try {
+      const put = await call(d.url, "PUT", "/v1/kv/race/k", { v: "old" });
+      const v1 = (put.json() as { version: number }).version;
+      await lock.query(`select pg_advisory_lock(4242)`);
+      const reading = call(d.url, "GET", "/v1/kv/race/k");
+      // the daemon's load has its snapshot and waits inside the policy
+      await waitFor("the load held", async () => {
+        const r = await db.query(
+          `select 1 from pg_stat_activity where usename = $1 and wait_event = 'advisory' and query ilike 'select%'`,
+          [role],
+        );
+        return r.rows.length > 0 ? true : undefined;
+      });
+      await db.query(`update ${table} set value = '{"v":"new"}' where key = 'k'`);
+      const v2 = Number(
+        (await db.query(`select version::text as v from ${table} where key = 'k'`)).rows[0].v,
+      );
+      expect(v2).toBeGreaterThan(v1);
+      const invalidated = await waitFor("the update's tombstone", async () => {
+        const e = await racePeek.entry("race", "k");
+        return e?.kind === "tombstone" && e.version === v2 ? e : undefined;
+      });
+      console.log(`outside update invalidated after ${invalidated.ms.toFixed(1)} ms while the fill was held`);
+      await lock.query(`select pg_advisory_unlock(4242)`);
+      const held = await reading;
+      // that read began before the update and answers from its snapshot; its fill must be refused
+      expect(held.json()).toEqual({ v: "old" });
+      expect(await racePeek.entry("race", "k")).toMatchObject({ kind: "tombstone", version: v2 });
+      const after = await call(d.url, "GET", "/v1/kv/race/k");
+      expect(after.json()).toEqual({ v: "new" });
+      const hit = await call(d.url, "GET", "/v1/kv/race/k");
+      expect(hit.headers["x-cache"]).toBe("HIT");
+      expect(hit.json()).toEqual({ v: "new" });
+    } finally {
+      racePeek.redis.disconnect();
+    }
+  });
+});

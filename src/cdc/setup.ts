@@ -16,8 +16,7 @@ import type { SqlRunner } from "./server-checks.js";
  * AFTER DELETE, and for the old key of an update that changes the key: the deleted version + 1 goes to
  * sidecache_tombstones (greatest wins), so the stream can tell what a fill of the deleted row carried.
  */
-const TRIGGER_FUNCTION = `
-create or replace function sidecache_cdc_row() returns trigger language plpgsql as $fn$
+const TRIGGER_BODY = `
 declare
   above bigint;
   clock bigint := (extract(epoch from clock_timestamp()) * 1000000)::bigint;
@@ -49,13 +48,16 @@ begin
   end if;
   return new;
 end
-$fn$`;
+`;
 
-async function ddl(db: SqlRunner, statements: string[]): Promise<void> {
+const TRIGGER_FUNCTION = `create or replace function sidecache_cdc_row() returns trigger language plpgsql as $fn$${TRIGGER_BODY}$fn$`;
+
+/** Runs `plan` (which reads the catalog, then returns the statements to run) under the DDL lock. */
+async function ddl(db: SqlRunner, plan: () => Promise<string[]>): Promise<void> {
   await db.query("begin");
   try {
     await db.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
-    for (const s of statements) await db.query(s);
+    for (const s of await plan()) await db.query(s);
     await db.query("commit");
   } catch (err) {
     await db.query("rollback").catch(() => {});
@@ -63,58 +65,79 @@ async function ddl(db: SqlRunner, statements: string[]): Promise<void> {
   }
 }
 
-/** Installs (or refreshes) the version trigger on each managed table. */
+/**
+ * Installs the version trigger on each managed table that lacks it, and the function when it is missing
+ * or differs (so daemons of another role sharing the database leave it alone once it is right). Creating
+ * a trigger locks its table: it is done once, not at every start.
+ */
 export async function installTriggers(db: SqlRunner, tables: string[]): Promise<void> {
   if (tables.length === 0) return;
-  const statements = [TRIGGER_FUNCTION];
-  for (const table of tables) {
-    const t = quoteIdent(table);
-    const arg = quoteLiteral(table);
-    statements.push(
-      `drop trigger if exists sidecache_cdc_version on ${t}`,
-      `create trigger sidecache_cdc_version before insert or update on ${t}
-       for each row execute function sidecache_cdc_row(${arg})`,
-      `drop trigger if exists sidecache_cdc_delete on ${t}`,
-      `create trigger sidecache_cdc_delete after delete on ${t}
-       for each row execute function sidecache_cdc_row(${arg})`,
+  const arg = (quoted: string) => quoteLiteral(tables.find((t) => quoteIdent(t) === quoted)!);
+  const plan = async () => {
+    const r = await db.query(
+      `select (select prosrc from pg_proc where oid = to_regproc('sidecache_cdc_row')) as source,
+         array(select t from unnest($1::text[]) as t
+               where not exists (select 1 from pg_trigger g where g.tgrelid = to_regclass(t)
+                                 and g.tgname = 'sidecache_cdc_version')) as version_missing,
+         array(select t from unnest($1::text[]) as t
+               where not exists (select 1 from pg_trigger g where g.tgrelid = to_regclass(t)
+                                 and g.tgname = 'sidecache_cdc_delete')) as delete_missing`,
+      [tables.map(quoteIdent)],
+    );
+    const row = r.rows[0]!;
+    const statements: string[] = [];
+    if (row.source !== TRIGGER_BODY) statements.push(TRIGGER_FUNCTION);
+    for (const t of row.version_missing as string[]) {
+      statements.push(
+        `create trigger sidecache_cdc_version before insert or update on ${t}
+         for each row execute function sidecache_cdc_row(${arg(t)})`,
+      );
+    }
+    for (const t of row.delete_missing as string[]) {
+      statements.push(
+        `create trigger sidecache_cdc_delete after delete on ${t}
+         for each row execute function sidecache_cdc_row(${arg(t)})`,
+      );
+    }
+    return statements;
+  };
+  try {
+    await ddl(db, plan);
+  } catch (err) {
+    throw new CdcSetupError(
+      `The version trigger of the managed tables could not be installed (${(err as Error).message}): ` +
+        `the function sidecache_cdc_row() belongs to another role, or a table is not the daemon's own.`,
     );
   }
-  await ddl(db, statements);
 }
 
 /** Creates the publication, or adds the tables it lacks; it publishes every kind of change. */
 export async function ensurePublication(db: SqlRunner, publication: string, tables: string[]): Promise<void> {
   const wanted = [...new Set([...tables, TOMBSTONES])];
   const pub = quoteIdent(publication);
-  const statements: string[] = [];
-  const existing = await db.query(
-    `select p.pubinsert and p.pubupdate and p.pubdelete and p.pubtruncate as every_kind,
-            coalesce(array_agg(r.prrelid::regclass::text) filter (where r.prrelid is not null), '{}') as tables,
-            coalesce(array_agg(r.prrelid) filter (where r.prrelid is not null), '{}') as oids,
-            p.puballtables as all_tables
-     from pg_publication p left join pg_publication_rel r on r.prpubid = p.oid
-     where p.pubname = $1 group by p.oid`,
-    [publication],
-  );
-  const row = existing.rows[0];
-  if (!row) {
-    statements.push(`create publication ${pub} for table ${wanted.map(quoteIdent).join(", ")}`);
-  } else {
+  const plan = async () => {
+    const existing = await db.query(
+      `select p.pubinsert and p.pubupdate and p.pubdelete and p.pubtruncate as every_kind,
+              p.puballtables as all_tables,
+              array(select t from unnest($2::text[]) as t where not exists
+                (select 1 from pg_publication_rel r where r.prpubid = p.oid and r.prrelid = to_regclass(t))) as missing
+       from pg_publication p where p.pubname = $1`,
+      [publication, wanted.map(quoteIdent)],
+    );
+    const row = existing.rows[0];
+    if (!row) return [`create publication ${pub} for table ${wanted.map(quoteIdent).join(", ")}`];
+    const statements: string[] = [];
     if (row.every_kind !== true) {
       statements.push(`alter publication ${pub} set (publish = 'insert, update, delete, truncate')`);
     }
-    if (row.all_tables !== true) {
-      const oids = await db.query(`select t, to_regclass(t)::oid as oid from unnest($1::text[]) as t`, [
-        wanted.map(quoteIdent),
-      ]);
-      const have = new Set((row.oids as unknown[]).map(String));
-      const missing = oids.rows.filter((r) => !have.has(String(r.oid))).map((r) => String(r.t));
-      if (missing.length > 0) statements.push(`alter publication ${pub} add table ${missing.join(", ")}`);
+    const missing = row.missing as string[];
+    if (row.all_tables !== true && missing.length > 0) {
+      statements.push(`alter publication ${pub} add table ${missing.join(", ")}`);
     }
-  }
-  if (statements.length === 0) return;
+    return statements;
+  };
   try {
-    await ddl(db, statements);
+    await ddl(db, plan);
   } catch (err) {
     throw new CdcSetupError(
       `The publication ${publication} could not be set up (${(err as Error).message}); ` +
