@@ -82,6 +82,8 @@ export class Daemon implements Health {
     const cache = guardCache(createCache(config.cache, log), config.cache, telemetry, log);
     const daemon = new Daemon(config, cache, store, log, telemetry, options.repairs);
     try {
+      // PostgreSQL is asked first: a server that can not stream changes gets nothing created in it.
+      if (config.store.cdc) await daemon.createCdc(options.cdc).check();
       for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
       daemon.checker = await createChecker(config, {
         ...options.checker,
@@ -93,7 +95,7 @@ export class Daemon implements Health {
       });
       daemon.setChecker(daemon.checker);
       daemon.checker.start();
-      if (config.store.cdc) await daemon.startCdc(options.cdc);
+      await daemon.cdc?.start();
       // Repairs a daemon that died left behind are applied before the first request is served.
       await daemon.sweeper.start();
       daemon.http = new HttpServer(daemon.ctx);
@@ -219,8 +221,8 @@ export class Daemon implements Health {
     return this.metrics.hitRatio(keyspace);
   }
 
-  /** Reads the replication slot when this daemon holds its lease; caught up before the daemon listens. */
-  private async startCdc(timing?: Partial<CdcTiming>): Promise<void> {
+  /** Reads the replication slot when this daemon holds its lease (start() catches up before listening). */
+  private createCdc(timing?: Partial<CdcTiming>): CdcReader {
     const metrics = new CdcMetrics(this.metrics.registry);
     this.telemetry.subscribe(metrics.onEvent);
     this.cdc = new CdcReader({
@@ -234,7 +236,7 @@ export class Daemon implements Health {
       log: this.log,
       timing,
     });
-    await this.cdc.start();
+    return this.cdc;
   }
 
   private async build(config: KeyspaceConfig): Promise<Keyspace> {

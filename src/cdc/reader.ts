@@ -105,11 +105,7 @@ export class CdcReader {
    * (at most `catchUpMs`), so nothing committed while no daemon read it is served from the cache.
    */
   async start(): Promise<void> {
-    const problems = await cdcProblems(this.lease, this.o.config);
-    if (problems.length > 0) {
-      await this.lease.close();
-      throw new CdcSetupError(`store.cdc: PostgreSQL can not stream changes: ${problems.join("; ")}.`);
-    }
+    await this.check();
     await this.setup();
     this.walTimer = setInterval(() => void this.pollWal(), this.timing.walPollMs);
     this.walTimer.unref();
@@ -122,6 +118,15 @@ export class CdcReader {
     this.loop = this.run();
     await gate;
     clearTimeout(timer);
+  }
+
+  /** Throws CdcSetupError naming every setting PostgreSQL lacks to stream changes. */
+  async check(): Promise<void> {
+    const problems = await cdcProblems(this.lease, this.o.config);
+    if (problems.length > 0) {
+      await this.lease.close();
+      throw new CdcSetupError(`store.cdc: PostgreSQL can not stream changes: ${problems.join("; ")}.`);
+    }
   }
 
   /** After a reload: the keyspaces' tables join the publication and get their trigger. */

@@ -2,6 +2,7 @@
  * What PostgreSQL must allow before changes can be streamed, each problem naming the setting and the
  * fix. Run by `sidecache validate` and at start-up.
  */
+import pg from "pg";
 import type { CdcConfig } from "../config/types.js";
 
 export interface SqlRunner {
@@ -58,4 +59,20 @@ export async function cdcProblems(db: SqlRunner, cdc: CdcConfig): Promise<string
     );
   }
   return problems;
+}
+
+/** Connects with the store's URL and lists what keeps PostgreSQL from streaming changes (validate). */
+export async function checkCdcServer(url: string, cdc: CdcConfig, timeoutMs: number): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+  } catch (err) {
+    return [`PostgreSQL can not be reached to check it: ${(err as Error).message}`];
+  }
+  try {
+    return await cdcProblems(client, cdc);
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
