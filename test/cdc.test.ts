@@ -19,6 +19,7 @@ const T = {
   users: `${tag}_users`,
   events: `${tag}_events`,
   people: `${tag}_people`,
+  queue: `${tag}_queue`,
 };
 let server: PrivatePostgres;
 let db: pg.Client;
@@ -43,6 +44,7 @@ async function startPair(): Promise<[Daemon, Daemon]> {
     keyspaces: {
       users: ["strategy: cache-aside", `table: ${T.users}`],
       events: ["strategy: read-through", `table: ${T.events}`],
+      queue: ["strategy: write-behind", `table: ${T.queue}`, "write_behind:", "  flush_interval: 100ms"],
       people: [
         "strategy: cache-aside",
         `table: ${T.people}`,
@@ -205,6 +207,26 @@ describe("change data capture", () => {
     expect((await get(b, "users", "own")).status).toBe(404);
   });
 
+  it("write-behind flushes pass the trigger, deletes included, and outside changes reach its cache", async () => {
+    const put = await call(a.url, "PUT", "/v1/kv/queue/q1", { n: 1 });
+    const v1 = (put.json() as { version: number }).version;
+    await call(a.url, "PUT", "/v1/kv/queue/q2", { n: 1 });
+    await call(a.url, "POST", "/v1/keyspaces/queue/flush");
+    const del = await call(b.url, "DELETE", "/v1/kv/queue/q2");
+    const deleted = (del.json() as { version: number }).version;
+    await call(b.url, "POST", "/v1/keyspaces/queue/flush");
+    const rows = await db.query(`select key, version::text as v from ${T.queue} order by key`);
+    expect(rows.rows).toEqual([{ key: "q1", v: String(v1) }]);
+    const tomb = await db.query(
+      `select version::text as v from sidecache_tombstones where tbl = $1 and key = 'q2'`,
+      [T.queue],
+    );
+    expect(Number(tomb.rows[0].v)).toBe(deleted);
+    expect((await get(a, "queue", "q2")).status).toBe(404);
+    await db.query(`update ${T.queue} set value = '{"n":9}' where key = 'q1'`);
+    await seenByBoth("outside UPDATE of a write-behind key", "queue", "q1", (r) => r.text.includes("9"));
+  });
+
   it("commit-to-invalidation lag is measured", async () => {
     const text = (await a.exposition()).body;
     expect(metric(text, "sidecache_cdc_lag_seconds_count")).toBeGreaterThan(5);
@@ -327,5 +349,35 @@ describe("a fill racing an outside update", () => {
     } finally {
       racePeek.redis.disconnect();
     }
+  });
+});
+
+describe("the checker with change data capture", () => {
+  it("reports the share of changes the cache reflected within the lag, beside its ratio", async () => {
+    const keys = Array.from({ length: 30 }, (_, i) => `w${i}`);
+    for (const k of keys) await db.query(`insert into ${T.users} (key, value) values ($1, '{"n":1}')`, [k]);
+    for (const k of keys) await cached("users", k);
+    await db.query(`update ${T.users} set value = '{"n":2}' where key = any($1)`, [keys]);
+    const clean = (await call(a.url, "POST", "/v1/keyspaces/users/check", { full: true })).json() as {
+      ratio: number;
+      consistent_within_lag: { fraction: number; lag_ms: number; changes: number; within: number };
+    };
+    console.log("with the stream applied:", JSON.stringify(clean.consistent_within_lag));
+    expect(clean.consistent_within_lag.lag_ms).toBe(1000);
+    expect(clean.consistent_within_lag.changes).toBeGreaterThanOrEqual(30);
+    expect(clean.consistent_within_lag.fraction).toBe(1);
+
+    // an invalidation that never came: the cache keeps claiming the state before a change
+    await db.query(`update ${T.users} set value = '{"n":3}' where key = 'w0'`);
+    await seenByBoth("the change before the planted entry", "users", "w0", (r) => r.text.includes("3"));
+    const stale = JSON.stringify({ n: 2 });
+    await peek.redis.set(`${tag}:kv:{users}:w0`, `v1:${Date.now() + 600_000}:${stale}`, "PX", 600_000);
+    const missed = (
+      await call(b.url, "POST", "/v1/keyspaces/users/check", { full: true })
+    ).json() as typeof clean;
+    console.log("with one invalidation missed:", JSON.stringify(missed.consistent_within_lag));
+    expect(missed.ratio).toBeGreaterThan(0);
+    expect(missed.consistent_within_lag.within).toBe(missed.consistent_within_lag.changes - 1);
+    expect(missed.consistent_within_lag.fraction).toBeLessThan(1);
   });
 });
