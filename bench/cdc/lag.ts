@@ -79,7 +79,10 @@ async function startDaemon(s: LagSetup): Promise<{ child: Child; base: string }>
       "",
     ].join("\n"),
   );
+  // SIDECACHE_BENCH_CPU_PROF=DIR: the daemon writes a CPU profile there when it stops
+  const profDir = process.env.SIDECACHE_BENCH_CPU_PROF;
   const child = spawnPinned(s.daemonCore, process.execPath, [
+    ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
     join(ROOT, "dist/cmd/sidecache.js"),
     "--config",
     file,
