@@ -174,7 +174,7 @@ describe("change data capture when daemons die", () => {
     await e.kill("SIGTERM");
   });
 
-  it("a slot invalidated while every daemon was down: entries dropped, the loss counted, a new slot read", async () => {
+  it("a slot invalidated while every daemon was down: entries dropped, the loss counted, a new slot read; then PostgreSQL restarted", async () => {
     const f = await spawn();
     await call(f.url, "PUT", "/v1/kv/users/i1", { v: 1 });
     await get(f, "i1");
@@ -200,5 +200,23 @@ describe("change data capture when daemons die", () => {
     const changed = performance.now();
     await db.query(`update ${table} set value = '{"v":3}' where key = 'i1'`);
     await seen(g, "i1", (r) => (r.json() as { v: number }).v === 3, "update on the recreated slot", changed);
+    await get(g, "i1");
+    expect((await get(g, "i1")).headers["x-cache"]).toBe("HIT");
+
+    // PostgreSQL restarted under the reader: it reconnects and resumes from the slot
+    await db.end();
+    await server.stop();
+    await server.start();
+    db = await sqlClient(server.url);
+    const restarted = performance.now();
+    await db.query(`update ${table} set value = '{"v":4}' where key = 'i1'`);
+    await seen(
+      g,
+      "i1",
+      (r) => r.status === 200 && (r.json() as { v: number }).v === 4,
+      "update after a PostgreSQL restart",
+      restarted,
+    );
+    expect(metric(await metrics(g), "sidecache_cdc_slot_lost_total")).toBe(1);
   });
 });

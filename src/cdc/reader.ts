@@ -212,9 +212,15 @@ export class CdcReader {
       for (const ks of dropped.keys()) this.pendingDrops.delete(ks);
     }
     await this.lease.fence();
-    const target = parseLsn(
-      String((await this.lease.query(`select pg_current_wal_lsn()::text as lsn`)).rows[0]?.lsn),
+    const at = await this.lease.query(
+      `select pg_current_wal_lsn()::text as now, confirmed_flush_lsn::text as confirmed
+       from pg_replication_slots where slot_name = $1`,
+      [slot],
     );
+    const positions = {
+      target: parseLsn(String(at.rows[0]?.now ?? "0/0")),
+      confirmed: parseLsn(String(at.rows[0]?.confirmed ?? "0/0")),
+    };
     const session = new Session(
       {
         ...this.o,
@@ -224,7 +230,7 @@ export class CdcReader {
         stopped: () => this.stopped,
         caughtUp: () => this.openGate(),
       },
-      target,
+      positions,
     );
     this.session = session;
     try {

@@ -40,16 +40,19 @@ export class Session {
   private over = false;
   private ending?: (err?: Error) => void;
   /** everything up to here is applied */
-  private flushable: Lsn = 0n;
+  private flushable: Lsn;
+  private readonly target: Lsn;
   private confirmTimer?: NodeJS.Timeout;
   private statusTimer?: NodeJS.Timeout;
   private probeTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly c: SessionContext,
-    /** the WAL position when the session began: reading up to it is catching up */
-    private readonly target: Lsn,
+    /** target: the WAL position when the session began (reading up to it is catching up); confirmed: the slot's */
+    positions: { target: Lsn; confirmed: Lsn },
   ) {
+    this.target = positions.target;
+    this.flushable = positions.confirmed;
     const { log } = c;
     this.collector = new ChangeCollector(c.keyspaces(), {
       unversionedDelete: (table) =>
