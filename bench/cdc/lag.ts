@@ -147,8 +147,10 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 60_000): Promi
 
 export async function cdcLag(s: LagSetup): Promise<LagResult> {
   const admin = new pg.Client({ connectionString: s.pgUrl });
+  admin.on("error", (err) => s.log(`admin connection: ${err.message}`));
   await admin.connect();
   const redis = new Redis(s.redisUrl);
+  redis.on("error", (err: Error) => s.log(`redis: ${err.message}`));
   await redis.config("SET", "notify-keyspace-events", "K$");
   const { child, base } = await startDaemon(s);
   try {
@@ -164,6 +166,7 @@ export async function cdcLag(s: LagSetup): Promise<LagResult> {
     const idleS = cpuSeconds(child.pid) - idleFrom;
 
     const sub = new Redis(s.redisUrl);
+    sub.on("error", (err: Error) => s.log(`redis subscriber: ${err.message}`));
     const seenAt = new Map<string, number>();
     const keyOf = `__keyspace@0__:${s.prefix}:kv:{bench}:`;
     await sub.psubscribe(`${keyOf}*`);
@@ -173,6 +176,7 @@ export async function cdcLag(s: LagSetup): Promise<LagResult> {
     const writers = await Promise.all(
       Array.from({ length: WRITERS }, async () => {
         const c = new pg.Client({ connectionString: s.pgUrl });
+        c.on("error", (err) => s.log(`writer connection: ${err.message}`));
         await c.connect();
         return c;
       }),

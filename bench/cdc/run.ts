@@ -9,6 +9,7 @@
  *   --out DIR      where to write the results
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startPrivatePostgres } from "../../test/support/pg-server.js";
@@ -26,13 +27,16 @@ interface CdcResults {
   options: { quick: boolean; rate: number };
   lag?: LagResult;
   trigger?: TriggerCostResult;
+  loadAvgAtEnd?: number;
 }
 
 function render(r: CdcResults): string {
+  const m = r.machine as { nproc: number; cpuModel: string; loadAvgAtStart: number; pinning: string };
   const lines = [
     `# Change data capture, measured`,
     "",
-    `Run ${r.startedAt}; ${r.options.quick ? "quick" : "full"} run.`,
+    `Run ${r.startedAt}; ${r.options.quick ? "quick" : "full"} run; ${m.nproc} cores (${m.cpuModel}), ${m.pinning}; ` +
+      `load average ${m.loadAvgAtStart} at the start and ${r.loadAvgAtEnd ?? "?"} at the end (the machine is shared).`,
     "",
   ];
   if (r.lag) {
@@ -60,7 +64,7 @@ function render(r: CdcResults): string {
     lines.push(
       `## The version trigger's cost to PostgreSQL`,
       "",
-      `${r.trigger.changes} changes per figure and round, one at a time on one connection, mean of ${r.trigger.rounds} rounds that alternate which table goes first; without the trigger → with it (ratio).`,
+      `${r.trigger.changes} changes per figure and round, one at a time on one connection, in chunks of 100 that alternate between the tables, ${r.trigger.rounds} rounds; per change, without the trigger → with it (ratio).`,
       "",
       "| change | WAL bytes | statements executed | µs |",
       "| --- | --- | --- | --- |",
@@ -132,6 +136,7 @@ async function main(): Promise<void> {
     await redis.stop().catch(() => {});
     await server.cleanup();
   }
+  results.loadAvgAtEnd = Math.round(loadavg()[0]! * 100) / 100;
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, "cdc.json"), `${JSON.stringify(results, null, 2)}\n`);
   const md = render(results);

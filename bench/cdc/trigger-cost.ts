@@ -29,6 +29,7 @@ export interface TriggerCostResult {
 
 const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
 const ROUNDS = 4;
+const CHUNK = 100;
 
 interface Measured {
   walBytes: number;
@@ -38,6 +39,7 @@ interface Measured {
 
 export async function triggerCost(pgUrl: string, tag: string, n: number): Promise<TriggerCostResult> {
   const db = new pg.Client({ connectionString: pgUrl });
+  db.on("error", () => {}); // a lost connection fails the next query
   await db.connect();
   await db.query(`create extension if not exists pg_stat_statements`);
   const adapter = new SqlStoreAdapter(new PostgresDriver({ url: pgUrl, poolSize: 1, timeoutMs: 30_000 }));
@@ -47,19 +49,25 @@ export async function triggerCost(pgUrl: string, tag: string, n: number): Promis
   const trig = await adapter.table({ table: trigName });
   await installTriggers(db, [trigName]);
 
+  // The WAL position and the statements executed so far, less this query's own.
+  const counters = async () => {
+    const r = await db.query(
+      `select pg_current_wal_lsn()::text as lsn,
+              (select coalesce(sum(calls), 0) from pg_stat_statements
+               where query not ilike '%pg_stat_statements%')::float8 as calls`,
+    );
+    return { lsn: String(r.rows[0].lsn), calls: Number(r.rows[0].calls) };
+  };
+
+  /** Totals over one run of changes (no reset of the statistics: entries are not created anew each time). */
   async function measure(run: () => Promise<void>): Promise<Measured> {
-    await db.query(`select pg_stat_statements_reset()`);
-    const from = (await db.query(`select pg_current_wal_lsn()::text as l`)).rows[0].l as string;
+    const before = await counters();
     const started = performance.now();
     await run();
-    const micros = ((performance.now() - started) * 1000) / n;
-    const r = await db.query(
-      `select pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 as wal,
-              (select coalesce(sum(calls), 0) from pg_stat_statements
-               where query not ilike '%pg_stat_statements%' and query not ilike '%pg_current_wal_lsn%')::float8 as calls`,
-      [from],
-    );
-    return { walBytes: Number(r.rows[0].wal) / n, statements: Number(r.rows[0].calls) / n, micros };
+    const micros = (performance.now() - started) * 1000;
+    const after = await counters();
+    const wal = await db.query(`select pg_wal_lsn_diff($1, $2)::float8 as bytes`, [after.lsn, before.lsn]);
+    return { walBytes: Number(wal.rows[0].bytes), statements: after.calls - before.calls, micros };
   }
 
   const value = JSON.stringify({ name: "a value of some forty bytes", n: 1 });
@@ -121,13 +129,17 @@ export async function triggerCost(pgUrl: string, tag: string, n: number): Promis
     for (let round = 0; round < ROUNDS; round++) {
       const keys = Array.from({ length: n }, (_, i) => `r${round}-${i}`);
       for (const [o, [, make]] of ops.entries()) {
-        for (const side of round % 2 === 0 ? [0, 1] : [1, 0]) {
-          const [name, store] = tables[side]!;
-          const m = await measure(make(name, store, keys));
-          const sum = sums[o]![side]!;
-          sum.walBytes += m.walBytes / ROUNDS;
-          sum.statements += m.statements / ROUNDS;
-          sum.micros += m.micros / ROUNDS;
+        // Chunks alternate between the tables, so a busy moment of the machine weighs on both alike.
+        for (let from = 0; from < n; from += CHUNK) {
+          const chunk = keys.slice(from, from + CHUNK);
+          for (const side of (round + from / CHUNK) % 2 === 0 ? [0, 1] : [1, 0]) {
+            const [name, store] = tables[side]!;
+            const m = await measure(make(name, store, chunk));
+            const sum = sums[o]![side]!;
+            sum.walBytes += m.walBytes;
+            sum.statements += m.statements;
+            sum.micros += m.micros;
+          }
         }
       }
     }
@@ -137,13 +149,14 @@ export async function triggerCost(pgUrl: string, tag: string, n: number): Promis
     await db.end();
     await adapter.close();
   }
+  const changes = n * ROUNDS;
   const rows: CostRow[] = ops.map(([op], o) => {
     const [a, b] = sums[o]!;
     return {
       op,
-      walBytes: [round(a!.walBytes, 1), round(b!.walBytes, 1)],
-      statements: [round(a!.statements), round(b!.statements)],
-      micros: [round(a!.micros, 1), round(b!.micros, 1)],
+      walBytes: [round(a!.walBytes / changes, 1), round(b!.walBytes / changes, 1)],
+      statements: [round(a!.statements / changes), round(b!.statements / changes)],
+      micros: [round(a!.micros / changes, 1), round(b!.micros / changes, 1)],
     };
   });
   return { changes: n, rounds: ROUNDS, rows };

@@ -64,6 +64,7 @@ export class CdcReader {
   private session?: Session;
   private startGate?: () => void;
   private lastError = "";
+  private checked = false;
 
   constructor(private readonly o: CdcReaderOptions) {
     this.log = o.log.child({ component: "cdc" });
@@ -122,11 +123,13 @@ export class CdcReader {
 
   /** Throws CdcSetupError naming every setting PostgreSQL lacks to stream changes. */
   async check(): Promise<void> {
+    if (this.checked) return;
     const problems = await cdcProblems(this.lease, this.o.config);
     if (problems.length > 0) {
       await this.lease.close();
       throw new CdcSetupError(`store.cdc: PostgreSQL can not stream changes: ${problems.join("; ")}.`);
     }
+    this.checked = true;
   }
 
   /** After a reload: the keyspaces' tables join the publication and get their trigger. */
