@@ -209,6 +209,32 @@ describe("change data capture", () => {
     await seenByBoth("mapped DELETE", "people", "1", (r) => r.status === 404);
   });
 
+  it("the trigger finds a key's tombstone by index, not by reading every tombstone", async () => {
+    // regression: compared with the key column's "C" collation, the lookup could not use the index
+    await db.query(
+      `insert into sidecache_tombstones (tbl, key, version, deleted_at)
+       select $1, 'gone-' || g, 1, now() from generate_series(1, 5000) as g on conflict do nothing`,
+      [T.users],
+    );
+    await db.query(`analyze sidecache_tombstones`);
+    const scans = async () => {
+      await db.query(`select pg_stat_force_next_flush()`);
+      await db.query(`select pg_stat_clear_snapshot()`);
+      const r = await db.query(
+        `select seq_scan::int as seq, coalesce(idx_scan, 0)::int as idx from pg_stat_user_tables
+         where relname = 'sidecache_tombstones'`,
+      );
+      return r.rows[0] as { seq: number; idx: number };
+    };
+    const before = await scans();
+    for (let i = 0; i < 20; i++) {
+      await db.query(`insert into ${T.users} (key, value) values ($1, '{}')`, [`idx-${i}`]);
+    }
+    const after = await scans();
+    expect(after.seq - before.seq).toBe(0);
+    expect(after.idx - before.idx).toBeGreaterThanOrEqual(20);
+  });
+
   it("sidecache's own writes pass the trigger unchanged", async () => {
     const put = await call(b.url, "PUT", "/v1/kv/users/own", { n: 1 });
     const version = (put.json() as { version: number }).version;

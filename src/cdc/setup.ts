@@ -34,7 +34,9 @@ begin
     end if;
     return new;
   end if;
-  select t.version into above from ${TOMBSTONES} as t where t.tbl = tg_argv[0] and t.key = new."key";
+  -- the key column is collate "C": compared as such, the tombstones' index (default collation) is not used
+  select t.version into above from ${TOMBSTONES} as t
+    where t.tbl = tg_argv[0] and t.key = new."key" collate "default";
   above := coalesce(above, 0);
   if tg_op = 'UPDATE' then
     above := greatest(above, old."version");
