@@ -25,7 +25,7 @@ export interface LagResult {
   daemon: { count: number; meanMs: number; p99UpperMs: number };
   /** writer side: UPDATE round trip, ms */
   commitMs: { p50: number; p99: number };
-  /** daemon CPU seconds: under load (and 1 s after), idle for durationS, and per 1,000 changes net of idle */
+  /** daemon CPU seconds: under load (until the last change was seen), idle for durationS, and per 1,000 changes net of idle */
   cpu: { loadS: number; perThousandChanges: number; idleS: number; seconds: number };
 }
 
@@ -203,8 +203,12 @@ export async function cdcLag(s: LagSetup): Promise<LagResult> {
       }),
     );
     const wall = (performance.now() - started) / 1000;
-    await new Promise((r) => setTimeout(r, 1_000));
-    // the daemon's CPU over the load and the second after it, less what it uses idle for as long
+    // every update seen (at most 10 s more): the slowest ones count too
+    const seenDeadline = performance.now() + 10_000;
+    while (performance.now() < seenDeadline && [...acked.keys()].some((k) => !seenAt.has(k))) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // the daemon's CPU over the load and until the last was seen, less what it uses idle for as long
     const cpuLoad = cpuSeconds(child.pid) - cpuFrom;
     const elapsedS = (performance.now() - started) / 1000;
     const loadS = cpuLoad - idleS * (elapsedS / s.durationS);

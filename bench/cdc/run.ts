@@ -7,8 +7,11 @@
  *   --quick        5 s of load and 500 changes per trigger figure instead of 20 s and 2,000
  *   --rate N       direct updates per second (default 1000)
  *   --out DIR      where to write the results
+ *   --render       measure nothing: write cdc.md and the figures of docs/cdc.md again from DIR/cdc.json
+ *
+ * A full run also writes its tables into docs/cdc.md, between the bench markers.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -18,6 +21,7 @@ import { newTag } from "../lib/context.js";
 import { describeMachine, nproc } from "../lib/machine.js";
 import { canPin, pinPid } from "../lib/proc.js";
 import { ROOT } from "../lib/servers.js";
+import { updateDocs } from "../report/markdown.js";
 import { cdcLag, type LagResult } from "./lag.js";
 import { triggerCost, type TriggerCostResult } from "./trigger-cost.js";
 
@@ -55,7 +59,7 @@ function render(r: CdcResults): string {
       `The daemon's \`sidecache_cdc_lag_seconds\` (commit timestamp → applied): ${l.daemon.count} transactions, mean ${l.daemon.meanMs} ms, p99 ≤ ${l.daemon.p99UpperMs} ms (bucket bound).`,
       `Without change data capture such an update stays invisible until the entry's TTL (1 h by default) or the next consistency check.`,
       "",
-      `Daemon CPU: ${l.cpu.loadS} s over the load (${l.cpu.seconds} s and 1 s after); idle for ${l.cpu.seconds} s: ${l.cpu.idleS} s. ` +
+      `Daemon CPU: ${l.cpu.loadS} s over the load (${l.cpu.seconds} s, until the last change was seen); idle for ${l.cpu.seconds} s: ${l.cpu.idleS} s. ` +
         `**${l.cpu.perThousandChanges} CPU s per 1,000 changes** net of idle.`,
       "",
     );
@@ -88,12 +92,19 @@ async function main(): Promise<void> {
       quick: { type: "boolean", default: false },
       rate: { type: "string", default: "1000" },
       out: { type: "string" },
+      render: { type: "boolean", default: false },
     },
   });
   const quick = values.quick!;
   const rate = Number(values.rate);
   const outDir = values.out ?? join(ROOT, quick ? "bench/results/quick" : "bench/results");
   const log = (line: string) => process.stdout.write(`${line}\n`);
+  if (values.render) {
+    const saved = JSON.parse(readFileSync(join(outDir, "cdc.json"), "utf8")) as CdcResults;
+    await write(saved, outDir);
+    log(`rendered ${outDir}/cdc.md and docs/cdc.md from cdc.json`);
+    return;
+  }
   const cores = nproc();
   const pinned = cores >= 2 && canPin();
   if (pinned) pinPid(process.pid, 1);
@@ -139,9 +150,14 @@ async function main(): Promise<void> {
   results.loadAvgAtEnd = Math.round(loadavg()[0]! * 100) / 100;
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, "cdc.json"), `${JSON.stringify(results, null, 2)}\n`);
+  log(await write(results, outDir));
+}
+
+async function write(results: CdcResults, outDir: string): Promise<string> {
   const md = render(results);
   writeFileSync(join(outDir, "cdc.md"), md);
-  log(md);
+  if (!results.options.quick) await updateDocs(join(ROOT, "docs/cdc.md"), md);
+  return md;
 }
 
 main().catch((err: unknown) => {
