@@ -40,7 +40,7 @@ beforeAll(async () => {
   [redis, postgres] = await Promise.all([startPrivateRedis(), startPrivatePostgres()]);
   const yaml = `
 server: { port: 0, request_deadline: 800ms }
-cache: { url: ${redis.url}, prefix: ${tag}, timeout: 200ms, breaker: { failures: 3, cooldown: 300ms } }
+cache: { url: ${redis.url}, prefix: ${tag}, timeout: 200ms, trust_lease: 400ms, breaker: { failures: 3, cooldown: 300ms } }
 store: { url: ${postgres.url}, timeout: 3s, breaker: { failures: 3, cooldown: 300ms } }
 checker: { enabled: false }
 keyspaces:

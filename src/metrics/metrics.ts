@@ -79,6 +79,10 @@ export class Metrics implements RequestObserver {
     "sidecache_writebehind_dead_lettered_total",
     "Write-behind writes moved to the dead-letter stream.",
   );
+  private readonly superseded = this.counter(
+    "sidecache_writebehind_superseded_total",
+    "Write-behind writes that found PostgreSQL already holding a newer version written by someone else (dead-lettered).",
+  );
   private readonly consistencyChecked = this.byKind(
     "sidecache_consistency_checked_total",
     "Keys compared by the consistency checker, by the kind they were found to be (consistent included).",
@@ -207,6 +211,9 @@ export class Metrics implements RequestObserver {
         break;
       case "wb_dead_letter":
         this.deadLetterEvents.inc({ keyspace: e.keyspace });
+        break;
+      case "wb_superseded":
+        this.superseded.inc({ keyspace: e.keyspace });
         break;
       case "consistency_check":
         for (const [kind, n] of Object.entries(e.checked)) {

@@ -103,6 +103,27 @@ export class SqlTableStore implements TableStore {
     }
   }
 
+  async newerThan(ops: { key: string; version: number }[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (ops.length === 0) return out;
+    const s = this.shape;
+    return guarded(async () => {
+      const r = await this.driver.query(
+        `select u.k as key, greatest(
+           (select ${s.version} from ${s.table} as d where ${s.keyIs("u.k")}),
+           (select t.version from ${TOMBSTONES} as t where t.tbl = $1 and t.key = u.k)) as version
+         from unnest($2::text[], $3::int8[]) as u(k, n)`,
+        [this.name, ops.map((o) => o.key), ops.map((o) => String(o.version))],
+      );
+      const asked = new Map(ops.map((o) => [o.key, o.version]));
+      for (const row of r.rows) {
+        const current = num(row.version);
+        if (current > (asked.get(str(row.key)) ?? Infinity)) out.set(str(row.key), current);
+      }
+      return out;
+    });
+  }
+
   async write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {
     if (ops.length === 0) return [];
     this.checkValues(ops);

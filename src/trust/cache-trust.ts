@@ -1,67 +1,83 @@
 /**
- * Applies the repair intents PostgreSQL holds (sidecache_cache_repairs: cache updates that failed after a
- * commit) to the cache, and decides whether this daemon may trust cache entries at all.
+ * Whether this daemon may serve cache entries, and the sweeps that earn it: the trust authority.
  *
- * The cache is not trusted from start-up, and again from the moment its connection drops or a call to it
- * fails, until a sweep that began after that moment has invalidated every intent and heard the cache
- * answer. Until then the synchronous strategies read PostgreSQL (X-Cache: MISS), so no entry an intent
- * still covers is served, whoever recorded it. A sweep runs at start (before the daemon listens), right
- * after the cache (re)connects, every `retryMs` while the cache is not trusted, and every `intervalMs`
- * otherwise (one indexed query when there is nothing to repair).
+ * A write whose cache update failed after its commit leaves a repair intent in PostgreSQL
+ * (sidecache_cache_repairs) before it is acknowledged. Trust is a lease: a sweep that reads every intent,
+ * applies it to the cache (a tombstone at its version) and hears the cache answer (its incarnation checked
+ * too) makes the cache trusted for `leaseMs` from the moment the sweep began. Sweeps run every
+ * `intervalMs` (a third of the lease), so a healthy daemon never lapses; one that can not reach
+ * PostgreSQL or Redis, or that was frozen, lapses within the lease and reads PostgreSQL until a sweep
+ * succeeds again. A writer that recorded an intent waits one lease (`outlast`) before acknowledging: by
+ * then every daemon has either swept after the intent (and hides the key) or stopped trusting its cache,
+ * whoever it is and whether or not it saw the cache fail. One failed cache call costs nothing beyond its
+ * key (CacheRepairs); a dropped connection costs nothing: a reconnect to another server is caught by the
+ * incarnation check.
  */
 import type { CacheAdapter, CacheEntry } from "../cache/adapter.js";
+import { WRITE_MARKER_MIN_MS } from "../cache/adapter.js";
 import type { KeyspaceConfig } from "../config/types.js";
 import type { Logger } from "../log.js";
 import type { RepairIntent, StoreAdapter } from "../store/adapter.js";
 import type { Telemetry } from "../telemetry.js";
 
-/** Whether cache entries may be served now; read on every cache lookup, so it is a plain field. */
-export interface CacheTrust {
-  readonly trusted: boolean;
-}
-
-export interface RepairSweeperOptions {
+export interface CacheTrustOptions {
   cache: CacheAdapter;
   store: StoreAdapter;
   /** the live keyspaces: intents of their tables are applied to each keyspace on the table */
   keyspaces: () => KeyspaceConfig[];
   telemetry: Telemetry;
   log: Logger;
+  /** how long a successful sweep makes the cache trusted, from the moment it began */
+  leaseMs?: number;
+  /** how often to sweep while trusted (default a third of the lease) */
   intervalMs?: number;
+  /** how often to sweep while not trusted */
   retryMs?: number;
   batch?: number;
 }
 
-const DEFAULT_INTERVAL_MS = 1_000;
+const DEFAULT_LEASE_MS = 1_500;
 const DEFAULT_RETRY_MS = 250;
 const DEFAULT_BATCH = 500;
-/** A tombstone is kept at least this long (as BaseStrategy's), so a slow fill can not outlive it. */
-const MIN_TOMBSTONE_TTL_MS = 60_000;
 
-export class RepairSweeper implements CacheTrust {
-  trusted = false;
-  /** bumped whenever the cache is suspected; a sweep restores trust only if none happened since it began */
-  private epoch = 0;
+export class CacheTrust {
+  /** performance.now() until which entries may be served */
+  private until = 0;
+  private everTrusted = false;
   private running?: Promise<void>;
   private again = false;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private unsubscribe?: () => void;
+  readonly leaseMs: number;
   private readonly intervalMs: number;
   private readonly retryMs: number;
   private readonly batch: number;
 
-  constructor(private readonly o: RepairSweeperOptions) {
-    this.intervalMs = o.intervalMs ?? DEFAULT_INTERVAL_MS;
-    this.retryMs = o.retryMs ?? DEFAULT_RETRY_MS;
+  constructor(private readonly o: CacheTrustOptions) {
+    this.leaseMs = o.leaseMs ?? DEFAULT_LEASE_MS;
+    this.intervalMs = o.intervalMs ?? Math.max(1, Math.floor(this.leaseMs / 3));
+    this.retryMs = Math.min(o.retryMs ?? DEFAULT_RETRY_MS, this.intervalMs);
     this.batch = o.batch ?? DEFAULT_BATCH;
+  }
+
+  /** Whether cache entries may be served now. */
+  get trusted(): boolean {
+    return performance.now() < this.until;
+  }
+
+  /**
+   * Resolves once every daemon that trusted its cache when this was called has either swept again (and
+   * so saw every intent recorded before the call) or stopped trusting: one lease.
+   */
+  outlast(): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, this.leaseMs).unref());
   }
 
   /** Listens to the cache's connection and runs the first sweep; resolves once it ended (trusted or not). */
   async start(): Promise<void> {
     this.unsubscribe = this.o.cache.onConnectionChange?.((state) => {
-      if (state === "down") this.suspect();
-      else this.wake();
+      if (state === "up") this.wake();
     });
     await this.sweep();
   }
@@ -71,15 +87,6 @@ export class RepairSweeper implements CacheTrust {
     this.unsubscribe?.();
     clearTimeout(this.timer);
     this.timer = undefined;
-  }
-
-  /** The cache dropped or failed: its entries may predate writes whose cache update did not reach it. */
-  suspect(): void {
-    this.epoch++;
-    if (!this.trusted) return;
-    this.trusted = false;
-    this.o.log.info("cache entries not trusted until the repair intents are applied");
-    this.arm(this.retryMs);
   }
 
   /** Sweeps now (after the one under way, if any). */
@@ -115,7 +122,7 @@ export class RepairSweeper implements CacheTrust {
 
   private async once(): Promise<void> {
     if (this.stopped) return;
-    const epoch = this.epoch;
+    const began = performance.now();
     const byTable = new Map<string, KeyspaceConfig[]>();
     for (const ks of this.o.keyspaces()) {
       const list = byTable.get(ks.table) ?? [];
@@ -134,12 +141,15 @@ export class RepairSweeper implements CacheTrust {
       await this.o.cache.ping();
     } catch (err) {
       if (!this.trusted) this.o.log.debug({ err: String(err) }, "repair sweep failed; retrying");
-      else this.o.log.warn({ err: String(err) }, "repair sweep failed");
+      else this.o.log.warn({ err: String(err) }, "repair sweep failed; cache trusted until the lease ends");
       return;
     }
-    if (this.epoch === epoch && !this.trusted && !this.stopped) {
-      this.trusted = true;
-      this.o.log.info("cache entries trusted again: every repair intent is applied");
+    if (this.stopped) return;
+    const wasTrusted = this.trusted;
+    this.until = Math.max(this.until, began + this.leaseMs);
+    if (!wasTrusted && this.trusted) {
+      if (this.everTrusted) this.o.log.info("cache entries trusted again: every repair intent is applied");
+      this.everTrusted = true;
     }
   }
 
@@ -150,7 +160,7 @@ export class RepairSweeper implements CacheTrust {
   private async apply(intent: RepairIntent, keyspaces: KeyspaceConfig[]): Promise<void> {
     const entry: CacheEntry = { kind: "tombstone", version: intent.version, freshUntil: 0 };
     for (const ks of keyspaces) {
-      await this.o.cache.setIfNewer(ks.name, intent.key, entry, Math.max(ks.ttlMs, MIN_TOMBSTONE_TTL_MS));
+      await this.o.cache.setIfNewer(ks.name, intent.key, entry, Math.max(ks.ttlMs, WRITE_MARKER_MIN_MS));
     }
     if (await this.o.store.clearRepair(intent)) {
       for (const ks of keyspaces) {
