@@ -197,6 +197,8 @@ export class Daemon implements Health {
       probe(() => this.cache.ping()),
       probe(() => this.store.ping()),
     ]);
+    // Both answer: earn the cache's trust back now rather than at the next sweep, so "ready" means hits.
+    if (cache === "up" && store === "up" && !this.trust.trusted) await probe(() => this.trust.sweep());
     return { cache, store };
   }
 

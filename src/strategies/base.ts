@@ -39,6 +39,7 @@ export abstract class BaseStrategy implements Strategy {
       {
         refreshAhead: options.refreshAhead ?? false,
         trusted: trust ? () => trust.trusted : undefined,
+        storeDown: trust ? () => trust.storeDown : undefined,
         repairing: (key) => this.repairs.has(key),
       },
     );

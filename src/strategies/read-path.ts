@@ -53,6 +53,8 @@ export interface ReadPathOptions {
   refreshAhead: boolean;
   /** whether cache entries may be served at all right now (the daemon's cache trust); absent: always */
   trusted?: () => boolean;
+  /** the daemon is not trusted because PostgreSQL does not answer: entries are served as STALE at once */
+  storeDown?: () => boolean;
   /** keys whose entry must not be served: a cache update of a write of this daemon is still owed */
   repairing?: (key: string) => boolean;
 }
@@ -74,8 +76,8 @@ export class ReadPath {
     const since = ++this.seq;
     const repairing = this.options.repairing?.(key) ?? false;
     const trusted = this.options.trusted?.() ?? true;
-    // undefined: not looked at, so it vouches for nothing
-    const entry = repairing || !trusted ? undefined : await this.cached(key);
+    if (repairing || !trusted) return this.unvouched(key, since, repairing);
+    const entry = await this.cached(key);
     const now = Date.now();
     if (entry && entry.kind !== "tombstone" && entry.freshUntil > now) {
       this.telemetry.emit({ type: "cache_hit", keyspace: this.ks.name });
@@ -89,16 +91,43 @@ export class ReadPath {
       return entryResult(entry, "HIT");
     }
     try {
-      const row = await this.loadFor(key, since, entry === undefined ? undefined : seenOf(entry));
+      const row = await this.loadFor(key, since, seenOf(entry));
       this.telemetry.emit({ type: "cache_miss", keyspace: this.ks.name });
       return row ? fromRow(row, "MISS") : notFound("MISS");
     } catch (err) {
-      // PostgreSQL is down and the cache was not looked at because this daemon could not vouch for it:
-      // an entry may still be served, saying STALE.
-      const fallback = entry === undefined && !repairing && isStoreDown(err) ? await this.cached(key) : entry;
-      if (this.servableStale(fallback, err, now)) {
+      if (this.servableStale(entry, err, now)) {
         this.telemetry.emit({ type: "cache_stale", keyspace: this.ks.name });
-        return entryResult(fallback!, "STALE");
+        return entryResult(entry!, "STALE");
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * A read whose cache entry can not be vouched for: PostgreSQL answers. When the daemon's trust lapsed
+   * (not a repair owed for this key), the entry is fetched meanwhile, and served as STALE if PostgreSQL
+   * fails: it is labelled for what it is.
+   */
+  private async unvouched(key: string, since: number, repairing: boolean): Promise<ReadResult> {
+    const now = Date.now();
+    const fallback = repairing ? undefined : this.cached(key);
+    if (fallback && this.options.storeDown?.()) {
+      // PostgreSQL did not answer the last sweep: do not wait for it to fail again.
+      const entry = await fallback;
+      if (entry && entry.kind !== "tombstone" && now < entry.freshUntil + this.ks.staleGraceMs) {
+        this.telemetry.emit({ type: "cache_stale", keyspace: this.ks.name });
+        return entryResult(entry, "STALE");
+      }
+    }
+    try {
+      const row = await this.loadFor(key, since, undefined);
+      this.telemetry.emit({ type: "cache_miss", keyspace: this.ks.name });
+      return row ? fromRow(row, "MISS") : notFound("MISS");
+    } catch (err) {
+      const entry = fallback ? await fallback : undefined;
+      if (this.servableStale(entry, err, now)) {
+        this.telemetry.emit({ type: "cache_stale", keyspace: this.ks.name });
+        return entryResult(entry!, "STALE");
       }
       throw err;
     }

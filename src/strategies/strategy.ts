@@ -88,6 +88,8 @@ export interface QueueStatus {
 export interface CacheTrustView {
   /** whether entries may be served now: read on every lookup */
   readonly trusted: boolean;
+  /** not trusted because PostgreSQL did not answer the last sweep: entries may be served as STALE */
+  readonly storeDown: boolean;
   /** resolves once every daemon that trusted its cache when this was called has swept again or stopped trusting */
   outlast(): Promise<void>;
 }

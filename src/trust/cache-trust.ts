@@ -44,6 +44,8 @@ export class CacheTrust {
   /** performance.now() until which entries may be served */
   private until = 0;
   private everTrusted = false;
+  /** the last sweep failed because PostgreSQL did not answer */
+  private storeFailing = false;
   private running?: Promise<void>;
   private again = false;
   private timer?: NodeJS.Timeout;
@@ -64,6 +66,11 @@ export class CacheTrust {
   /** Whether cache entries may be served now. */
   get trusted(): boolean {
     return performance.now() < this.until;
+  }
+
+  /** Whether the cache is not trusted because PostgreSQL did not answer the last sweep. */
+  get storeDown(): boolean {
+    return this.storeFailing && !this.trusted;
   }
 
   /**
@@ -129,6 +136,7 @@ export class CacheTrust {
       list.push(ks);
       byTable.set(ks.table, list);
     }
+    let step: "store" | "cache" = "store";
     try {
       let after: RepairIntent | null = null;
       for (;;) {
@@ -137,13 +145,17 @@ export class CacheTrust {
         if (intents.length < this.batch) break;
         after = intents[intents.length - 1]!;
       }
+      step = "cache";
       // Also when there was nothing to repair: the cache must answer before its entries are served.
       await this.o.cache.ping();
     } catch (err) {
+      // applying an intent writes to the cache: only a failed read of the intents blames PostgreSQL
+      this.storeFailing = step === "store" && !isCacheError(err);
       if (!this.trusted) this.o.log.debug({ err: String(err) }, "repair sweep failed; retrying");
       else this.o.log.warn({ err: String(err) }, "repair sweep failed; cache trusted until the lease ends");
       return;
     }
+    this.storeFailing = false;
     if (this.stopped) return;
     const wasTrusted = this.trusted;
     this.until = Math.max(this.until, began + this.leaseMs);
@@ -173,4 +185,8 @@ export class CacheTrust {
       }
     }
   }
+}
+
+function isCacheError(err: unknown): boolean {
+  return (err as { backend?: unknown } | null)?.backend === "cache";
 }
