@@ -234,7 +234,6 @@ export class Daemon implements Health {
       redisUrl: this.config.cache.url.startsWith("redis") ? this.config.cache.url : undefined,
       cachePrefix: this.config.cache.prefix,
       cacheTrust: this.trust,
-      storeSettleMs: this.config.store.timeoutMs * 2 + 1_000,
     });
     await strategy.start();
     return { config, strategy };

@@ -75,6 +75,10 @@ export class GuardedTable implements TableStore {
     return this.guard.run("version", () => this.inner.newerThan(ops));
   }
 
+  settledVersion(key: string): Promise<number> {
+    return this.guard.run("version", () => this.inner.settledVersion(key));
+  }
+
   currentVersion(key: string): Promise<number> {
     return this.guard.run("version", () => this.inner.currentVersion(key));
   }

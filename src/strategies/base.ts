@@ -83,7 +83,7 @@ export abstract class BaseStrategy implements Strategy {
     try {
       results = await this.ctx.store.write(ops, { minVersion, beforeCommit });
     } catch (err) {
-      if (outcomeUnknown(err)) await this.invalidateUnknown(ops, pending);
+      if (outcomeUnknown(err)) this.invalidateUnknown(ops, pending);
       throw err;
     }
     this.ctx.telemetry.emit({ type: "store_write", keyspace: this.ctx.keyspace.name, n: ops.length });
@@ -92,37 +92,28 @@ export abstract class BaseStrategy implements Strategy {
   }
 
   /**
-   * A write that may or may not have committed. Once PostgreSQL answers, a tombstone at the key's version
-   * there replaces every older entry and leaves an entry of that version (the write's own, or the old one
-   * if it did not commit) in place; a tombstone the write put before its commit goes when PostgreSQL is
-   * below it (it did not commit). Tried once before the error is answered; while it is owed, this
-   * daemon's reads of the key skip the cache, and it is retried in the background.
+   * A write that may or may not have committed. Once it has settled (the key's lock is free: committed or
+   * rolled back), a tombstone at the key's version in PostgreSQL replaces every older entry and leaves an
+   * entry of that version (the write's own, or the old one if it did not commit) in place; a tombstone the
+   * write put before its commit goes when PostgreSQL is below it (it did not commit). Done in the
+   * background, retried until PostgreSQL answers; meanwhile this daemon's reads of the key skip the cache.
    */
-  private async invalidateUnknown(ops: WriteOp[], pending?: Map<string, number>): Promise<void> {
+  private invalidateUnknown(ops: WriteOp[], pending?: Map<string, number>): void {
     const ks = this.ctx.keyspace;
     const ttlMs = Math.max(ks.ttlMs, WRITE_MARKER_MIN_MS);
-    await Promise.all(
-      [...new Set(ops.map((o) => o.key))].map(async (key) => {
-        this.reads.forget(key);
-        const exact = async () => {
-          const version = await this.ctx.store.currentVersion(key);
-          const mine = pending?.get(key);
-          if (mine !== undefined && version < mine) {
-            await this.ctx.cache.deleteIf(ks.name, key, { kind: "tombstone", version: mine });
-          }
-          const entry = { kind: "tombstone" as const, version, freshUntil: 0 };
-          if (version > 0) await this.ctx.cache.setIfNewer(ks.name, key, entry, ttlMs);
-        };
-        await exact().catch(() => {});
-        // A statement abandoned at a timeout may still commit: look again once it can no longer run.
-        const settled = Date.now() + (this.ctx.storeSettleMs ?? 0);
-        const later = async () => {
-          await sleep(settled - Date.now());
-          await exact();
-        };
-        this.repairs.schedule(key, later, later);
-      }),
-    );
+    for (const key of new Set(ops.map((o) => o.key))) {
+      this.reads.forget(key);
+      const settle = async () => {
+        const version = await this.ctx.store.settledVersion(key);
+        const mine = pending?.get(key);
+        if (mine !== undefined && version < mine) {
+          await this.ctx.cache.deleteIf(ks.name, key, { kind: "tombstone", version: mine });
+        }
+        const entry = { kind: "tombstone" as const, version, freshUntil: 0 };
+        if (version > 0) await this.ctx.cache.setIfNewer(ks.name, key, entry, ttlMs);
+      };
+      this.repairs.schedule(key, settle, settle);
+    }
   }
 
   /**
@@ -223,8 +214,4 @@ export function versionsOf(results: WriteResult[]): Record<string, number> {
  */
 export function outcomeUnknown(err: unknown): boolean {
   return (err instanceof SidecacheError && err.code === "timeout") || isCommitUnknown(err);
-}
-
-function sleep(ms: number): Promise<void> {
-  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms).unref()) : Promise.resolve();
 }

@@ -30,6 +30,9 @@ interface Flight {
   at: number;
   /** the cache's generation when the load began: a fill is dropped if the cache changed incarnation */
   generation: number;
+  /** the load ended (its fill done): kept until the next turn of the event loop for readers whose
+   * cache read was answered before the fill and who join after it, in the same burst of replies */
+  done: boolean;
 }
 
 /** What a reader found in the cache: the newest write it knows of. */
@@ -199,7 +202,8 @@ export class ReadPath {
   }
 
   private refresh(key: string): void {
-    if (this.flights.has(key)) return;
+    const f = this.flights.get(key);
+    if (f && !f.done) return;
     this.telemetry.emit({ type: "refresh_ahead", keyspace: this.ks.name });
     this.startLoad(key).catch(() => {
       // the entry is still served until it expires; the next read retries
@@ -229,7 +233,8 @@ export class ReadPath {
       }
       // Its result may predate a write acknowledged before this reader began: wait it out, then share
       // the load that starts after it (the first waiter to wake starts it; every later one joins).
-      await f.promise.catch(() => {});
+      if (f.done) this.flights.delete(key);
+      else await f.promise.catch(() => {});
     }
   }
 
@@ -244,6 +249,7 @@ export class ReadPath {
       seq: ++this.seq,
       at: Date.now(),
       generation: this.cache.generation(),
+      done: false,
     };
     flight.promise = loading
       .then(async (row) => {
@@ -252,7 +258,10 @@ export class ReadPath {
         return row;
       })
       .finally(() => {
-        if (this.flights.get(key) === flight) this.flights.delete(key);
+        flight.done = true;
+        setImmediate(() => {
+          if (this.flights.get(key) === flight) this.flights.delete(key);
+        });
       });
     this.flights.set(key, flight);
     return flight.promise;

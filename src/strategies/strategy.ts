@@ -105,6 +105,4 @@ export interface StrategyContext {
   cachePrefix: string;
   /** whether cache entries may be served now (the daemon's CacheTrust); absent: always */
   cacheTrust?: CacheTrustView;
-  /** the longest a write abandoned at a timeout may still run at PostgreSQL before it commits or aborts */
-  storeSettleMs?: number;
 }
