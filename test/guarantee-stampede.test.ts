@@ -21,15 +21,17 @@ beforeAll(async () => {
   // 25 ms each way: a load takes more than 50 ms, long enough for hundreds of readers to pile up
   proxy = new PgProxy({ host: "127.0.0.1", port: 5432 }, 25, KEYSPACES.map(table));
   await proxy.listen();
+  // The lease is long here: a daemon starved of CPU (the rest of the suite runs beside it) that let its
+  // cache trust lapse would read PostgreSQL without single flight's vouching; that is tested elsewhere.
   daemon = await startDaemon(`
-cache: { url: ${REDIS_URL}, prefix: ${tag} }
+cache: { url: ${REDIS_URL}, prefix: ${tag}, trust_lease: 10s }
 store: { url: "${proxy.url}", pool: 20 }
 checker: { enabled: false }
 keyspaces:
-  aside: { strategy: cache-aside, table: ${table("aside")}, ttl: 1s, ttl_jitter: 0 }
-  wts: { strategy: write-through, consistency: strict, table: ${table("wts")}, ttl: 1s, ttl_jitter: 0 }
-  wte: { strategy: write-through, consistency: eventual, table: ${table("wte")}, ttl: 1s, ttl_jitter: 0 }
-  around: { strategy: write-around, table: ${table("around")}, ttl: 1s, ttl_jitter: 0 }
+  aside: { strategy: cache-aside, table: ${table("aside")}, ttl: 3s, ttl_jitter: 0 }
+  wts: { strategy: write-through, consistency: strict, table: ${table("wts")}, ttl: 3s, ttl_jitter: 0 }
+  wte: { strategy: write-through, consistency: eventual, table: ${table("wte")}, ttl: 3s, ttl_jitter: 0 }
+  around: { strategy: write-around, table: ${table("around")}, ttl: 3s, ttl_jitter: 0 }
 `);
   db = new pg.Client({ connectionString: PG_URL });
   await db.connect();
@@ -53,19 +55,23 @@ async function readers(ks: string, key: string, n: number, spreadMs = 0) {
 }
 
 describe("a hot key whose entry expired, 300 concurrent readers, PostgreSQL slow", () => {
-  for (const ks of KEYSPACES) {
-    it(`${ks}: one PostgreSQL read`, async () => {
+  // The ttl (3 s) is longer than a stampede takes on a loaded machine: a second miss window would rightly
+  // cost a second read.
+  it("costs one PostgreSQL read, for every strategy", async () => {
+    for (const ks of KEYSPACES) {
       expect((await call(daemon.url, "PUT", `/v1/kv/${ks}/hot`, { n: 1 })).status).toBe(200);
       await call(daemon.url, "GET", `/v1/kv/${ks}/hot`);
       expect((await call(daemon.url, "GET", `/v1/kv/${ks}/hot`)).headers["x-cache"]).toBe("HIT");
-      await new Promise((r) => setTimeout(r, 1_100)); // the entry is past its ttl, kept for the grace
+    }
+    await new Promise((r) => setTimeout(r, 3_100)); // the entries are past their ttl, kept for the grace
+    for (const ks of KEYSPACES) {
       const before = proxy.selectsOn(table(ks));
       const replies = await readers(ks, "hot", 300);
       for (const r of replies) expect(r.json()).toEqual({ n: 1 });
-      expect(proxy.selectsOn(table(ks)) - before).toBe(1);
+      expect({ ks, loads: proxy.selectsOn(table(ks)) - before }).toEqual({ ks, loads: 1 });
       expect((await call(daemon.url, "GET", `/v1/kv/${ks}/hot`)).headers["x-cache"]).toBe("HIT");
-    });
-  }
+    }
+  });
 });
 
 describe("300 concurrent readers right after a write", () => {

@@ -46,6 +46,8 @@ export class CacheTrust {
   private everTrusted = false;
   /** the last sweep failed because PostgreSQL did not answer */
   private storeFailing = false;
+  /** performance.now() when the sweep under way asked PostgreSQL for the intents, while it waits */
+  private storeAskedAt?: number;
   private running?: Promise<void>;
   private again = false;
   private timer?: NodeJS.Timeout;
@@ -68,9 +70,14 @@ export class CacheTrust {
     return performance.now() < this.until;
   }
 
-  /** Whether the cache is not trusted because PostgreSQL did not answer the last sweep. */
+  /**
+   * Whether the cache is not trusted because PostgreSQL does not answer: the last sweep failed on it, or
+   * the one under way has waited for it longer than half a lease (a hung server).
+   */
   get storeDown(): boolean {
-    return this.storeFailing && !this.trusted;
+    if (this.trusted) return false;
+    if (this.storeFailing) return true;
+    return this.storeAskedAt !== undefined && performance.now() - this.storeAskedAt > this.leaseMs / 2;
   }
 
   /**
@@ -140,7 +147,9 @@ export class CacheTrust {
     try {
       let after: RepairIntent | null = null;
       for (;;) {
+        this.storeAskedAt = performance.now();
         const intents = await this.o.store.pendingRepairs([...byTable.keys()], after, this.batch);
+        this.storeAskedAt = undefined;
         await Promise.all(intents.map((i) => this.apply(i, byTable.get(i.table) ?? [])));
         if (intents.length < this.batch) break;
         after = intents[intents.length - 1]!;
@@ -149,6 +158,7 @@ export class CacheTrust {
       // Also when there was nothing to repair: the cache must answer before its entries are served.
       await this.o.cache.ping();
     } catch (err) {
+      this.storeAskedAt = undefined;
       // applying an intent writes to the cache: only a failed read of the intents blames PostgreSQL
       this.storeFailing = step === "store" && !isCacheError(err);
       if (!this.trusted) this.o.log.debug({ err: String(err) }, "repair sweep failed; retrying");
