@@ -15,6 +15,8 @@ import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
 import { HttpServer } from "./proxy/server.js";
 import { createStore } from "./store/index.js";
 import { Presence } from "./store/presence.js";
+import type { CacheAdapter } from "./cache/adapter.js";
+import { createNearCache, type NearCache } from "./near/index.js";
 import { createStrategy } from "./strategies/index.js";
 import { CacheTrust } from "./trust/cache-trust.js";
 import { TelemetryHub } from "./telemetry.js";
@@ -39,6 +41,10 @@ export class Daemon implements Health {
   private presence?: Presence;
   /** applies the repair intents PostgreSQL holds; says whether cache entries may be served */
   readonly trust: CacheTrust;
+  /** the keyspaces' near caches in front of Redis, when any keyspace has one */
+  readonly near?: NearCache;
+  /** the cache every component uses: the near caches in front of the guarded Redis, or that alone */
+  readonly view: CacheAdapter;
 
   private constructor(
     public config: Config,
@@ -50,10 +56,12 @@ export class Daemon implements Health {
   ) {
     this.log = log;
     this.telemetry.subscribe(this.metrics.onEvent);
+    this.near = createNearCache(config, cache, telemetry, log.child({ component: "near-cache" }));
+    this.view = this.near ?? cache;
     this.trust = new CacheTrust({
       leaseMs: config.cache.trustLeaseMs,
       ...repairs,
-      cache,
+      cache: this.view,
       store,
       keyspaces: () => this.keyspaces.all().map((ks) => ks.config),
       telemetry,
@@ -83,7 +91,7 @@ export class Daemon implements Health {
       daemon.checker = await createChecker(config, {
         ...options.checker,
         keyspaces: daemon.keyspaces,
-        cache,
+        cache: daemon.view,
         store,
         telemetry,
         log,
@@ -170,6 +178,7 @@ export class Daemon implements Health {
     this.ctx.auth = new Authorizer(next.auth);
     this.ctx.accessLog = next.log.access;
     this.config = { ...next, server: this.config.server, cache: this.config.cache, store: this.config.store };
+    this.near?.configure([...next.keyspaces.values()]);
     this.checker?.reload();
     if (built.size > 0) this.trust.wake();
     await Promise.all(retired.map((ks) => ks.strategy.stop(this.config.server.shutdownTimeoutMs)));
@@ -186,7 +195,7 @@ export class Daemon implements Health {
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
       this.trust.stop();
-      await Promise.allSettled([this.cache.close(), this.store.close(), this.presence?.close()]);
+      await Promise.allSettled([this.view.close(), this.store.close(), this.presence?.close()]);
       this.log.info("sidecache stopped");
     })();
     return this.stopping;
@@ -216,6 +225,10 @@ export class Daemon implements Health {
         this.metrics.deadLetters.set({ keyspace: ks.config.name }, q.deadLetters);
       }),
     );
+    for (const n of this.near?.sizes() ?? []) {
+      this.metrics.nearEntries.set({ keyspace: n.keyspace }, n.entries);
+      this.metrics.nearBytes.set({ keyspace: n.keyspace }, n.bytes);
+    }
     return this.metrics.text();
   }
 
@@ -225,9 +238,11 @@ export class Daemon implements Health {
 
   private async build(config: KeyspaceConfig): Promise<Keyspace> {
     const table = await this.store.table({ table: config.table, mapped: config.mapped });
+    const near = config.near ? this.near : undefined;
     const strategy = createStrategy({
       keyspace: config,
-      cache: this.cache,
+      cache: this.view,
+      nearInvalidate: near ? (key, version) => near.invalidate(config.name, key, version) : undefined,
       store: table,
       telemetry: this.telemetry,
       log: this.log.child({ keyspace: config.name }),

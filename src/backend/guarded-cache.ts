@@ -3,7 +3,7 @@
  * are those of the adapter underneath, plus "down" whenever a call fails for the cache's own reasons
  * (timeout, unreachable, breaker open): a hung Redis keeps its connection open.
  */
-import type { CacheAdapter, CacheEntry, ConnectionState, SetOptions } from "../cache/adapter.js";
+import type { CacheAdapter, CacheEntry, ConnectionState, GetOptions, SetOptions } from "../cache/adapter.js";
 import { BackendUnavailableError } from "../errors.js";
 import { BackendTimeoutError, type BackendGuard } from "./guard.js";
 
@@ -33,12 +33,12 @@ export class GuardedCache implements CacheAdapter {
     return this.inner;
   }
 
-  get(keyspace: string, key: string): Promise<CacheEntry | null> {
-    return this.run("get", () => this.inner.get(keyspace, key));
+  get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
+    return this.run("get", () => this.inner.get(keyspace, key, options));
   }
 
-  getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]> {
-    return this.run("get_many", () => this.inner.getMany(keyspace, keys));
+  getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]> {
+    return this.run("get_many", () => this.inner.getMany(keyspace, keys, options));
   }
 
   setIfNewer(

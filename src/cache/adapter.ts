@@ -19,6 +19,13 @@ export interface CacheEntry {
   value?: string;
   /** ms since the epoch after which the entry is stale: still kept for the grace period, served only as a fallback */
   freshUntil: number;
+  /** set on entries answered from the daemon's near cache (src/near) rather than from Redis */
+  near?: boolean;
+}
+
+export interface GetOptions {
+  /** skip the daemon's near cache (Cache-Control: no-cache) */
+  skipNear?: boolean;
 }
 
 export interface SetOptions {
@@ -28,6 +35,8 @@ export interface SetOptions {
    * Tombstones are always taken: they only hide.
    */
   generation?: number;
+  /** a fill: a copy of what PostgreSQL holds, not a change (nothing to announce to other daemons) */
+  fill?: boolean;
 }
 
 /** "down": the connection was lost or a call failed; "up": the connection is made (again). */
@@ -37,9 +46,9 @@ export interface CacheAdapter {
   /** "redis" or "memory" */
   readonly kind: string;
   /** The entry of one key, or null when nothing is cached. */
-  get(keyspace: string, key: string): Promise<CacheEntry | null>;
+  get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null>;
   /** Entries of many keys, in the order asked, null where nothing is cached. */
-  getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]>;
+  getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]>;
   /**
    * Stores the entry for ttlMs unless what is cached is newer: it is taken when entry.version > cached.version,
    * or when the cached entry is a tombstone and entry.version >= its version, or when both are values of the same

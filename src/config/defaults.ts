@@ -57,3 +57,12 @@ export const WRITE_BEHIND_DEFAULTS: WriteBehindConfig = {
   maxQueue: 100_000,
   maxAttempts: 5,
 };
+
+export const NEAR_DEFAULTS = {
+  maxEntries: 100_000,
+  maxBytes: 64 * 1024 * 1024,
+  ttlMs: 30 * SECOND,
+  mode: "coherent" as const,
+  maxStalenessMs: 50,
+  leaseMs: 2 * SECOND,
+};

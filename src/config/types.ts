@@ -113,6 +113,21 @@ export interface KeyspaceConfig {
   ttlJitter: number;
   writeBehind: WriteBehindConfig;
   checker: CheckerConfig;
+  /** an in-daemon cache in front of Redis; absent: none */
+  near?: NearCacheConfig;
+}
+
+export interface NearCacheConfig {
+  maxEntries: number;
+  maxBytes: number;
+  /** an entry is never served from the near cache older than this */
+  ttlMs: number;
+  /** coherent: writes wait for every daemon's copy to go (or its lease); bounded: asynchronous */
+  mode: "coherent" | "bounded";
+  /** bounded: how stale another daemon's copy may be after a write, at most */
+  maxStalenessMs: number;
+  /** coherent: the longest a write waits for a daemon that stopped answering */
+  leaseMs: number;
 }
 
 export interface Config {

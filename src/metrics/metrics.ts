@@ -79,6 +79,30 @@ export class Metrics implements RequestObserver {
     "sidecache_writebehind_dead_lettered_total",
     "Write-behind writes moved to the dead-letter stream.",
   );
+  private readonly nearHits = this.counter(
+    "sidecache_near_cache_hits_total",
+    "Reads answered from the daemon's near cache.",
+  );
+  private readonly nearMisses = this.counter(
+    "sidecache_near_cache_misses_total",
+    "Reads of a near-cached keyspace that went on to Redis.",
+  );
+  private readonly nearInvalidations = this.counter(
+    "sidecache_near_cache_invalidations_total",
+    "Near copies dropped because another daemon announced a change.",
+  );
+  private readonly nearInvalidationSeconds = new Histogram({
+    name: "sidecache_near_cache_invalidation_seconds",
+    help: "From a write's announcement to the drop of the copy at another daemon (clocks of two machines).",
+    labelNames: ["keyspace"],
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly nearEntries = this.gauge("sidecache_near_cache_entries", "Entries in the daemon's near cache.");
+  readonly nearBytes = this.gauge(
+    "sidecache_near_cache_bytes",
+    "Bytes the near cache's entries take, estimated.",
+  );
   private readonly superseded = this.counter(
     "sidecache_writebehind_superseded_total",
     "Write-behind writes that found PostgreSQL already holding a newer version written by someone else (dead-lettered).",
@@ -214,6 +238,16 @@ export class Metrics implements RequestObserver {
         break;
       case "wb_superseded":
         this.superseded.inc({ keyspace: e.keyspace });
+        break;
+      case "near_hit":
+        this.nearHits.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "near_miss":
+        this.nearMisses.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "near_invalidation":
+        this.nearInvalidations.inc({ keyspace: e.keyspace });
+        this.nearInvalidationSeconds.observe({ keyspace: e.keyspace }, e.seconds);
         break;
       case "consistency_check":
         for (const [kind, n] of Object.entries(e.checked)) {

@@ -136,7 +136,7 @@ async function route(
       case "GET":
         meta.op = "get";
         authorize(ctx, req, "read", ks, meta);
-        return getValue(ks, decodeKey(segment), res);
+        return getValue(ks, decodeKey(segment), req, res);
       case "PUT":
         meta.op = "put";
         authorize(ctx, req, "write", ks, meta);

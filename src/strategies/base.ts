@@ -13,6 +13,7 @@ import type {
   Conditions,
   DeleteAck,
   ManyWriteAck,
+  ReadOptions,
   ReadResult,
   Strategy,
   StrategyContext,
@@ -45,12 +46,12 @@ export abstract class BaseStrategy implements Strategy {
     );
   }
 
-  get(key: string): Promise<ReadResult> {
-    return this.reads.get(key);
+  get(key: string, options?: ReadOptions): Promise<ReadResult> {
+    return this.reads.get(key, options);
   }
 
-  getMany(keys: string[]): Promise<Map<string, ReadResult>> {
-    return this.reads.getMany(keys);
+  getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>> {
+    return this.reads.getMany(keys, options);
   }
 
   abstract put(key: string, value: string, conditions: Conditions): Promise<WriteAck>;

@@ -18,7 +18,7 @@ import { BackendUnavailableError, SidecacheError } from "../errors.js";
 import type { StoredRow } from "../store/adapter.js";
 import type { Telemetry } from "../telemetry.js";
 import { observeVersion } from "../version.js";
-import type { ReadResult } from "./strategy.js";
+import type { ReadOptions, ReadResult } from "./strategy.js";
 
 export type Loader = (key: string) => Promise<StoredRow | null>;
 export type ManyLoader = (keys: string[]) => Promise<Map<string, StoredRow>>;
@@ -44,12 +44,18 @@ interface Seen {
 /** A load older than this is not joined on the strength of the cache's word (half the markers' life). */
 const JOIN_WINDOW_MS = WRITE_MARKER_MIN_MS / 2;
 
-const notFound = (cache: ReadResult["cache"]): ReadResult => ({ found: false, version: 0, cache });
+const notFound = (cache: ReadResult["cache"]): ReadResult => ({
+  found: false,
+  version: 0,
+  cache,
+  tier: "DB",
+});
 const fromRow = (row: StoredRow, cache: ReadResult["cache"]): ReadResult => ({
   found: true,
   value: row.value,
   version: row.version,
   cache,
+  tier: "DB",
 });
 
 export interface ReadPathOptions {
@@ -75,12 +81,12 @@ export class ReadPath {
     private readonly options: ReadPathOptions,
   ) {}
 
-  async get(key: string): Promise<ReadResult> {
+  async get(key: string, options?: ReadOptions): Promise<ReadResult> {
     const since = ++this.seq;
     const repairing = this.options.repairing?.(key) ?? false;
     const trusted = this.options.trusted?.() ?? true;
     if (repairing || !trusted) return this.unvouched(key, since, repairing);
-    const entry = await this.cached(key);
+    const entry = await this.cached(key, options);
     const now = Date.now();
     if (entry && entry.kind !== "tombstone" && entry.freshUntil > now) {
       this.telemetry.emit({ type: "cache_hit", keyspace: this.ks.name });
@@ -136,14 +142,14 @@ export class ReadPath {
     }
   }
 
-  async getMany(keys: string[]): Promise<Map<string, ReadResult>> {
+  async getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>> {
     const since = ++this.seq;
     const unique = [...new Set(keys)];
     const out = new Map<string, ReadResult>();
     const trusted = this.options.trusted?.() ?? true;
     // Keys whose entries can not be trusted are not asked for (the cache may be hung).
     const asked = trusted ? unique.filter((k) => !this.options.repairing?.(k)) : [];
-    const got = asked.length > 0 ? await this.cachedMany(asked) : [];
+    const got = asked.length > 0 ? await this.cachedMany(asked, options) : [];
     const entries = new Map(asked.map((k, i) => [k, got[i] ?? null]));
     const now = Date.now();
     const misses: { key: string; entry: CacheEntry | null | undefined }[] = [];
@@ -280,7 +286,7 @@ export class ReadPath {
     const keep = row ? entry.freshUntil - now + this.ks.staleGraceMs : this.ks.negativeTtlMs;
     if (keep <= 0) return;
     try {
-      await this.cache.setIfNewer(this.ks.name, key, entry, keep, { generation });
+      await this.cache.setIfNewer(this.ks.name, key, entry, keep, { generation, fill: true });
     } catch {
       // the cache is down: the read is served from PostgreSQL all the same
     }
@@ -291,18 +297,18 @@ export class ReadPath {
     return Math.max(1, Math.round(ms * (1 + (Math.random() * 2 - 1) * j)));
   }
 
-  private async cached(key: string): Promise<CacheEntry | null> {
+  private async cached(key: string, options?: ReadOptions): Promise<CacheEntry | null> {
     try {
-      return await this.cache.get(this.ks.name, key);
+      return await this.cache.get(this.ks.name, key, options);
     } catch {
       // counted and logged by the backend guard; the read goes on against PostgreSQL
       return null;
     }
   }
 
-  private async cachedMany(keys: string[]): Promise<(CacheEntry | null)[]> {
+  private async cachedMany(keys: string[], options?: ReadOptions): Promise<(CacheEntry | null)[]> {
     try {
-      return await this.cache.getMany(this.ks.name, keys);
+      return await this.cache.getMany(this.ks.name, keys, options);
     } catch {
       return keys.map(() => null);
     }
@@ -322,9 +328,10 @@ function covers(row: StoredRow | null, seen: Seen): boolean {
 }
 
 function entryResult(entry: CacheEntry, cache: ReadResult["cache"]): ReadResult {
+  const tier = entry.near ? "L1" : "L2";
   return entry.kind === "value"
-    ? { found: true, value: entry.value, version: entry.version, cache }
-    : { found: false, version: entry.version, cache };
+    ? { found: true, value: entry.value, version: entry.version, cache, tier }
+    : { found: false, version: entry.version, cache, tier };
 }
 
 function isStoreDown(err: unknown): boolean {
