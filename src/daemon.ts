@@ -223,6 +223,14 @@ export class Daemon implements Health {
       cacheTrust: this.sweeper,
     });
     await strategy.start();
+    this.telemetry.emit({
+      type: "keyspace_started",
+      keyspace: config.name,
+      strategy: config.strategy,
+      checkerEnabled: config.checker.enabled,
+      alertRatio: config.checker.alertRatio,
+      at: Date.now(),
+    });
     return { config, strategy };
   }
 }
