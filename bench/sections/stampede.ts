@@ -1,5 +1,5 @@
 /**
- * Issue 6 #4, the stampede: 1,000 connections opened first, then one GET of the same cold key written on
+ * The stampede: 1,000 connections opened first, then one GET of the same cold key written on
  * every one of them in the same tick. PostgreSQL reads of that key are counted on the wire by a
  * pass-through proxy; sidecache (single flight) against the naive in-app cache-aside.
  */

@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (contract section 6), fed from telemetry events and request observations. A registry
+ * Prometheus metrics (docs/protocol.md), fed from telemetry events and request observations. A registry
  * per daemon, so tests can run several in one process. Labels are keyspaces, never keys.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";

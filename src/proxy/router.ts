@@ -1,5 +1,5 @@
 /**
- * Maps each request to its route, checks access, answers errors in the contract's shape, reports metrics.
+ * Maps each request to its route, checks access, answers errors in the protocol's error shape, reports metrics.
  * Each request runs in a request context (id, deadline) that backend calls read; past the deadline it is
  * answered 504 whatever is still running; one access log line per request.
  */
