@@ -17,6 +17,7 @@ import { createStore } from "./store/index.js";
 import { createStrategy } from "./strategies/index.js";
 import { RepairSweeper } from "./strategies/repair-sweeper.js";
 import { TelemetryHub } from "./telemetry.js";
+import { StatusHistory } from "./ui/history.js";
 
 export interface DaemonOptions {
   log?: Logger;
@@ -24,6 +25,8 @@ export interface DaemonOptions {
   checker?: Omit<CreateCheckerOptions, "keyspaces" | "cache" | "store" | "telemetry" | "log">;
   /** how often repair intents are swept: while the cache is trusted, and while it is not */
   repairs?: { intervalMs?: number; retryMs?: number };
+  /** the status page's history: length of a point (tests: short) */
+  status?: { intervalMs?: number };
 }
 
 export class Daemon implements Health {
@@ -37,6 +40,8 @@ export class Daemon implements Health {
   checker?: Checker;
   /** applies the repair intents PostgreSQL holds; says whether cache entries may be served */
   readonly sweeper: RepairSweeper;
+  /** the last minutes of each keyspace, for GET /ui */
+  readonly status: StatusHistory;
 
   private constructor(
     public config: Config,
@@ -45,9 +50,12 @@ export class Daemon implements Health {
     log: Logger,
     readonly telemetry: TelemetryHub,
     repairs: DaemonOptions["repairs"] = {},
+    status: DaemonOptions["status"] = {},
   ) {
     this.log = log;
     this.telemetry.subscribe(this.metrics.onEvent);
+    this.status = new StatusHistory({ ...status, keyspaces: () => this.keyspaces.all() });
+    this.telemetry.subscribe(this.status.onEvent);
     this.sweeper = new RepairSweeper({
       ...repairs,
       cache,
@@ -63,6 +71,7 @@ export class Daemon implements Health {
       accessLog: config.log.access,
       observer: this.metrics,
       health: this,
+      status: this.status,
       log,
     };
   }
@@ -74,7 +83,7 @@ export class Daemon implements Health {
     // Every call to Redis and PostgreSQL passes one guard: timeout, circuit breaker, typed error, metric, log.
     const store = guardStore(await createStore(config.store, log), config.store, telemetry, log);
     const cache = guardCache(createCache(config.cache, log), config.cache, telemetry, log);
-    const daemon = new Daemon(config, cache, store, log, telemetry, options.repairs);
+    const daemon = new Daemon(config, cache, store, log, telemetry, options.repairs, options.status);
     try {
       for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
       daemon.checker = await createChecker(config, {
@@ -89,6 +98,7 @@ export class Daemon implements Health {
       daemon.checker.start();
       // Repairs a daemon that died left behind are applied before the first request is served.
       await daemon.sweeper.start();
+      daemon.status.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
     } catch (err) {
@@ -172,6 +182,7 @@ export class Daemon implements Health {
     this.stopping ??= (async () => {
       const deadline = this.config.server.shutdownTimeoutMs;
       await this.http?.close(deadline);
+      this.status.stop();
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
       this.sweeper.stop();

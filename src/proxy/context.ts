@@ -2,6 +2,7 @@
 import type { ServerConfig } from "../config/types.js";
 import type { KeyspaceRegistry } from "../keyspaces.js";
 import type { Logger } from "../log.js";
+import type { StatusHistory } from "../ui/history.js";
 import type { Authorizer } from "./auth.js";
 
 export type Op =
@@ -33,6 +34,8 @@ export interface ProxyContext {
   observer: RequestObserver;
   health: Health;
   checker?: CheckRunner;
+  /** the last minutes per keyspace, for the status page */
+  status?: StatusHistory;
   log: Logger;
   /** log every request at info (config log.access); otherwise only failures, the rest at debug */
   accessLog: boolean;
