@@ -41,6 +41,9 @@ async function main(argv: string[]): Promise<number> {
         count: { type: "string" },
         after: { type: "string" },
         json: { type: "boolean", default: false },
+        from: { type: "string" },
+        limit: { type: "string" },
+        wait: { type: "boolean", default: false },
       },
     });
   } catch (err) {

@@ -18,6 +18,7 @@ import { createStrategy } from "./strategies/index.js";
 import { RepairSweeper } from "./strategies/repair-sweeper.js";
 import { TelemetryHub } from "./telemetry.js";
 import { StatusHistory } from "./ui/history.js";
+import { Warming } from "./warm/warming.js";
 
 export interface DaemonOptions {
   log?: Logger;
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   repairs?: { intervalMs?: number; retryMs?: number };
   /** the status page's history: length of a point (tests: short) */
   status?: { intervalMs?: number };
+  /** how often hot keys are saved for warming (tests: short) */
+  warm?: { saveEveryMs?: number };
 }
 
 export class Daemon implements Health {
@@ -42,6 +45,8 @@ export class Daemon implements Health {
   readonly sweeper: RepairSweeper;
   /** the last minutes of each keyspace, for GET /ui */
   readonly status: StatusHistory;
+  /** cache warming runs and the hot keys they start from */
+  readonly warming: Warming;
 
   private constructor(
     public config: Config,
@@ -51,11 +56,18 @@ export class Daemon implements Health {
     readonly telemetry: TelemetryHub,
     repairs: DaemonOptions["repairs"] = {},
     status: DaemonOptions["status"] = {},
+    warm: DaemonOptions["warm"] = {},
   ) {
     this.log = log;
     this.telemetry.subscribe(this.metrics.onEvent);
     this.status = new StatusHistory({ ...status, keyspaces: () => this.keyspaces.all() });
     this.telemetry.subscribe(this.status.onEvent);
+    this.warming = new Warming({
+      keyspaces: this.keyspaces,
+      source: store.warmSource,
+      log,
+      saveEveryMs: warm.saveEveryMs,
+    });
     this.sweeper = new RepairSweeper({
       ...repairs,
       cache,
@@ -72,6 +84,7 @@ export class Daemon implements Health {
       observer: this.metrics,
       health: this,
       status: this.status,
+      warm: this.warming,
       log,
     };
   }
@@ -83,7 +96,16 @@ export class Daemon implements Health {
     // Every call to Redis and PostgreSQL passes one guard: timeout, circuit breaker, typed error, metric, log.
     const store = guardStore(await createStore(config.store, log), config.store, telemetry, log);
     const cache = guardCache(createCache(config.cache, log), config.cache, telemetry, log);
-    const daemon = new Daemon(config, cache, store, log, telemetry, options.repairs, options.status);
+    const daemon = new Daemon(
+      config,
+      cache,
+      store,
+      log,
+      telemetry,
+      options.repairs,
+      options.status,
+      options.warm,
+    );
     try {
       for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
       daemon.checker = await createChecker(config, {
@@ -101,6 +123,8 @@ export class Daemon implements Health {
       daemon.status.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
+      // In the background: the daemon serves (misses) while its cache fills.
+      daemon.warming.begin();
     } catch (err) {
       await daemon.stop().catch(() => {});
       throw err;
@@ -183,6 +207,7 @@ export class Daemon implements Health {
       const deadline = this.config.server.shutdownTimeoutMs;
       await this.http?.close(deadline);
       this.status.stop();
+      await this.warming.stop();
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
       this.sweeper.stop();
@@ -234,6 +259,7 @@ export class Daemon implements Health {
       cacheTrust: this.sweeper,
     });
     await strategy.start();
+    const hot = this.warming.tracker(config);
     this.telemetry.emit({
       type: "keyspace_started",
       keyspace: config.name,
@@ -242,7 +268,7 @@ export class Daemon implements Health {
       alertRatio: config.checker.alertRatio,
       at: Date.now(),
     });
-    return { config, strategy };
+    return { config, strategy, ...(hot ? { hot } : {}) };
   }
 }
 

@@ -4,6 +4,7 @@
  *   sidecache keyspaces
  *   sidecache dead-letters list --keyspace KS [--count N] [--after ID]
  *   sidecache dead-letters replay|drop --keyspace KS ID...
+ *   sidecache warm --keyspace KS [--from query|hot] [--limit N] [--wait]
  *
  * --url (or SIDECACHE_URL, default http://127.0.0.1:7070) names the daemon, --token (or SIDECACHE_TOKEN)
  * an admin token. Tables on stdout, --json for the daemon's JSON. Exit 0; 1 when the daemon refused or
@@ -18,6 +19,9 @@ export interface OpsOptions {
   count?: string;
   after?: string;
   json?: boolean;
+  from?: string;
+  limit?: string;
+  wait?: boolean;
 }
 
 export interface Io {
@@ -32,7 +36,7 @@ const stdio: Io = {
   env: process.env,
 };
 
-export const OPS_COMMANDS = ["keyspaces", "dead-letters"];
+export const OPS_COMMANDS = ["keyspaces", "dead-letters", "warm"];
 
 export const OPS_HELP = `  sidecache keyspaces [--url URL] [--token TOKEN] [--json]
                                             each keyspace of a running daemon: strategy, queue,
@@ -42,6 +46,9 @@ export const OPS_HELP = `  sidecache keyspaces [--url URL] [--token TOKEN] [--js
   sidecache dead-letters drop --keyspace KS ID...
                                             write-behind writes PostgreSQL refused: list them,
                                             queue them again, or drop them for good
+  sidecache warm --keyspace KS [--from query|hot] [--limit N] [--wait]
+                                            fill the keyspace's cache from its warm: query or its
+                                            hot keys; --wait prints progress until done
       --url URL       the daemon (default $SIDECACHE_URL or http://127.0.0.1:7070)
       --token TOKEN   an admin token (default $SIDECACHE_TOKEN)`;
 
@@ -62,6 +69,11 @@ export async function runOpsCommand(args: string[], o: OpsOptions, io: Io = stdi
       return await keyspaces(api, o, io);
     }
     if (command === "dead-letters") return await deadLetters(api, sub, rest, o, io);
+    if (command === "warm") {
+      if (sub !== undefined)
+        throw new UsageError("warm takes no argument; name the keyspace with --keyspace");
+      return await warm(api, o, io);
+    }
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   } catch (err) {
     if (err instanceof UsageError) {
@@ -89,13 +101,17 @@ class Api {
     }
   }
 
-  async call(method: string, path: string): Promise<{ status: number; body: unknown }> {
+  async call(method: string, path: string, json?: unknown): Promise<{ status: number; body: unknown }> {
     const url = new URL(path, this.base);
     let res;
     try {
       res = await request(url, {
         method: method as "GET",
-        headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
+        headers: {
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          ...(json === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: json === undefined ? undefined : JSON.stringify(json),
         headersTimeout: 30_000,
         bodyTimeout: 30_000,
       });
@@ -229,6 +245,38 @@ async function deadLetters(
     }
   }
   return failed > 0 ? 1 : 0;
+}
+
+interface WarmProgress {
+  from: string;
+  state: string;
+  total: number | null;
+  warmed: number;
+  found: number;
+  error?: string;
+}
+
+async function warm(api: Api, o: OpsOptions, io: Io): Promise<number> {
+  if (!o.keyspace) throw new UsageError("warm needs --keyspace KS");
+  if (o.from !== undefined && o.from !== "query" && o.from !== "hot") {
+    throw new UsageError("--from is query or hot");
+  }
+  const limit = o.limit === undefined ? undefined : Number(o.limit);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
+    throw new UsageError("--limit is a whole number of keys, 1 or more");
+  }
+  const path = `/v1/keyspaces/${encodeURIComponent(o.keyspace)}/warm`;
+  let p = (await api.call("POST", path, { from: o.from, limit })).body as WarmProgress;
+  const line = (w: WarmProgress) =>
+    `${o.keyspace}: ${w.state}, ${w.warmed}${w.total === null ? "" : `/${w.total}`} keys warmed from ${w.from}` +
+    ` (${w.found} found)${w.error ? `: ${w.error}` : ""}\n`;
+  io.out(line(p));
+  while (o.wait && p.state === "running") {
+    await new Promise((r) => setTimeout(r, 500));
+    p = (await api.call("GET", path)).body as WarmProgress;
+    io.out(line(p));
+  }
+  return p.state === "failed" ? 1 : 0;
 }
 
 function table(head: string[], rows: string[][]): string {

@@ -5,6 +5,7 @@ import type { Value } from "./node.js";
 import { readChecker } from "./sections.js";
 import { STRATEGIES, type CheckerConfig, type KeyspaceConfig, type WriteBehindConfig } from "./types.js";
 import { formatDuration } from "./units.js";
+import { readWarm } from "../warm/config.js";
 
 const FIELDS = [
   "strategy",
@@ -20,6 +21,7 @@ const FIELDS = [
   "ttl_jitter",
   "write_behind",
   "checker",
+  "warm",
 ] as const;
 
 export interface KeyspaceContext {
@@ -67,6 +69,7 @@ export function readKeyspace(name: string, v: Value, ctx: KeyspaceContext): Keys
     ttlJitter: f.ttl_jitter.num({ min: 0, max: 0.5, def: d.ttlJitter }),
     writeBehind: readWriteBehind(f.write_behind),
     checker: readChecker(f.checker, ctx.checker),
+    warm: readWarm(f.warm),
   };
 }
 

@@ -91,6 +91,22 @@ export interface WriteBehindConfig {
   maxAttempts: number;
 }
 
+/** Cache warming: which keys, how fast (src/warm). */
+export interface WarmConfig {
+  /** query: the keys a SELECT returns; hot: the keys read most before the last shutdown */
+  from: "query" | "hot";
+  /** from: query — one SELECT whose first column is the key, run read-only */
+  query?: string;
+  /** warm when the daemon starts */
+  onStart: boolean;
+  /** most keys warmed (and hot keys remembered) */
+  limit: number;
+  /** most keys read from PostgreSQL per second */
+  rate: number;
+  /** keys per read */
+  batch: number;
+}
+
 export interface KeyspaceConfig {
   name: string;
   strategy: StrategyName;
@@ -108,6 +124,8 @@ export interface KeyspaceConfig {
   ttlJitter: number;
   writeBehind: WriteBehindConfig;
   checker: CheckerConfig;
+  /** absent: no warming configured */
+  warm?: WarmConfig;
 }
 
 export interface Config {

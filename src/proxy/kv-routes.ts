@@ -8,6 +8,7 @@ import { checkKey } from "./keys.js";
 import { errorBody, sendEmpty, sendJson } from "./respond.js";
 
 export async function getValue(ks: Keyspace, key: string, res: ServerResponse): Promise<number> {
+  ks.hot?.touch(key);
   const r = await ks.strategy.get(key);
   const headers: Record<string, string> = { "x-cache": r.cache };
   if (r.version > 0) headers.etag = `"${r.version}"`;
@@ -67,6 +68,7 @@ export async function mget(
     throw new InvalidRequestError(`At most ${limits.maxBatch} keys fit in one _mget; got ${keys.length}.`);
   }
   for (const k of keys) checkKey(k);
+  if (ks.hot) for (const k of keys as string[]) ks.hot.touch(k);
   const results = await ks.strategy.getMany(keys as string[]);
   const parts: string[] = [];
   let allHit = true;

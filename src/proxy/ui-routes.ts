@@ -105,6 +105,7 @@ async function keyspace(
       : null,
     ...(deadLetters ? { dead_letters: deadLetters } : {}),
     checks: status?.checks(name) ?? [],
+    warm: ctx.warm?.progress(name) ?? null,
     checker: ks.config.checker.enabled ? ks.config.checker.schedule : null,
   };
 }

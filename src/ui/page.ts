@@ -195,6 +195,13 @@ function keyspace(ks, intervalMs) {
     const depths = ks.points.map((p) => (p.queue === undefined ? null : p.queue));
     charts.append(chart(depths, Math.max(1, ...depths.filter((d) => d !== null)), "queue depth, last " + span, String));
   }
+  if (ks.warm) {
+    const w = ks.warm;
+    stats.append(
+      el("div", { class: "stat", "data-field": "warm" },
+        el("b", { class: w.state === "failed" ? "bad" : "" }, w.warmed + (w.total === null ? "" : " / " + w.total)),
+        "warmed from " + w.from + ", " + w.state + (w.error ? ": " + w.error : "")));
+  }
   const title = el("h2", {}, ks.name, el("span", { class: "pill" }, ks.strategy + (ks.consistency ? " " + ks.consistency : "")), el("span", { class: "muted" }, "table " + ks.table));
   return el("section", { class: "ks", "data-keyspace": ks.name }, title, stats, charts, deadLetters(ks), checks(ks));
 }
