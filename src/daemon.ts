@@ -14,8 +14,9 @@ import { Authorizer } from "./proxy/auth.js";
 import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
 import { HttpServer } from "./proxy/server.js";
 import { createStore } from "./store/index.js";
+import { Presence } from "./store/presence.js";
 import { createStrategy } from "./strategies/index.js";
-import { RepairSweeper } from "./strategies/repair-sweeper.js";
+import { CacheTrust } from "./trust/cache-trust.js";
 import { TelemetryHub } from "./telemetry.js";
 import { StatusHistory } from "./ui/history.js";
 import { Warming } from "./warm/warming.js";
@@ -24,8 +25,8 @@ export interface DaemonOptions {
   log?: Logger;
   /** the consistency checker's tuning (tests: a fake tick source, short pauses and retries) */
   checker?: Omit<CreateCheckerOptions, "keyspaces" | "cache" | "store" | "telemetry" | "log">;
-  /** how often repair intents are swept: while the cache is trusted, and while it is not */
-  repairs?: { intervalMs?: number; retryMs?: number };
+  /** the cache trust lease, and how often repair intents are swept while trusted and while not */
+  repairs?: { leaseMs?: number; intervalMs?: number; retryMs?: number };
   /** the status page's history: length of a point (tests: short) */
   status?: { intervalMs?: number };
   /** how often hot keys are saved for warming (tests: short) */
@@ -41,8 +42,9 @@ export class Daemon implements Health {
   private address?: AddressInfo;
   private stopping?: Promise<void>;
   checker?: Checker;
+  private presence?: Presence;
   /** applies the repair intents PostgreSQL holds; says whether cache entries may be served */
-  readonly sweeper: RepairSweeper;
+  readonly trust: CacheTrust;
   /** the last minutes of each keyspace, for GET /ui */
   readonly status: StatusHistory;
   /** cache warming runs and the hot keys they start from */
@@ -68,7 +70,8 @@ export class Daemon implements Health {
       log,
       saveEveryMs: warm.saveEveryMs,
     });
-    this.sweeper = new RepairSweeper({
+    this.trust = new CacheTrust({
+      leaseMs: config.cache.trustLeaseMs,
       ...repairs,
       cache,
       store,
@@ -119,7 +122,15 @@ export class Daemon implements Health {
       daemon.setChecker(daemon.checker);
       daemon.checker.start();
       // Repairs a daemon that died left behind are applied before the first request is served.
-      await daemon.sweeper.start();
+      await daemon.trust.start();
+      if (/^postgres(ql)?:/.test(config.store.url) && config.keyspaces.size > 0) {
+        daemon.presence = await Presence.acquire(
+          config.store.url,
+          config.cache.url === "memory:",
+          [...config.keyspaces.values()].map((ks) => ks.table),
+          log.child({ component: "presence" }),
+        );
+      }
       daemon.status.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
@@ -194,7 +205,7 @@ export class Daemon implements Health {
     this.ctx.accessLog = next.log.access;
     this.config = { ...next, server: this.config.server, cache: this.config.cache, store: this.config.store };
     this.checker?.reload();
-    if (built.size > 0) this.sweeper.wake();
+    if (built.size > 0) this.trust.wake();
     await Promise.all(retired.map((ks) => ks.strategy.stop(this.config.server.shutdownTimeoutMs)));
     this.log.info({ added, changed, removed, ignored }, "configuration reloaded");
     if (ignored.length > 0) this.log.warn({ sections: ignored }, "these sections change only on restart");
@@ -210,8 +221,8 @@ export class Daemon implements Health {
       await this.warming.stop();
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
-      this.sweeper.stop();
-      await Promise.allSettled([this.cache.close(), this.store.close()]);
+      this.trust.stop();
+      await Promise.allSettled([this.cache.close(), this.store.close(), this.presence?.close()]);
       this.log.info("sidecache stopped");
     })();
     return this.stopping;
@@ -222,6 +233,8 @@ export class Daemon implements Health {
       probe(() => this.cache.ping()),
       probe(() => this.store.ping()),
     ]);
+    // Both answer: earn the cache's trust back now rather than at the next sweep, so "ready" means hits.
+    if (cache === "up" && store === "up" && !this.trust.trusted) await probe(() => this.trust.sweep());
     return { cache, store };
   }
 
@@ -256,7 +269,7 @@ export class Daemon implements Health {
       log: this.log.child({ keyspace: config.name }),
       redisUrl: this.config.cache.url.startsWith("redis") ? this.config.cache.url : undefined,
       cachePrefix: this.config.cache.prefix,
-      cacheTrust: this.sweeper,
+      cacheTrust: this.trust,
     });
     await strategy.start();
     const hot = this.warming.tracker(config);

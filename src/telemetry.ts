@@ -31,6 +31,7 @@ export type TelemetryEvent =
     }
   | { type: "wb_flush"; keyspace: string; writes: number; statements: number; seconds: number }
   | { type: "wb_dead_letter"; keyspace: string; key: string; reason: string }
+  | { type: "wb_superseded"; keyspace: string }
   | {
       /** one consistency check finished; counts by kind (consistent, stale, orphan, missing_write, mismatch) */
       type: "consistency_check";

@@ -76,12 +76,15 @@ export async function rawEntry(
 ): Promise<{ kind: string; version: number; value: string } | null> {
   const text = await redis.get(`${prefix}:kv:{${ks}}:${key}`);
   if (text === null) return null;
-  const m = /^(\w)(\d+):(\d+):(.*)$/s.exec(text);
+  const m = /^(\w)(\d+):(\w*):(\d+):(.*)$/s.exec(text);
   if (!m) throw new Error(`unexpected entry ${text}`);
-  return { kind: m[1]!, version: Number(m[2]), value: m[4]! };
+  return { kind: m[1]!, version: Number(m[2]), value: m[5]! };
 }
 
-/** Overwrites a key's cache entry with a value entry at this version, fresh for an hour. */
+/**
+ * Overwrites a key's cache entry with a value entry at this version, fresh for an hour, of no incarnation
+ * (as the write-behind queue writes them: valid in every incarnation).
+ */
 export async function writeEntry(
   redis: Redis,
   prefix: string,
@@ -92,7 +95,7 @@ export async function writeEntry(
 ): Promise<void> {
   await redis.set(
     `${prefix}:kv:{${ks}}:${key}`,
-    `v${version}:${Date.now() + 3_600_000}:${value}`,
+    `v${version}::${Date.now() + 3_600_000}:${value}`,
     "PX",
     3_600_000,
   );

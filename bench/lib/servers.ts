@@ -21,6 +21,7 @@ export interface KeyspaceSpec {
   strategy: string;
   table: string;
   ttl?: string;
+  ttl_jitter?: number;
   consistency?: "strict" | "eventual";
   writeBehind?: { flushInterval: string; batchSize: number; maxQueue: number };
 }
@@ -55,6 +56,7 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
   for (const [name, ks] of Object.entries(spec.keyspaces)) {
     lines.push(`  ${name}:`, `    strategy: ${ks.strategy}`, `    table: ${ks.table}`);
     if (ks.ttl) lines.push(`    ttl: ${ks.ttl}`);
+    if (ks.ttl_jitter !== undefined) lines.push(`    ttl_jitter: ${ks.ttl_jitter}`);
     if (ks.consistency) lines.push(`    consistency: ${ks.consistency}`);
     if (ks.writeBehind) {
       const wb = ks.writeBehind;

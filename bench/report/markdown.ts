@@ -197,6 +197,26 @@ export function renderMarkdown(r: Results): string {
       `Cross-check at PostgreSQL: pg_stat_user_tables counts ${f(s.pgStatScans)} scans of the table over the ` +
         `section, the proxy ${f(s.wireSelects)} selects of it.`,
     );
+    if (s.hotTrials && s.hotTrials.length > 0) {
+      out.push(
+        `A hot key whose entry expired (ttl 1s, read 1.1 s after its fill) and the same key just written ` +
+          `(cache-aside leaves a tombstone), ${f(s.concurrency)} readers at once, PostgreSQL 20 ms away each way:`,
+      );
+      out.push(
+        table(
+          ["case", "key", "PostgreSQL reads", "200 answers", "other answers", "p50 ms", "last answer ms"],
+          s.hotTrials.map((t) => [
+            t.case === "expired" ? "expired hot key" : "just written",
+            t.key,
+            f(t.pgReads),
+            f(t.ok),
+            f(t.other),
+            f(t.p50Ms),
+            f(t.maxMs),
+          ]),
+        ),
+      );
+    }
   }
 
   const hr = r.hitrate;

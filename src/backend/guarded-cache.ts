@@ -3,7 +3,7 @@
  * are those of the adapter underneath, plus "down" whenever a call fails for the cache's own reasons
  * (timeout, unreachable, breaker open): a hung Redis keeps its connection open.
  */
-import type { CacheAdapter, CacheEntry, ConnectionState } from "../cache/adapter.js";
+import type { CacheAdapter, CacheEntry, ConnectionState, SetOptions } from "../cache/adapter.js";
 import { BackendUnavailableError } from "../errors.js";
 import { BackendTimeoutError, type BackendGuard } from "./guard.js";
 
@@ -41,12 +41,26 @@ export class GuardedCache implements CacheAdapter {
     return this.run("get_many", () => this.inner.getMany(keyspace, keys));
   }
 
-  setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean> {
-    return this.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs));
+  setIfNewer(
+    keyspace: string,
+    key: string,
+    entry: CacheEntry,
+    ttlMs: number,
+    options?: SetOptions,
+  ): Promise<boolean> {
+    return this.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs, options));
+  }
+
+  generation(): number {
+    return this.inner.generation();
   }
 
   delete(keyspace: string, key: string): Promise<void> {
     return this.run("delete", () => this.inner.delete(keyspace, key));
+  }
+
+  deleteIf(keyspace: string, key: string, observed: Pick<CacheEntry, "kind" | "version">): Promise<boolean> {
+    return this.run("delete", () => this.inner.deleteIf(keyspace, key, observed));
   }
 
   sampleKeys(keyspace: string, n: number): Promise<string[]> {

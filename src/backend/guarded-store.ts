@@ -83,6 +83,14 @@ export class GuardedTable implements TableStore {
     return this.guard.run("apply", () => this.inner.applyVersioned(ops));
   }
 
+  newerThan(ops: { key: string; version: number }[]): Promise<Map<string, number>> {
+    return this.guard.run("version", () => this.inner.newerThan(ops));
+  }
+
+  settledVersion(key: string): Promise<number> {
+    return this.guard.run("version", () => this.inner.settledVersion(key));
+  }
+
   currentVersion(key: string): Promise<number> {
     return this.guard.run("version", () => this.inner.currentVersion(key));
   }

@@ -19,7 +19,13 @@ export const SERVER_DEFAULTS = {
 
 export const BREAKER_DEFAULTS = { failures: 5, cooldownMs: 2 * SECOND };
 
-export const CACHE_DEFAULTS = { url: "memory:", prefix: "sidecache", maxEntries: 100_000, timeoutMs: SECOND };
+export const CACHE_DEFAULTS = {
+  url: "memory:",
+  prefix: "sidecache",
+  maxEntries: 100_000,
+  timeoutMs: SECOND,
+  trustLeaseMs: 1_500,
+};
 
 export const STORE_DEFAULTS = { url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5 * SECOND };
 

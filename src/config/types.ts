@@ -46,6 +46,11 @@ export interface CacheConfig {
   timeoutMs: number;
   /** absent: the defaults (5 failures, 2s) */
   breaker?: BreakerConfig;
+  /**
+   * How long a successful repair sweep lets the daemon serve cache entries; a write whose cache update
+   * failed waits at most this long before its answer (docs/design.md, "cache trust")
+   */
+  trustLeaseMs?: number;
 }
 
 export interface StoreConfig {

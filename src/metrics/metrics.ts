@@ -91,6 +91,10 @@ export class Metrics implements RequestObserver {
     "sidecache_writebehind_dead_lettered_total",
     "Write-behind writes moved to the dead-letter stream.",
   );
+  private readonly superseded = this.counter(
+    "sidecache_writebehind_superseded_total",
+    "Write-behind writes that found PostgreSQL already holding a newer version written by someone else (dead-lettered).",
+  );
   private readonly consistencyChecked = this.byKind(
     "sidecache_consistency_checked_total",
     "Keys compared by the consistency checker, by the kind they were found to be (consistent included).",
@@ -226,6 +230,9 @@ export class Metrics implements RequestObserver {
       case "wb_dead_letter":
         this.deadLetterEvents.inc({ keyspace: e.keyspace });
         break;
+      case "wb_superseded":
+        this.superseded.inc({ keyspace: e.keyspace });
+        break;
       case "consistency_check":
         this.checked.add(e.keyspace);
         for (const [kind, n] of Object.entries(e.checked)) {
@@ -288,6 +295,7 @@ export class Metrics implements RequestObserver {
     if (e.strategy === "write-behind") {
       this.storeStatements.inc({ keyspace }, 0);
       this.deadLetterEvents.inc({ keyspace }, 0);
+      this.superseded.inc({ keyspace }, 0);
       if (!this.queues.has(keyspace)) {
         this.queues.add(keyspace);
         for (const g of [this.queueDepth, this.queueOldest, this.deadLetters]) g.set({ keyspace }, 0);

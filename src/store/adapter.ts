@@ -60,6 +60,16 @@ export interface TableStore {
    * Ops must hold at most one op per key. Returns how many changed a row.
    */
   applyVersioned(ops: VersionedOp[]): Promise<number>;
+  /**
+   * Of these (key, version) pairs, those whose key PostgreSQL holds at a higher version (row or tombstone),
+   * with that version: writes that applyVersioned did not apply because something newer was there.
+   */
+  newerThan(ops: { key: string; version: number }[]): Promise<Map<string, number>>;
+  /**
+   * As currentVersion, once no write of the key is under way: it waits for the key's lock, so a write
+   * abandoned at a timeout has committed or rolled back before the version is read.
+   */
+  settledVersion(key: string): Promise<number>;
   /** The highest version the key ever had (row or tombstone), 0 if none. */
   currentVersion(key: string): Promise<number>;
   /** Up to n keys picked at random without a full scan on large tables. */

@@ -84,6 +84,16 @@ export interface QueueStatus {
   deadLetters: number;
 }
 
+/** What a strategy sees of the daemon's trust in its cache (src/strategies/cache-trust.ts). */
+export interface CacheTrustView {
+  /** whether entries may be served now: read on every lookup */
+  readonly trusted: boolean;
+  /** not trusted because PostgreSQL did not answer the last sweep: entries may be served as STALE */
+  readonly storeDown: boolean;
+  /** resolves once every daemon that trusted its cache when this was called has swept again or stopped trusting */
+  outlast(): Promise<void>;
+}
+
 export interface StrategyContext {
   keyspace: KeyspaceConfig;
   cache: CacheAdapter;
@@ -93,6 +103,6 @@ export interface StrategyContext {
   /** set when the cache is Redis: the connection options write-behind needs for its streams */
   redisUrl?: string;
   cachePrefix: string;
-  /** whether cache entries may be served now (the daemon's RepairSweeper); absent: always */
-  cacheTrust?: { readonly trusted: boolean };
+  /** whether cache entries may be served now (the daemon's CacheTrust); absent: always */
+  cacheTrust?: CacheTrustView;
 }
