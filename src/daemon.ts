@@ -20,6 +20,8 @@ import { createNearCache, type NearCache } from "./near/index.js";
 import { createStrategy } from "./strategies/index.js";
 import { CacheTrust } from "./trust/cache-trust.js";
 import { TelemetryHub } from "./telemetry.js";
+import { StatusHistory } from "./ui/history.js";
+import { Warming } from "./warm/warming.js";
 
 export interface DaemonOptions {
   log?: Logger;
@@ -27,6 +29,10 @@ export interface DaemonOptions {
   checker?: Omit<CreateCheckerOptions, "keyspaces" | "cache" | "store" | "telemetry" | "log">;
   /** the cache trust lease, and how often repair intents are swept while trusted and while not */
   repairs?: { leaseMs?: number; intervalMs?: number; retryMs?: number };
+  /** the status page's history: length of a point (tests: short) */
+  status?: { intervalMs?: number };
+  /** how often hot keys are saved for warming (tests: short) */
+  warm?: { saveEveryMs?: number };
 }
 
 export class Daemon implements Health {
@@ -45,6 +51,10 @@ export class Daemon implements Health {
   readonly near?: NearCache;
   /** the cache every component uses: the near caches in front of the guarded Redis, or that alone */
   readonly view: CacheAdapter;
+  /** the last minutes of each keyspace, for GET /ui */
+  readonly status: StatusHistory;
+  /** cache warming runs and the hot keys they start from */
+  readonly warming: Warming;
 
   private constructor(
     public config: Config,
@@ -53,11 +63,21 @@ export class Daemon implements Health {
     log: Logger,
     readonly telemetry: TelemetryHub,
     repairs: DaemonOptions["repairs"] = {},
+    status: DaemonOptions["status"] = {},
+    warm: DaemonOptions["warm"] = {},
   ) {
     this.log = log;
     this.telemetry.subscribe(this.metrics.onEvent);
     this.near = createNearCache(config, cache, telemetry, log.child({ component: "near-cache" }));
     this.view = this.near ?? cache;
+    this.status = new StatusHistory({ ...status, keyspaces: () => this.keyspaces.all() });
+    this.telemetry.subscribe(this.status.onEvent);
+    this.warming = new Warming({
+      keyspaces: this.keyspaces,
+      source: store.warmSource,
+      log,
+      saveEveryMs: warm.saveEveryMs,
+    });
     this.trust = new CacheTrust({
       leaseMs: config.cache.trustLeaseMs,
       ...repairs,
@@ -74,6 +94,8 @@ export class Daemon implements Health {
       accessLog: config.log.access,
       observer: this.metrics,
       health: this,
+      status: this.status,
+      warm: this.warming,
       log,
     };
   }
@@ -85,7 +107,16 @@ export class Daemon implements Health {
     // Every call to Redis and PostgreSQL passes one guard: timeout, circuit breaker, typed error, metric, log.
     const store = guardStore(await createStore(config.store, log), config.store, telemetry, log);
     const cache = guardCache(createCache(config.cache, log), config.cache, telemetry, log);
-    const daemon = new Daemon(config, cache, store, log, telemetry, options.repairs);
+    const daemon = new Daemon(
+      config,
+      cache,
+      store,
+      log,
+      telemetry,
+      options.repairs,
+      options.status,
+      options.warm,
+    );
     try {
       for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
       daemon.checker = await createChecker(config, {
@@ -108,8 +139,11 @@ export class Daemon implements Health {
           log.child({ component: "presence" }),
         );
       }
+      daemon.status.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
+      // In the background: the daemon serves (misses) while its cache fills.
+      daemon.warming.begin();
     } catch (err) {
       await daemon.stop().catch(() => {});
       throw err;
@@ -192,6 +226,8 @@ export class Daemon implements Health {
     this.stopping ??= (async () => {
       const deadline = this.config.server.shutdownTimeoutMs;
       await this.http?.close(deadline);
+      this.status.stop();
+      await this.warming.stop();
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
       this.trust.stop();
@@ -251,7 +287,16 @@ export class Daemon implements Health {
       cacheTrust: this.trust,
     });
     await strategy.start();
-    return { config, strategy };
+    const hot = this.warming.tracker(config);
+    this.telemetry.emit({
+      type: "keyspace_started",
+      keyspace: config.name,
+      strategy: config.strategy,
+      checkerEnabled: config.checker.enabled,
+      alertRatio: config.checker.alertRatio,
+      at: Date.now(),
+    });
+    return { config, strategy, ...(hot ? { hot } : {}) };
   }
 }
 

@@ -6,9 +6,9 @@ import pg from "pg";
 import { parseConfig } from "../src/config/load.js";
 import { Daemon, type DaemonOptions } from "../src/daemon.js";
 import { silentLogger } from "../src/log.js";
+import { PG_URL, REDIS_URL } from "./support/daemon.js";
 
-export const REDIS_URL = "redis://127.0.0.1:6379";
-export const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
+export { PG_URL, REDIS_URL };
 
 export async function daemonWith(yaml: string, checker: DaemonOptions["checker"] = {}): Promise<Daemon> {
   const config = parseConfig(yaml, "test.yaml");

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer as createNetServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { REDIS_URL } from "./backends.js";
 import { spawnPinned, waitForOutput, type Child } from "./proc.js";
 
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -40,7 +41,7 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
     "  host: 127.0.0.1",
     `  port: ${port}`,
     "cache:",
-    "  url: redis://127.0.0.1:6379",
+    `  url: ${REDIS_URL}`,
     `  prefix: ${spec.cachePrefix}`,
     "store:",
     `  url: ${spec.storeUrl}`,

@@ -11,6 +11,7 @@ import {
   type WriteBehindConfig,
 } from "./types.js";
 import { formatDuration } from "./units.js";
+import { readWarm } from "../warm/config.js";
 
 const FIELDS = [
   "strategy",
@@ -27,6 +28,7 @@ const FIELDS = [
   "write_behind",
   "checker",
   "near_cache",
+  "warm",
 ] as const;
 
 export interface KeyspaceContext {
@@ -75,6 +77,7 @@ export function readKeyspace(name: string, v: Value, ctx: KeyspaceContext): Keys
     writeBehind: readWriteBehind(f.write_behind),
     checker: readChecker(f.checker, ctx.checker),
     near: readNear(f.near_cache, ctx.cacheUrl),
+    warm: readWarm(f.warm),
   };
 }
 

@@ -96,6 +96,22 @@ export interface WriteBehindConfig {
   maxAttempts: number;
 }
 
+/** Cache warming: which keys, how fast (src/warm). */
+export interface WarmConfig {
+  /** query: the keys a SELECT returns; hot: the keys read most before the last shutdown */
+  from: "query" | "hot";
+  /** from: query — one SELECT whose first column is the key, run read-only */
+  query?: string;
+  /** warm when the daemon starts */
+  onStart: boolean;
+  /** most keys warmed (and hot keys remembered) */
+  limit: number;
+  /** most keys read from PostgreSQL per second */
+  rate: number;
+  /** keys per read */
+  batch: number;
+}
+
 export interface KeyspaceConfig {
   name: string;
   strategy: StrategyName;
@@ -115,6 +131,8 @@ export interface KeyspaceConfig {
   checker: CheckerConfig;
   /** an in-daemon cache in front of Redis; absent: none */
   near?: NearCacheConfig;
+  /** absent: no warming configured */
+  warm?: WarmConfig;
 }
 
 export interface NearCacheConfig {

@@ -13,6 +13,7 @@ export async function getValue(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<number> {
+  ks.hot?.touch(key);
   const r = await ks.strategy.get(key, readOptions(req));
   const headers: Record<string, string> = { "x-cache": r.cache, "x-cache-tier": r.tier };
   if (r.version > 0) headers.etag = `"${r.version}"`;
@@ -72,6 +73,7 @@ export async function mget(
     throw new InvalidRequestError(`At most ${limits.maxBatch} keys fit in one _mget; got ${keys.length}.`);
   }
   for (const k of keys) checkKey(k);
+  if (ks.hot) for (const k of keys as string[]) ks.hot.touch(k);
   const results = await ks.strategy.getMany(keys as string[], readOptions(req));
   const parts: string[] = [];
   let allHit = true;

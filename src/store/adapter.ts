@@ -101,6 +101,16 @@ export interface TableMapping {
   mapped?: { keyColumn: string; columns: string[]; versionColumn: string };
 }
 
+/** What cache warming needs of the store (src/store/warm-sql.ts). */
+export interface WarmSource {
+  /** the first column of an operator's SELECT, run read-only, at most limit rows */
+  queryKeys(sql: string, limit: number): Promise<string[]>;
+  /** replaces the keyspace's remembered hot keys */
+  saveHotKeys(keyspace: string, keys: { key: string; hits: number }[]): Promise<void>;
+  /** the keyspace's remembered hot keys, hottest first */
+  hotKeys(keyspace: string, limit: number): Promise<string[]>;
+}
+
 export interface StoreAdapter {
   /** "postgres" or "pglite" */
   readonly kind: string;
@@ -117,4 +127,6 @@ export interface StoreAdapter {
   /** Throws when the database can not be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** cache warming's queries; absent in stores that can not run them */
+  readonly warmSource?: WarmSource;
 }
