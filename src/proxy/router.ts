@@ -21,6 +21,7 @@ import { adminRoute, opsRoute } from "./admin-routes.js";
 import type { Op, ProxyContext } from "./context.js";
 import { decodeKey } from "./keys.js";
 import { deleteValue, getValue, mget, mset, putValue } from "./kv-routes.js";
+import { OPENAPI_PATH, serveOpenApi } from "./openapi.js";
 import { sendError } from "./respond.js";
 
 /** Bodies of _mget and _mset may hold many values. */
@@ -115,6 +116,7 @@ async function route(
   const parts = path.split("/");
   const method = req.method ?? "GET";
 
+  if (path === OPENAPI_PATH) return serveOpenApi(ctx, method, req, res);
   if (parts[1] !== "v1") return opsRoute(ctx, path, method, req, res);
 
   if (parts[2] === "kv") {
