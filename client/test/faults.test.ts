@@ -91,14 +91,17 @@ describe("503 backend_unavailable: Redis stopped under a write-through strict ke
       expect(err).toMatchObject({ code: "backend_unavailable", status: 503, attempts: 3 });
       expect((await refused("wts")) - before).toBe(3);
       // Nothing was changed: reads fall back to PostgreSQL, which still holds 0.
-      expect((await sc.keyspace<number>("aside").get("none"))).toBeNull();
+      expect(await sc.keyspace<number>("aside").get("none")).toBeNull();
     } finally {
       await sc.close();
     }
   });
 
   it("stops when the next wait would pass the retry budget", async () => {
-    const sc = new SidecacheClient({ url: quick.url, retry: { retries: 100, budgetMs: 500, baseDelayMs: 200, maxDelayMs: 200 } });
+    const sc = new SidecacheClient({
+      url: quick.url,
+      retry: { retries: 100, budgetMs: 500, baseDelayMs: 200, maxDelayMs: 200 },
+    });
     try {
       const before = await refused("wts");
       const started = Date.now();
@@ -258,7 +261,10 @@ describe("nothing listening", () => {
     await once(server, "listening");
     const port = (server.address() as net.AddressInfo).port;
     await new Promise((r) => server.close(r));
-    const sc = new SidecacheClient({ url: `http://127.0.0.1:${port}`, retry: { retries: 2, baseDelayMs: 10 } });
+    const sc = new SidecacheClient({
+      url: `http://127.0.0.1:${port}`,
+      retry: { retries: 2, baseDelayMs: 10 },
+    });
     try {
       const err = await failure(sc.keyspace("x").put("k", 1));
       expect(err).toBeInstanceOf(ConnectionError);

@@ -166,7 +166,9 @@ describe.each(STRATEGIES)("%s (%s)", (ks, strategy) => {
 
   it("deletes (absent keys too), conditionally with If-Match", async () => {
     const w = await users().put("gone", { name: "g", visits: 0 });
-    await expect(users().delete("gone", { ifMatch: w.version - 1 })).rejects.toBeInstanceOf(VersionMismatchError);
+    await expect(users().delete("gone", { ifMatch: w.version - 1 })).rejects.toBeInstanceOf(
+      VersionMismatchError,
+    );
     const d = await users().delete("gone", { ifMatch: w });
     expect(d.queued).toBe(queued);
     if (queued) expect(d.version).toBeGreaterThan(w.version);
@@ -206,7 +208,10 @@ describe("admin calls", () => {
     const report = await sc.keyspace("aside").check({ full: true });
     expect(report).toMatchObject({ keyspace: "aside", mode: "full", inconsistent: 0 });
     expect(report.sampled).toBeGreaterThan(0);
-    await expect(sc.flush("no-such-keyspace")).rejects.toMatchObject({ code: "unknown_keyspace", status: 404 });
+    await expect(sc.flush("no-such-keyspace")).rejects.toMatchObject({
+      code: "unknown_keyspace",
+      status: 404,
+    });
   });
 
   it("lists, drops and replays dead letters", async () => {
