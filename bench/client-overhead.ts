@@ -7,6 +7,7 @@
  *   --seconds N   length of each round (default 4)
  *   --rounds N    rounds per variant (default 5)
  */
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { Redis } from "ioredis";
@@ -116,6 +117,11 @@ async function main(): Promise<void> {
     const base = rounds.get(names[0]!)!;
     const baseRps = median(base.map((x) => x.rps));
     const baseCpu = median(base.map((x) => x.cpuUsPerRequest));
+    console.log(
+      `load average of the machine (2 cores) at the end: ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(" ")}; other work on the machine slows every variant alike`,
+    );
     console.log(
       `GET hit, ${CONCURRENCY} concurrent requests, ${ROUNDS} rounds of ${SECONDS}s per variant` +
         `${pinned ? ", daemon on core 0, load on core 1" : " (not pinned)"}; medians:`,

@@ -6,7 +6,7 @@
  * call's deadline. A wait that does not fit is not started: the error is thrown at once, with its
  * `retryAfterMs`, so the caller can decide.
  */
-import { setTimeout as sleep } from "node:timers/promises";
+import type { EventEmitter } from "node:events";
 import { ConnectionError, QueueFullError, type SidecacheError, UnavailableError } from "./errors.js";
 
 export interface RetryOptions {
@@ -76,6 +76,17 @@ export function retryDelay(
   return delay;
 }
 
-export function wait(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return sleep(ms, undefined, signal ? { signal } : undefined);
+/** Waits ms, or rejects as soon as `abort` emits "abort". */
+export function wait(ms: number, abort: EventEmitter | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new Error("aborted while waiting to retry"));
+    };
+    const timer = setTimeout(() => {
+      abort?.off("abort", onAbort);
+      resolve();
+    }, ms);
+    abort?.once("abort", onAbort);
+  });
 }

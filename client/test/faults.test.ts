@@ -269,6 +269,19 @@ describe("nothing listening", () => {
       const err = await failure(sc.keyspace("x").put("k", 1));
       expect(err).toBeInstanceOf(ConnectionError);
       expect(err).toMatchObject({ code: "connection_failed", status: 0, refused: true, attempts: 3 });
+      // An AbortSignal also ends a wait between attempts.
+      const ctl = new AbortController();
+      const stop = new Error("enough");
+      setTimeout(() => ctl.abort(stop), 100);
+      const started = Date.now();
+      const slow = sc
+        .keyspace("x")
+        .get("k", {
+          signal: ctl.signal,
+          retry: { baseDelayMs: 5000, maxDelayMs: 5000, retries: 1, budgetMs: 10_000 },
+        });
+      await expect(slow).rejects.toBe(stop);
+      expect(Date.now() - started).toBeLessThan(1000);
     } finally {
       await sc.close();
     }
