@@ -9,6 +9,7 @@ import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import pg from "pg";
 import { Pool } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CLIENT_OPERATIONS } from "../client/src/client.js";
 import { CODE_STATUS } from "../client/src/errors.js";
 import { renderClientSchema, SCHEMA_FILE } from "../scripts/client-schema.js";
 import type { Daemon } from "../src/daemon.js";
@@ -180,6 +181,13 @@ describe("the description", () => {
   it("is where the client's types come from: client/src/schema.ts is current", async () => {
     // Regenerate with `npm run generate:client` when this fails.
     expect(readFileSync(SCHEMA_FILE, "utf8")).toBe(await renderClientSchema());
+  });
+
+  it("has a client call for every operation on values and keyspaces", () => {
+    const ids = operations()
+      .filter(({ op }) => !(op as Operation & { tags: string[] }).tags.includes("ops"))
+      .map(({ op }) => op.operationId);
+    expect([...CLIENT_OPERATIONS].sort()).toEqual(ids.sort());
   });
 
   it("lists every error code the daemon's errors carry, and the client's table agrees", () => {
