@@ -274,12 +274,10 @@ describe("nothing listening", () => {
       const stop = new Error("enough");
       setTimeout(() => ctl.abort(stop), 100);
       const started = Date.now();
-      const slow = sc
-        .keyspace("x")
-        .get("k", {
-          signal: ctl.signal,
-          retry: { baseDelayMs: 5000, maxDelayMs: 5000, retries: 1, budgetMs: 10_000 },
-        });
+      const slow = sc.keyspace("x").get("k", {
+        signal: ctl.signal,
+        retry: { baseDelayMs: 5000, maxDelayMs: 5000, retries: 1, budgetMs: 10_000 },
+      });
       await expect(slow).rejects.toBe(stop);
       expect(Date.now() - started).toBeLessThan(1000);
     } finally {
