@@ -145,6 +145,8 @@ interface Answer {
 
 interface Init {
   params?: Record<string, string>;
+  /** the path, already filled in (the hot calls keep their keyspace's prefix) */
+  path?: string;
   query?: string;
   body?: string;
   headers?: Record<string, string>;
@@ -233,7 +235,7 @@ export class SidecacheClient {
   /** One call: attempts, retries and their waits, all within the call's deadline. */
   async call(op: ClientOperation, init: Init, options: CallOptions): Promise<Answer> {
     const [method, template] = ROUTES[op];
-    const path = fill(template, init.params) + (init.query ?? "");
+    const path = (init.path ?? fill(template, init.params)) + (init.query ?? "");
     const retry = options.retry === undefined ? this.retry : retryOptions(options.retry, this.retry);
     const read = method === "GET" || op === "mget";
     let headers = init.body === undefined ? this.headers : this.jsonHeaders;
@@ -301,14 +303,19 @@ export class SidecacheClient {
 
 /** A keyspace's values, typed T. */
 export class Keyspace<T = unknown> {
+  /** /v1/kv/{keyspace}/ of this keyspace */
+  private readonly prefix: string;
+
   constructor(
     readonly client: SidecacheClient,
     readonly name: string,
-  ) {}
+  ) {
+    this.prefix = fill(ROUTES.getValue[1], { keyspace: name, key: "" });
+  }
 
   /** The value and its version, or null when the key is absent. */
   async get(key: string, options: CallOptions = {}): Promise<Entry<T> | null> {
-    const a = await this.client.call("getValue", { params: this.at(key), pass: 404 }, options);
+    const a = await this.client.call("getValue", { path: this.at(key), pass: 404 }, options);
     if (a.status === 404) {
       const err = failure(a);
       if (err.code === "not_found") return null;
@@ -329,7 +336,7 @@ export class Keyspace<T = unknown> {
     const body = toJson(value);
     const a = await this.client.call(
       "putValue",
-      { params: this.at(key), body, headers: conditions(options) },
+      { path: this.at(key), body, headers: conditions(options) },
       options,
     );
     const { version } = json<Body<"putValue", 200 | 202>>(a);
@@ -345,7 +352,7 @@ export class Keyspace<T = unknown> {
   async delete(key: string, options: WriteOptions = {}): Promise<DeleteResult> {
     const a = await this.client.call(
       "deleteValue",
-      { params: this.at(key), headers: conditions(options) },
+      { path: this.at(key), headers: conditions(options) },
       options,
     );
     if (a.status !== 202) return { key, queued: false };
@@ -424,8 +431,8 @@ export class Keyspace<T = unknown> {
     return this.client.check(this.name, request, options);
   }
 
-  private at(key: string): Record<string, string> {
-    return { keyspace: this.name, key };
+  private at(key: string): string {
+    return this.prefix + segment(key, "key");
   }
 }
 
