@@ -22,6 +22,7 @@ import { uiRoute } from "./ui-routes.js";
 import type { Op, ProxyContext } from "./context.js";
 import { decodeKey } from "./keys.js";
 import { deleteValue, getValue, mget, mset, putValue } from "./kv-routes.js";
+import { OPENAPI_PATH, serveOpenApi } from "./openapi.js";
 import { sendError } from "./respond.js";
 
 /** Bodies of _mget and _mset may hold many values. */
@@ -117,6 +118,7 @@ async function route(
   const method = req.method ?? "GET";
 
   if (parts[1] === "ui") return uiRoute(ctx, ctx.status, path, method, req, res);
+  if (path === OPENAPI_PATH) return serveOpenApi(ctx, method, req, res);
   if (parts[1] !== "v1") return opsRoute(ctx, path, method, req, res);
 
   if (parts[2] === "kv") {
