@@ -22,6 +22,8 @@ export interface KeyspaceSpec {
   table: string;
   ttl?: string;
   ttl_jitter?: number;
+  /** a near_cache mapping in YAML flow style, e.g. "{ ttl: 1m }" */
+  nearCache?: string;
   consistency?: "strict" | "eventual";
   writeBehind?: { flushInterval: string; batchSize: number; maxQueue: number };
 }
@@ -57,6 +59,7 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
     lines.push(`  ${name}:`, `    strategy: ${ks.strategy}`, `    table: ${ks.table}`);
     if (ks.ttl) lines.push(`    ttl: ${ks.ttl}`);
     if (ks.ttl_jitter !== undefined) lines.push(`    ttl_jitter: ${ks.ttl_jitter}`);
+    if (ks.nearCache) lines.push(`    near_cache: ${ks.nearCache}`);
     if (ks.consistency) lines.push(`    consistency: ${ks.consistency}`);
     if (ks.writeBehind) {
       const wb = ks.writeBehind;

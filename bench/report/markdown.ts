@@ -92,7 +92,11 @@ export function renderMarkdown(r: Results): string {
           ? `, using ${pct(bare.generatorCpuUtil)} of core 1 to do it`
           : "") +
         `. Daemon RSS after the runs: ${f(sc.rssMiB)} MiB.` +
-        (quiet ? ` With the access log on, sidecache / bare = ${f(quiet.rps / bare.rps, 2)}.` : ""),
+        (quiet ? ` With the access log on, sidecache / bare = ${f(quiet.rps / bare.rps, 2)}.` : "") +
+        (h.nearVsBare !== undefined && h.nearVsInApp !== undefined
+          ? ` From the near cache (X-Cache-Tier: L1): **near / bare = ${f(h.nearVsBare, 2)}**, ` +
+            `**near / in-app = ${f(h.nearVsInApp, 2)}**.`
+          : ""),
     );
     if (h.profile) {
       out.push(
