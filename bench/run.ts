@@ -5,7 +5,7 @@
  *   --quick          a short run (under a minute); written to bench/results/quick/
  *   --soak           adds a 10-minute mixed-load soak (not part of the default run)
  *   --profile        always profile the hit path with --cpu-prof (otherwise only when sidecache / bare < 0.6)
- *   --only a,b       run only these sections: hit, writes, stampede, hitrate, cost
+ *   --only a,b       run only these sections: hit, writes, stampede, near, hitrate, cost
  *   --out DIR        where to write the results
  *   --render         measure nothing: render bench.md, chart.svg (and docs) again from DIR/results.json
  */
@@ -24,9 +24,10 @@ import { costSection } from "./sections/cost.js";
 import { hitPath } from "./sections/hitpath.js";
 import { hitRate } from "./sections/hitrate.js";
 import { stampede } from "./sections/stampede.js";
+import { nearCache } from "./sections/near.js";
 import { writes } from "./sections/writes.js";
 
-type Section = "hit" | "writes" | "stampede" | "hitrate" | "cost";
+type Section = "hit" | "writes" | "stampede" | "hitrate" | "cost" | "near";
 
 function options(): Options {
   const { values } = parseArgs({
@@ -121,6 +122,7 @@ async function main(): Promise<void> {
     await run("hit", () => hitPath(ctx));
     await run("writes", () => writes(ctx));
     await run("stampede", () => stampede(ctx));
+    await run("near", () => nearCache(ctx));
     await run("hitrate", () => hitRate(ctx));
     await run("cost", () => costSection(ctx, results));
   } finally {
