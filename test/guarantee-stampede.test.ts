@@ -20,7 +20,8 @@ let db: pg.Client;
 
 beforeAll(async () => {
   // 25 ms each way: a load takes more than 50 ms, long enough for hundreds of readers to pile up
-  proxy = new PgProxy({ host: "127.0.0.1", port: 5432 }, 25, KEYSPACES.map(table));
+  const pgAt = new URL(PG_URL);
+  proxy = new PgProxy({ host: pgAt.hostname, port: Number(pgAt.port || 5432) }, 25, KEYSPACES.map(table));
   await proxy.listen();
   // The lease is long here: a daemon starved of CPU (the rest of the suite runs beside it) that let its
   // cache trust lapse would read PostgreSQL without single flight's vouching; that is tested elsewhere.
