@@ -95,7 +95,6 @@ export async function nearCache(ctx: Context): Promise<NearResult> {
   ctx.tables.push(table);
   ctx.prefixes.push(prefix);
   const entries = q ? 20_000 : 100_000;
-  await ctx.backends.seed(table, "k", entries, VALUE_100B);
   const daemon = await startDaemon({
     cachePrefix: prefix,
     storeUrl: PG_URL,
@@ -105,6 +104,7 @@ export async function nearCache(ctx: Context): Promise<NearResult> {
     },
   });
   try {
+    await ctx.backends.seed(table, "k", entries, VALUE_100B); // the daemon made the table
     const beforeMiB = rssBytes(daemon.pid) / 2 ** 20;
     const batch = 200;
     for (let i = 0; i < entries; i += batch) {
