@@ -13,6 +13,7 @@ import { Metrics } from "./metrics/metrics.js";
 import { Authorizer } from "./proxy/auth.js";
 import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
 import { HttpServer } from "./proxy/server.js";
+import { RespServer } from "./resp/server.js";
 import { createStore } from "./store/index.js";
 import { createStrategy } from "./strategies/index.js";
 import { RepairSweeper } from "./strategies/repair-sweeper.js";
@@ -33,6 +34,8 @@ export class Daemon implements Health {
   private readonly ctx: ProxyContext;
   private http?: HttpServer;
   private address?: AddressInfo;
+  private resp?: RespServer;
+  private respAddress?: AddressInfo;
   private stopping?: Promise<void>;
   checker?: Checker;
   /** applies the repair intents PostgreSQL holds; says whether cache entries may be served */
@@ -91,6 +94,10 @@ export class Daemon implements Health {
       await daemon.sweeper.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
+      if (config.server.resp) {
+        daemon.resp = new RespServer(daemon.ctx);
+        daemon.respAddress = await daemon.resp.listen(config.server.resp.host, config.server.resp.port);
+      }
     } catch (err) {
       await daemon.stop().catch(() => {});
       throw err;
@@ -105,11 +112,26 @@ export class Daemon implements Health {
       { host: daemon.address.address, port: daemon.address.port, keyspaces: daemon.keyspaces.names() },
       "sidecache listening",
     );
+    if (daemon.respAddress) {
+      const { address, port } = daemon.respAddress;
+      log.info({ host: address, port }, "redis protocol listening");
+      if (!isLoopback(address) && !daemon.ctx.auth.enabled) {
+        log.warn(
+          { host: address },
+          "redis protocol beyond loopback without auth: anyone who can reach it can read and write",
+        );
+      }
+    }
     return daemon;
   }
 
   get port(): number {
     return this.address?.port ?? 0;
+  }
+
+  /** the port of the Redis protocol listener; undefined when server.resp is not configured */
+  get respPort(): number | undefined {
+    return this.respAddress?.port;
   }
 
   get url(): string {
@@ -171,7 +193,7 @@ export class Daemon implements Health {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const deadline = this.config.server.shutdownTimeoutMs;
-      await this.http?.close(deadline);
+      await Promise.all([this.http?.close(deadline), this.resp?.close(deadline)]);
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
       this.sweeper.stop();

@@ -37,7 +37,17 @@ export class Authorizer {
   /** The caller's token name, or throws 401/403. keyspace undefined means "any keyspace" (ops routes). */
   check(req: IncomingMessage, need: Permission, keyspace: string | undefined): string | undefined {
     if (!this.enabled) return undefined;
-    const grant = this.identify(req);
+    const header = req.headers.authorization;
+    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+    if (!match) throw new UnauthorizedError();
+    return this.checkToken(match[1]!, need, keyspace);
+  }
+
+  /** As check, for a token given by other means than a header (the Redis protocol's AUTH). */
+  checkToken(token: string | undefined, need: Permission, keyspace: string | undefined): string | undefined {
+    if (!this.enabled) return undefined;
+    if (token === undefined) throw new UnauthorizedError();
+    const grant = this.identify(token);
     const have =
       keyspace === undefined ? maxPermission(grant.allow) : (grant.allow[keyspace] ?? grant.allow["*"]);
     if (!have || rank[have] < rank[need]) {
@@ -47,11 +57,13 @@ export class Authorizer {
     return grant.name;
   }
 
-  private identify(req: IncomingMessage): Grant {
-    const header = req.headers.authorization;
-    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!match) throw new UnauthorizedError();
-    const given = digest(match[1]!);
+  /** The name of the token, or throws 401 when no token matches. */
+  authenticate(token: string): string {
+    return this.identify(token).name;
+  }
+
+  private identify(token: string): Grant {
+    const given = digest(token);
     let found: Grant | undefined;
     // Compare against every token so the time taken does not tell which one was close.
     for (const g of this.grants) if (timingSafeEqual(g.digest, given) && !found) found = g;
