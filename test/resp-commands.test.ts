@@ -173,7 +173,7 @@ describe("GET, SET, DEL, UNLINK, EXISTS, MGET, MSET on every strategy that write
       expect(await redis.set(k("d"), "dee", "GET")).toBeNull();
       expect(await redis.set(k("d"), "again", "NX", "GET")).toBe("dee");
       expect(await redis.get(k("d"))).toBe("dee");
-      expect(await redis.set(k("a"), "five", "XX", "GET", "KEEPTTL")).toBe("four");
+      expect(await redis.call("SET", k("a"), "five", "XX", "GET", "KEEPTTL")).toBe("four");
       expect(await redis.mget(k("a"), k("b"), k("none"), k("a"))).toEqual(["five", "bee", null, "five"]);
       expect(await redis.exists(k("a"), k("b"), k("none"), k("a"))).toBe(3);
       expect(await redis.mset(k("m1"), "1", k("m2"), "2", k("m1"), "last")).toBe("OK");

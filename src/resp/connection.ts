@@ -89,7 +89,7 @@ export class RespConnection {
     try {
       this.parser.feed(chunk, this.onFrame);
     } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
+      if (!(err instanceof ProtocolError)) return this.broken(err);
       this.log.debug({ conn: this.session.id, problem: err.message }, "redis protocol error; closing");
       this.abort(error("ERR", `Protocol error: ${err.message}`));
       return;
@@ -99,8 +99,26 @@ export class RespConnection {
     if (this.queue.length >= MAX_PENDING) this.socket.pause();
   }
 
+  /** A fault of the daemon's own: this connection is lost, the daemon goes on. */
+  private broken(err: unknown): void {
+    this.log.error({ err, conn: this.session.id }, "redis protocol connection failed; closing it");
+    this.accepting = false;
+    this.socket.destroy();
+  }
+
   private readonly onFrame = (frame: Frame): void => {
-    const spec = this.ctx.commands.get(frame.args[0]!.toString("latin1").toLowerCase());
+    if (!this.accepting) return;
+    const name = frame.args[0]!.toString("latin1").toLowerCase();
+    if (frame.inline && (name === "post" || name === "host:")) {
+      // An HTTP request (a browser tricked into posting here): Redis closes such connections, unanswered.
+      this.log.warn(
+        { conn: this.session.id, addr: this.session.addr },
+        "HTTP request on the redis protocol port; closing",
+      );
+      this.abort("");
+      return;
+    }
+    const spec = this.ctx.commands.get(name);
     this.queue.push({
       args: frame.args,
       spec,
@@ -110,8 +128,12 @@ export class RespConnection {
   };
 
   private advance(): void {
-    do this.pump();
-    while (this.flush());
+    try {
+      do this.pump();
+      while (this.flush());
+    } catch (err) {
+      this.broken(err);
+    }
   }
 
   /** Starts what may start: reads while no other command runs; another command once nothing is before it. */
@@ -120,7 +142,13 @@ export class RespConnection {
       const p = this.queue[this.started]!;
       if (!p.read && this.started > 0) return;
       this.started++;
-      const result = this.execute(p);
+      if (p.reply !== undefined) continue; // answered already: a protocol error, a timeout
+      let result: Reply | Promise<Reply>;
+      try {
+        result = this.execute(p);
+      } catch (err) {
+        result = this.failure(err);
+      }
       if (typeof result === "string" || Buffer.isBuffer(result)) {
         this.settle(p, result);
         continue;

@@ -23,6 +23,8 @@ export interface ParserLimits {
 
 export interface Frame {
   args: Buffer[];
+  /** sent as an inline line rather than an array */
+  inline?: boolean;
   /** set when an argument or the whole command passed a limit: its arguments were not kept */
   oversize?: number;
 }
@@ -202,7 +204,7 @@ export class RespParser {
     if (args.length > this.limits.maxArgs) {
       throw new ProtocolError(`too many arguments in one command; the limit is ${this.limits.maxArgs}`);
     }
-    if (args.length > 0) emit({ args });
+    if (args.length > 0) emit({ args, inline: true });
     return lf + 1;
   }
 }
