@@ -7,7 +7,13 @@ import { ProtocolError } from "../src/resp/errors.js";
 import { RespParser, type Frame, type ParserLimits } from "../src/resp/parser.js";
 import { array, bulk, error, integer, map, nil, simple } from "../src/resp/reply.js";
 
-const LIMITS: ParserLimits = { maxArgs: 16, maxBulk: 64, maxCommandBytes: 256, maxInline: 128, maxSkip: 4096 };
+const LIMITS: ParserLimits = {
+  maxArgs: 16,
+  maxBulk: 64,
+  maxCommandBytes: 256,
+  maxInline: 128,
+  maxSkip: 4096,
+};
 
 const b = (s: string) => Buffer.from(s, "latin1");
 const strings = (frames: Frame[]) => frames.map((f) => f.args.map((a) => a.toString("latin1")));
@@ -157,6 +163,8 @@ describe("RESP replies", () => {
     expect(array([integer(1), bulk("a")])).toBe("*2\r\n:1\r\n$1\r\na\r\n");
     expect(map([[bulk("k"), integer(1)]], 3)).toBe("%1\r\n$1\r\nk\r\n:1\r\n");
     expect(map([[bulk("k"), integer(1)]], 2)).toBe("*2\r\n$1\r\nk\r\n:1\r\n");
-    expect(array([bulk("a"), bulk(Buffer.from([1]))])).toEqual(Buffer.from("*2\r\n$1\r\na\r\n$1\r\n\x01\r\n"));
+    expect(array([bulk("a"), bulk(Buffer.from([1]))])).toEqual(
+      Buffer.from("*2\r\n$1\r\na\r\n$1\r\n\x01\r\n"),
+    );
   });
 });
