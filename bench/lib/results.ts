@@ -6,6 +6,7 @@ import type { WritesResult } from "../sections/writes.js";
 import type { StampedeResult } from "../sections/stampede.js";
 import type { HitRateResult } from "../sections/hitrate.js";
 import type { CostResult } from "../sections/cost.js";
+import type { RespBenchResult } from "../sections/resp.js";
 
 export interface Results {
   machine: Machine;
@@ -18,6 +19,7 @@ export interface Results {
   stampede?: StampedeResult;
   hitrate?: HitRateResult;
   cost?: CostResult;
+  resp?: RespBenchResult;
   /** sections that failed, with the error */
   failed: Record<string, string>;
 }

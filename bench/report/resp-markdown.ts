@@ -1,0 +1,48 @@
+/** The Redis protocol section of bench.md. */
+import type { RespBenchResult, RespBenchRow } from "../sections/resp.js";
+
+const f = (n: number | undefined, d = 0): string =>
+  n === undefined || !Number.isFinite(n)
+    ? "–"
+    : n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+const pct = (n: number | undefined) => (n === undefined ? "–" : `${f(n * 100)}%`);
+
+function table(head: string[], rows: string[][]): string {
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+}
+
+const cells = (r: RespBenchRow, ratio?: number): string[] => [
+  r.target,
+  `\`${r.test}\``,
+  f(r.rps),
+  ratio === undefined ? "–" : f(ratio, 2),
+  f(r.p50Ms, 2),
+  f(r.p99Ms, 2),
+  pct(r.serverCpuUtil),
+];
+
+export function renderResp(r: RespBenchResult): string[] {
+  const head = ["server", "test", "req/s", "ratio", "p50 ms", "p99 ms", "server CPU"];
+  return [
+    "## 6. Redis protocol",
+    `\`redis-benchmark\` (${r.clients} clients, ${r.keys} random keys \`key:NNNNNNNNNNNN\`, values of ` +
+      `${r.valueBytes} bytes, about ${r.durationS} s per figure after a short warm-up run) against sidecache's ` +
+      `RESP port and against a redis-server started for the run, each on the servers' core. GET reads keys every ` +
+      `one of which was written and read once before (cache-aside; PostgreSQL misses during the measured GET run: ` +
+      `${f(r.get.cacheMisses)}). SET runs once per strategy, a daemon each, on a keyspace named \`key\`. Ratios ` +
+      `are sidecache / redis-server of the same test.`,
+    table(head, [
+      cells(r.get.redis),
+      cells(r.get.sidecache, r.get.ratio),
+      cells(r.set.redis),
+      ...r.set.rows.map((x) => cells(x.row, x.ratio)),
+    ]),
+    `The same GET of one warmed key, \`${r.httpVsResp.key}\`, on one cache-aside daemon: over HTTP with the ` +
+      `bench's HTTP load generator, over RESP with redis-benchmark, ${r.clients} connections each. Ratio: RESP / HTTP.`,
+    table(head, [cells(r.httpVsResp.http), cells(r.httpVsResp.resp, r.httpVsResp.ratio)]),
+  ];
+}
