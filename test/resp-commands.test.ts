@@ -301,7 +301,7 @@ describe("the value rule", () => {
       [redis.get("aside:"), /^INVALID_KEY The key is empty/],
       [redis.get("aside:.."), /^INVALID_KEY/],
       [redis.get(`aside:${"k".repeat(513)}`), /^INVALID_KEY The key is 513 bytes/],
-      [redis.get("aside:a\u0000b"), /^INVALID_KEY The key holds a NUL/],
+      [redis.get("aside:a\u0000b"), /^INVALID_REQUEST The key holds a NUL character/],
       [redis.get("nope:a"), /^UNKNOWN_KEYSPACE No keyspace named "nope"/],
       [redis.mget("aside:a", "nope:b"), /^UNKNOWN_KEYSPACE/],
       [

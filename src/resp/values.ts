@@ -27,7 +27,9 @@ export function splitKey(raw: Buffer): RespKey {
       `The key ${show(raw)} names no keyspace: write it KEYSPACE:KEY, as in users:alice.`,
     );
   }
-  if (raw.indexOf(NUL) >= 0) throw new InvalidKeyError("The key holds a NUL character; PostgreSQL can not.");
+  if (raw.indexOf(NUL) >= 0) {
+    throw new InvalidRequestError("The key holds a NUL character, which PostgreSQL's text can not store.");
+  }
   const key = raw.toString("utf8", colon + 1);
   checkKey(key);
   return { keyspace: raw.toString("utf8", 0, colon), key };
