@@ -23,10 +23,11 @@ const cells = (r: RespBenchRow, ratio?: number): string[] => [
   f(r.p50Ms, 2),
   f(r.p99Ms, 2),
   pct(r.serverCpuUtil),
+  r.serverCpuUtil === undefined ? "–" : f((r.serverCpuUtil / r.rps) * 10_000, 2),
 ];
 
 export function renderResp(r: RespBenchResult): string[] {
-  const head = ["server", "test", "req/s", "ratio", "p50 ms", "p99 ms", "server CPU"];
+  const head = ["server", "test", "req/s", "ratio", "p50 ms", "p99 ms", "server CPU", "CPU s / 10k req"];
   return [
     "## 6. Redis protocol",
     `\`redis-benchmark\` (${r.clients} clients, ${r.keys} random keys \`key:NNNNNNNNNNNN\`, values of ` +
@@ -34,7 +35,9 @@ export function renderResp(r: RespBenchResult): string[] {
       `RESP port and against a redis-server started for the run, each on the servers' core. GET reads keys every ` +
       `one of which was written and read once before (cache-aside; PostgreSQL misses during the measured GET run: ` +
       `${f(r.get.cacheMisses)}). SET runs once per strategy, a daemon each, on a keyspace named \`key\`. Ratios ` +
-      `are sidecache / redis-server of the same test.`,
+      `are sidecache / redis-server of the same test. Server CPU is the server process's own (one core = 100%), ` +
+      `from /proc; divided by the requests it is the cost of one request, which other load on the machine ` +
+      `disturbs less than the rates do.`,
     table(head, [
       cells(r.get.redis),
       cells(r.get.sidecache, r.get.ratio),
