@@ -138,7 +138,8 @@ export class RespConnection {
 
   /** Starts what may start: reads while no other command runs; another command once nothing is before it. */
   private pump(): void {
-    while (this.started < this.queue.length && !this.barrier) {
+    // After QUIT nothing more runs: its answer closes the connection.
+    while (this.started < this.queue.length && !this.barrier && !this.session.quit) {
       const p = this.queue[this.started]!;
       if (!p.read && this.started > 0) return;
       this.started++;

@@ -25,10 +25,13 @@ const SWEEP_MS = 1000;
 export class RespServer {
   private readonly server: Server;
   private readonly open = new Set<RespConnection>();
+  /** every TCP connection, TLS handshakes not yet done included */
+  private readonly sockets = new Set<Socket>();
   private readonly limits: ParserLimits;
   private readonly context: RespContext;
   private readonly sweeper: NodeJS.Timeout;
   private nextId = 0;
+  private closing = false;
 
   constructor(private readonly proxy: ProxyContext) {
     const s = proxy.server;
@@ -58,6 +61,10 @@ export class RespServer {
     } else {
       this.server = createServer(accept);
     }
+    this.server.on("connection", (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+    });
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
   }
@@ -74,6 +81,7 @@ export class RespServer {
 
   /** Stops accepting; answers what each connection has read, then closes it; cuts the rest at the deadline. */
   async close(deadlineMs: number): Promise<void> {
+    this.closing = true;
     clearInterval(this.sweeper);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const connections = [...this.open];
@@ -83,11 +91,14 @@ export class RespServer {
     }, deadlineMs);
     force.unref();
     await Promise.all(connections.map((c) => c.closed));
+    // What is left never became a connection (a TLS handshake under way): nothing to answer.
+    for (const socket of this.sockets) socket.destroy();
     await closed;
     clearTimeout(force);
   }
 
   private accept(socket: Socket): void {
+    if (this.closing) return void socket.destroy();
     const max = this.proxy.server.maxConnections;
     if (this.open.size >= max) {
       socket.on("error", () => socket.destroy());
