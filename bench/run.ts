@@ -4,7 +4,7 @@
  *
  *   --quick          a short run (under a minute); written to bench/results/quick/
  *   --soak           adds a 10-minute mixed-load soak (not part of the default run)
- *   --profile        always profile the hit path with --cpu-prof (otherwise only below the 0.6 target)
+ *   --profile        always profile the hit path with --cpu-prof (otherwise only when sidecache / bare < 0.6)
  *   --only a,b       run only these sections: hit, writes, stampede, hitrate, cost, resp
  *   --out DIR        where to write the results
  *   --render         measure nothing: render bench.md, chart.svg (and docs) again from DIR/results.json

@@ -1,6 +1,6 @@
 /**
- * Every error the daemon answers with, each with the stable code and HTTP status of the contract
- * (section 1). The HTTP layer renders any SidecacheError as {"error": {"code", "message"}}.
+ * Every error the daemon answers with, each with the stable code and HTTP status of the protocol
+ * (docs/protocol.md). The HTTP layer renders any SidecacheError as {"error": {"code", "message"}}.
  */
 export class SidecacheError extends Error {
   constructor(

@@ -60,6 +60,7 @@ describe("defaults", () => {
       prefix: "sidecache",
       maxEntries: 100_000,
       timeoutMs: 1000,
+      trustLeaseMs: 1500,
       breaker,
     });
     expect(c.store).toEqual({ url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5000, breaker });

@@ -1,5 +1,5 @@
 /**
- * Issue 3, writes: PUTs with a ~100-byte JSON body on a hot set of keys, through write-through,
+ * Writes: PUTs with a ~100-byte JSON body on a hot set of keys, through write-through,
  * write-around and write-behind, one daemon per strategy. The daemon reaches PostgreSQL through a
  * pass-through proxy (no delay) that counts every statement on the wire, so "statements per 1,000
  * acknowledged writes" is measured where PostgreSQL receives them; pg_stat_user_tables gives the rows.

@@ -3,7 +3,7 @@
  * are those of the adapter underneath, plus "down" whenever a call fails for the cache's own reasons
  * (timeout, unreachable, breaker open): a hung Redis keeps its connection open.
  */
-import type { CacheAdapter, CacheEntry, ConnectionState } from "../cache/adapter.js";
+import type { CacheAdapter, CacheEntry, ConnectionState, GetOptions, SetOptions } from "../cache/adapter.js";
 import { BackendUnavailableError } from "../errors.js";
 import { BackendTimeoutError, type BackendGuard } from "./guard.js";
 
@@ -33,20 +33,34 @@ export class GuardedCache implements CacheAdapter {
     return this.inner;
   }
 
-  get(keyspace: string, key: string): Promise<CacheEntry | null> {
-    return this.run("get", () => this.inner.get(keyspace, key));
+  get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
+    return this.run("get", () => this.inner.get(keyspace, key, options));
   }
 
-  getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]> {
-    return this.run("get_many", () => this.inner.getMany(keyspace, keys));
+  getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]> {
+    return this.run("get_many", () => this.inner.getMany(keyspace, keys, options));
   }
 
-  setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean> {
-    return this.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs));
+  setIfNewer(
+    keyspace: string,
+    key: string,
+    entry: CacheEntry,
+    ttlMs: number,
+    options?: SetOptions,
+  ): Promise<boolean> {
+    return this.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs, options));
+  }
+
+  generation(): number {
+    return this.inner.generation();
   }
 
   delete(keyspace: string, key: string): Promise<void> {
     return this.run("delete", () => this.inner.delete(keyspace, key));
+  }
+
+  deleteIf(keyspace: string, key: string, observed: Pick<CacheEntry, "kind" | "version">): Promise<boolean> {
+    return this.run("delete", () => this.inner.deleteIf(keyspace, key, observed));
   }
 
   sampleKeys(keyspace: string, n: number): Promise<string[]> {

@@ -83,6 +83,10 @@ export class MemoryCache implements CacheAdapter {
     });
   }
 
+  generation(): number {
+    return 0;
+  }
+
   async setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean> {
     assertEntry(entry);
     const k = lruKey(keyspace, key);
@@ -107,6 +111,18 @@ export class MemoryCache implements CacheAdapter {
 
   async delete(keyspace: string, key: string): Promise<void> {
     this.lru.delete(lruKey(keyspace, key));
+  }
+
+  async deleteIf(
+    keyspace: string,
+    key: string,
+    observed: Pick<CacheEntry, "kind" | "version">,
+  ): Promise<boolean> {
+    const k = lruKey(keyspace, key);
+    const cached = this.lru.get(k)?.entry;
+    if (!cached || cached.kind !== observed.kind || cached.version !== observed.version) return false;
+    this.lru.delete(k);
+    return true;
   }
 
   async sampleKeys(keyspace: string, n: number): Promise<string[]> {

@@ -19,7 +19,13 @@ export const SERVER_DEFAULTS = {
 
 export const BREAKER_DEFAULTS = { failures: 5, cooldownMs: 2 * SECOND };
 
-export const CACHE_DEFAULTS = { url: "memory:", prefix: "sidecache", maxEntries: 100_000, timeoutMs: SECOND };
+export const CACHE_DEFAULTS = {
+  url: "memory:",
+  prefix: "sidecache",
+  maxEntries: 100_000,
+  timeoutMs: SECOND,
+  trustLeaseMs: 1_500,
+};
 
 export const STORE_DEFAULTS = { url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5 * SECOND };
 
@@ -50,4 +56,13 @@ export const WRITE_BEHIND_DEFAULTS: WriteBehindConfig = {
   batchSize: 500,
   maxQueue: 100_000,
   maxAttempts: 5,
+};
+
+export const NEAR_DEFAULTS = {
+  maxEntries: 100_000,
+  maxBytes: 64 * 1024 * 1024,
+  ttlMs: 30 * SECOND,
+  mode: "coherent" as const,
+  maxStalenessMs: 50,
+  leaseMs: 2 * SECOND,
 };

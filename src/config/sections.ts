@@ -96,7 +96,7 @@ function readBreaker(v: Value): BreakerConfig {
 }
 
 export function readCache(v: Value): CacheConfig {
-  const f = v.fields(["url", "prefix", "max_entries", "timeout", "breaker"]);
+  const f = v.fields(["url", "prefix", "max_entries", "timeout", "breaker", "trust_lease"]);
   const d = CACHE_DEFAULTS;
   return {
     url: f.url.str({
@@ -114,6 +114,7 @@ export function readCache(v: Value): CacheConfig {
     maxEntries: f.max_entries.int({ min: 1, def: d.maxEntries }),
     timeoutMs: f.timeout.duration({ def: d.timeoutMs, positive: true }),
     breaker: readBreaker(f.breaker),
+    trustLeaseMs: f.trust_lease.duration({ def: d.trustLeaseMs, positive: true }),
   };
 }
 

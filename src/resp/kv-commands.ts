@@ -17,6 +17,8 @@ import { respValue, splitKey, storedJson } from "./values.js";
 
 /** Tries of a read-then-conditional-write before the command answers VERSION_MISMATCH. */
 const ATTEMPTS = 3;
+/** A read whose version a conditional write depends on: past the near cache, which may lag in bounded mode. */
+const CURRENT = { skipNear: true };
 
 interface Target {
   ks: Keyspace;
@@ -30,6 +32,7 @@ interface Target {
 export const get: Handler = (args, c) =>
   observed(c, "get", "", async (o) => {
     const t = target(c, args[1]!, "read", o);
+    t.ks.hot?.touch(t.key);
     const r = await t.ks.strategy.get(t.key);
     if (!r.found) {
       o.status = 404;
@@ -73,7 +76,7 @@ export const set: Handler = async (args, c) => {
     }
     await refuseIfReadOnly(t);
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      const old = await t.ks.strategy.get(t.key);
+      const old = await t.ks.strategy.get(t.key, CURRENT);
       const answer =
         opts.get && old.found ? bulk(respValue(old.value!)) : opts.get ? nil(c.session.proto) : OK;
       if ((opts.xx && !old.found) || (opts.nx && old.found)) {
@@ -101,7 +104,7 @@ export const del: Handler = async (args, c) => {
       o.client = t.client;
       await refuseIfReadOnly(t);
       for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-        const r = await t.ks.strategy.get(t.key);
+        const r = await t.ks.strategy.get(t.key, CURRENT);
         if (!r.found) {
           o.status = 204;
           return 0;
@@ -158,7 +161,9 @@ async function readMany(c: CommandContext, raw: Buffer[], command: string): Prom
     [...groups].map(([name, group]) =>
       observed(c, "mget", name, async (o) => {
         o.client = group[0]!.client;
-        const results = await group[0]!.ks.strategy.getMany([...new Set(group.map((t) => t.key))]);
+        const ks = group[0]!.ks;
+        if (ks.hot) for (const t of group) ks.hot.touch(t.key);
+        const results = await ks.strategy.getMany([...new Set(group.map((t) => t.key))]);
         const byKey = new Map<string, string | undefined>();
         for (const [key, r] of results) byKey.set(key, r.found ? r.value : undefined);
         values.set(name, byKey);

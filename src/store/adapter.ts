@@ -60,6 +60,16 @@ export interface TableStore {
    * Ops must hold at most one op per key. Returns how many changed a row.
    */
   applyVersioned(ops: VersionedOp[]): Promise<number>;
+  /**
+   * Of these (key, version) pairs, those whose key PostgreSQL holds at a higher version (row or tombstone),
+   * with that version: writes that applyVersioned did not apply because something newer was there.
+   */
+  newerThan(ops: { key: string; version: number }[]): Promise<Map<string, number>>;
+  /**
+   * As currentVersion, once no write of the key is under way: it waits for the key's lock, so a write
+   * abandoned at a timeout has committed or rolled back before the version is read.
+   */
+  settledVersion(key: string): Promise<number>;
   /** The highest version the key ever had (row or tombstone), 0 if none. */
   currentVersion(key: string): Promise<number>;
   /** Up to n keys picked at random without a full scan on large tables. */
@@ -91,6 +101,16 @@ export interface TableMapping {
   mapped?: { keyColumn: string; columns: string[]; versionColumn: string };
 }
 
+/** What cache warming needs of the store (src/store/warm-sql.ts). */
+export interface WarmSource {
+  /** the first column of an operator's SELECT, run read-only, at most limit rows */
+  queryKeys(sql: string, limit: number): Promise<string[]>;
+  /** replaces the keyspace's remembered hot keys */
+  saveHotKeys(keyspace: string, keys: { key: string; hits: number }[]): Promise<void>;
+  /** the keyspace's remembered hot keys, hottest first */
+  hotKeys(keyspace: string, limit: number): Promise<string[]>;
+}
+
 export interface StoreAdapter {
   /** "postgres" or "pglite" */
   readonly kind: string;
@@ -107,4 +127,6 @@ export interface StoreAdapter {
   /** Throws when the database can not be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** cache warming's queries; absent in stores that can not run them */
+  readonly warmSource?: WarmSource;
 }

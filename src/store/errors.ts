@@ -90,3 +90,23 @@ export function mapStoreError(err: unknown): unknown {
   }
   return err;
 }
+
+const unknownCommits = new WeakSet<object>();
+
+/**
+ * The connection failed while COMMIT was on its way, with no answer from the server: the transaction may
+ * or may not have committed. Marks the error so that callers (through any wrapping cause) can tell.
+ */
+export function markCommitUnknown(err: unknown): unknown {
+  if (typeof err === "object" && err !== null && sqlStateOf(err) === undefined) unknownCommits.add(err);
+  return err;
+}
+
+/** Whether the error, or one of its causes, is a commit whose outcome is unknown. */
+export function isCommitUnknown(err: unknown): boolean {
+  for (let e = err, depth = 0; typeof e === "object" && e !== null && depth < 8; depth++) {
+    if (unknownCommits.has(e)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -2,7 +2,7 @@
 import pg from "pg";
 import type { Logger } from "../log.js";
 import type { Driver, Queryable, QueryResult } from "./driver.js";
-import { sqlStateOf } from "./errors.js";
+import { markCommitUnknown, sqlStateOf } from "./errors.js";
 
 export interface PostgresDriverOptions {
   url: string;
@@ -74,7 +74,11 @@ export class PostgresDriver implements Driver {
         );
         throw err;
       }
-      await client.query("commit");
+      try {
+        await client.query("commit");
+      } catch (err) {
+        throw markCommitUnknown(err);
+      }
       return result;
     } catch (err) {
       if (broken === undefined && !rolledBack && brokenConnection(err)) {

@@ -13,11 +13,13 @@ import type { Driver } from "./driver.js";
 import { managedShape, mappedShape } from "./shape.js";
 import { clearRepair, guarded, num, quoteIdent, REPAIRS, str, TOMBSTONES } from "./sql.js";
 import { SqlTableStore } from "./table-store.js";
+import { SqlWarmSource } from "./warm-sql.js";
 
 export { quoteIdent } from "./sql.js";
 
 export class SqlStoreAdapter implements StoreAdapter {
   readonly kind: string;
+  readonly warmSource: SqlWarmSource;
   private tombstones: Promise<void> | null = null;
 
   constructor(
@@ -26,6 +28,7 @@ export class SqlStoreAdapter implements StoreAdapter {
     private readonly log?: Logger,
   ) {
     this.kind = driver.kind;
+    this.warmSource = new SqlWarmSource(driver);
   }
 
   /** Runs DDL one daemon at a time: `create table if not exists` alone can race on the catalog. */

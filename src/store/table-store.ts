@@ -87,20 +87,57 @@ export class SqlTableStore implements TableStore {
   }
 
   async currentVersion(key: string): Promise<number> {
-    const s = this.shape;
     try {
-      const r = await this.driver.query(
-        `select greatest(
-           (select ${s.version} from ${s.table} as d where ${s.keyIs("$1")}),
-           (select t.version from ${TOMBSTONES} as t where t.tbl = $2 and t.key = $1),
-           0) as version`,
-        [key, this.name],
-      );
-      return num(r.rows[0]?.version);
+      return await this.versionOf(this.driver, key);
     } catch (err) {
       if (this.badKey(err)) return 0;
       throw mapStoreError(err);
     }
+  }
+
+  async settledVersion(key: string): Promise<number> {
+    try {
+      return await this.driver.transaction(async (tx) => {
+        await lockKeys(tx, this.name, [key]);
+        return this.versionOf(tx, key);
+      });
+    } catch (err) {
+      if (this.badKey(err)) return 0;
+      throw mapStoreError(err);
+    }
+  }
+
+  private async versionOf(q: Queryable, key: string): Promise<number> {
+    const s = this.shape;
+    const r = await q.query(
+      `select greatest(
+         (select ${s.version} from ${s.table} as d where ${s.keyIs("$1")}),
+         (select t.version from ${TOMBSTONES} as t where t.tbl = $2 and t.key = $1),
+         0) as version`,
+      [key, this.name],
+    );
+    return num(r.rows[0]?.version);
+  }
+
+  async newerThan(ops: { key: string; version: number }[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (ops.length === 0) return out;
+    const s = this.shape;
+    return guarded(async () => {
+      const r = await this.driver.query(
+        `select u.k as key, greatest(
+           (select ${s.version} from ${s.table} as d where ${s.keyIs("u.k")}),
+           (select t.version from ${TOMBSTONES} as t where t.tbl = $1 and t.key = u.k)) as version
+         from unnest($2::text[], $3::int8[]) as u(k, n)`,
+        [this.name, ops.map((o) => o.key), ops.map((o) => String(o.version))],
+      );
+      const asked = new Map(ops.map((o) => [o.key, o.version]));
+      for (const row of r.rows) {
+        const current = num(row.version);
+        if (current > (asked.get(str(row.key)) ?? Infinity)) out.set(str(row.key), current);
+      }
+      return out;
+    });
   }
 
   async write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {

@@ -1,18 +1,18 @@
 /**
  * write-through: PostgreSQL and the cache both hold the new value before the answer.
- * strict: the cache takes the value inside the PostgreSQL transaction; if it can not, the transaction
- * rolls back and the write fails with 503; if the commit fails after the cache took it, the entry is removed.
+ * strict: inside the PostgreSQL transaction, before the commit, the cache takes a tombstone at the new
+ * version (if it can not, the transaction rolls back and the write fails with 503); after the commit the
+ * value replaces it. Readers meanwhile miss and read PostgreSQL's committed row, whose fill the tombstone
+ * refuses: nobody is served a value before PostgreSQL committed it. A commit that fails for sure (a refused
+ * deferred constraint, a failed precondition) takes its tombstone back if it is still there; one whose
+ * outcome is unknown leaves it, and the key is settled against PostgreSQL (BaseStrategy.storeWrite).
  * eventual: the commit is the point of truth; a failed cache update is repaired in the background.
- * A strict write that fails hides the value it may have left in the cache behind a short-lived tombstone
- * one version above it: unlike a delete, that can not remove the entry of a later write.
  */
-import { BackendUnavailableError, SidecacheError } from "../errors.js";
+import { WRITE_MARKER_MIN_MS } from "../cache/adapter.js";
+import { BackendUnavailableError } from "../errors.js";
 import type { WriteOp, WriteResult } from "../store/adapter.js";
-import { BaseStrategy, conditionsOp, versionsOf } from "./base.js";
+import { BaseStrategy, conditionsOp, outcomeUnknown, versionsOf } from "./base.js";
 import type { Conditions, DeleteAck, ManyWriteAck, WriteAck } from "./strategy.js";
-
-/** Long enough for commands a hung cache still holds to run first; short, so refills of the row resume. */
-const HIDE_TTL_MS = 2_000;
 
 export class WriteThroughStrategy extends BaseStrategy {
   readonly name = "write-through";
@@ -43,63 +43,55 @@ export class WriteThroughStrategy extends BaseStrategy {
   }
 
   private async strict(ops: WriteOp[]): Promise<WriteResult[]> {
-    const ks = this.ctx.keyspace.name;
-    // Keys whose entry may hold a value the commit did not keep: taken by the cache, or sent to it without
-    // an answer (a command that timed out can still run when a hung Redis resumes).
-    const touched: { key: string; version: number }[] = [];
+    const ks = this.ctx.keyspace;
+    // Tombstones this write put in the cache before its commit, by key.
+    const pending = new Map<string, number>();
+    let results: WriteResult[];
     try {
-      return await this.storeWrite(ops, async (results) => {
-        for (const [i, r] of results.entries()) {
-          const { entry, ttlMs } = this.entryFor(r, ops[i]!.value);
-          touched.push({ key: r.key, version: r.version });
-          try {
-            await this.ctx.cache.setIfNewer(ks, r.key, entry, ttlMs);
-          } catch (err) {
-            throw new BackendUnavailableError(
-              "cache",
-              `The cache could not take the write, so PostgreSQL was rolled back (${ks} is write-through strict).`,
-              err,
-            );
-          }
-        }
-      });
+      const hook = async (uncommitted: WriteResult[]) => {
+        const ttlMs = Math.max(ks.ttlMs, WRITE_MARKER_MIN_MS);
+        await Promise.all(
+          uncommitted.map(async (r) => {
+            pending.set(r.key, r.version);
+            const entry = { kind: "tombstone" as const, version: r.version, freshUntil: 0 };
+            try {
+              await this.ctx.cache.setIfNewer(ks.name, r.key, entry, ttlMs);
+            } catch (err) {
+              throw new BackendUnavailableError(
+                "cache",
+                `The cache could not take the write, so PostgreSQL was rolled back (${ks.name} is write-through strict).`,
+                err,
+              );
+            }
+          }),
+        );
+      };
+      results = await this.storeWrite(ops, hook, pending);
     } catch (err) {
-      const cacheFailed =
-        err instanceof SidecacheError &&
-        err.code === "backend_unavailable" &&
-        (err as BackendUnavailableError).backend === "cache";
-      // The cache is failing: do not wait on it; reads of these keys skip it until the entries are gone.
-      if (cacheFailed) {
-        for (const { key, version } of touched) {
-          const hide = this.hide(key, version + 1);
-          this.repairs.schedule(key, hide, hide);
-        }
-      } else await Promise.all(touched.map((t) => this.removeEntry(t.key, t.version + 1)));
+      // Not committed for sure: the tombstones go, unless a later write replaced them. Unknown: they stay
+      // (they let the write's own value in, should it have committed).
+      if (!outcomeUnknown(err)) await Promise.all([...pending].map(([k, v]) => this.takeBack(k, v)));
       throw err;
     }
+    await Promise.all(
+      results.map(async (r, i) => {
+        const { entry, ttlMs } = this.entryFor(r, ops[i]!.value);
+        const set = async () => {
+          await this.ctx.cache.setIfNewer(ks.name, r.key, entry, ttlMs);
+        };
+        // The tombstone keeps readers on PostgreSQL until the value lands, so the write is acknowledged.
+        await set().catch(() => this.repairs.schedule(r.key, set, async () => {}));
+      }),
+    );
+    return results;
   }
 
-  /** A tombstone at `version` replaces the entry below it and nothing newer. */
-  private hide(key: string, version: number): () => Promise<void> {
-    const entry = { kind: "tombstone" as const, version, freshUntil: 0 };
-    return async () => {
-      await this.ctx.cache.setIfNewer(this.ctx.keyspace.name, key, entry, HIDE_TTL_MS);
+  private async takeBack(key: string, version: number): Promise<void> {
+    const observed = { kind: "tombstone" as const, version };
+    const remove = async () => {
+      await this.ctx.cache.deleteIf(this.ctx.keyspace.name, key, observed);
     };
-  }
-
-  /**
-   * The commit failed after the cache took the value one version below `version`. When hiding it fails
-   * too, the intent is recorded (best effort: PostgreSQL just failed), so a sweeper's tombstone hides it
-   * even if this daemon dies; the write fails either way.
-   */
-  private async removeEntry(key: string, version: number): Promise<void> {
-    const hide = this.hide(key, version);
-    try {
-      await hide();
-    } catch {
-      const repair = this.thenClear(key, version, hide);
-      this.repairs.schedule(key, repair, repair);
-      await this.ctx.store.recordRepair(key, version).catch(() => {});
-    }
+    // While it stays, reads of the key miss (their fills are refused): correct, only slower.
+    await remove().catch(() => this.repairs.schedule(key, remove, remove));
   }
 }

@@ -3,6 +3,7 @@
  * version, stream entry, pending write and cache entry at once), the pending writes reads consult, and the
  * stream operations the flusher needs.
  */
+import { WRITE_MARKER_MIN_MS } from "../cache/adapter.js";
 import type { KeyspaceConfig } from "../config/types.js";
 import type { QueueStatus } from "../strategies/strategy.js";
 import type { WbConnection } from "./connection.js";
@@ -60,9 +61,9 @@ export class WriteQueue {
       maxQueue,
       floor,
       now + ttlMs,
-      Math.max(1, ttlMs + staleGraceMs),
+      Math.max(WRITE_MARKER_MIN_MS, ttlMs + staleGraceMs),
       now + negativeTtlMs,
-      Math.max(1, negativeTtlMs),
+      Math.max(WRITE_MARKER_MIN_MS, negativeTtlMs),
     ];
     for (const it of items) {
       const cond = it.ifNoneMatch ? "n" : it.ifMatch !== undefined ? `m:${it.ifMatch}` : "";
@@ -194,7 +195,7 @@ export class WriteQueue {
       write.value ?? "",
       reason,
       String(attempts),
-      Math.max(this.ks.ttlMs, 60_000),
+      Math.max(this.ks.ttlMs, WRITE_MARKER_MIN_MS),
       Date.now(),
     ];
     const r = await this.conn.call("dead letter", (redis) => deadLetterScript.run(redis, keys, args));

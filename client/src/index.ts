@@ -1,0 +1,42 @@
+export {
+  CLIENT_OPERATIONS,
+  Keyspace,
+  SidecacheClient,
+  type CacheStatus,
+  type CallOptions,
+  type CheckReport,
+  type CheckRequest,
+  type ClientOperation,
+  type ClientOptions,
+  type DeadLetter,
+  type DeleteResult,
+  type Entry,
+  type KeyspaceStatus,
+  type MsetResult,
+  type Strategy,
+  type WriteOptions,
+  type WriteResult,
+} from "./client.js";
+export {
+  BadRequestError,
+  CODE_STATUS,
+  ConnectionError,
+  ForbiddenError,
+  InternalError,
+  MethodNotAllowedError,
+  NotFoundError,
+  QueueFullError,
+  SidecacheError,
+  TimeoutError,
+  UnauthorizedError,
+  UnavailableError,
+  UnsupportedMediaTypeError,
+  ValueTooLargeError,
+  VersionMismatchError,
+  type ClientCode,
+  type ErrorCode,
+  type ErrorStatus,
+} from "./errors.js";
+export { etag, ifMatch, parseEtag, type VersionLike } from "./etag.js";
+export { DEFAULT_RETRY, type RetryOptions } from "./retry.js";
+export type { components, operations, paths } from "./schema.js";
