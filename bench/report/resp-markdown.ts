@@ -33,14 +33,21 @@ export function renderResp(r: RespBenchResult): string[] {
     `\`redis-benchmark\` (${r.clients} clients, ${r.keys} random keys \`key:NNNNNNNNNNNN\`, values of ` +
       `${r.valueBytes} bytes, about ${r.durationS} s per figure after a short warm-up run) against sidecache's ` +
       `RESP port and against a redis-server started for the run, each on the servers' core. GET reads keys every ` +
-      `one of which was written and read once before (cache-aside; PostgreSQL misses during the measured GET run: ` +
-      `${f(r.get.cacheMisses)}). SET runs once per strategy, a daemon each, on a keyspace named \`key\`. Ratios ` +
+      `one of which was written and read once before (cache-aside; PostgreSQL misses during its warm-up and measured GET runs: ` +
+      `${f(r.get.cacheMisses)})` +
+      (r.nearGet
+        ? `; the near cache row is a daemon whose keyspace also keeps them in its own memory (near cache ` +
+          `hits over its warm-up and measured runs: ${f(r.nearGet.nearHits)} of ` +
+          `${f(r.nearGet.row.requests + (r.nearGet.row.warmupRequests ?? 0))} GETs)`
+        : "") +
+      `. SET runs once per strategy, a daemon each, on a keyspace named \`key\`. Ratios ` +
       `are sidecache / redis-server of the same test. Server CPU is the server process's own (one core = 100%), ` +
       `from /proc; divided by the requests it is the cost of one request, which other load on the machine ` +
       `disturbs less than the rates do.`,
     table(head, [
       cells(r.get.redis),
       cells(r.get.sidecache, r.get.ratio),
+      ...(r.nearGet ? [cells(r.nearGet.row, r.nearGet.ratio)] : []),
       cells(r.set.redis),
       ...r.set.rows.map((x) => cells(x.row, x.ratio)),
     ]),

@@ -1,6 +1,7 @@
 /**
  * The Redis protocol front end: `redis-benchmark -t get,set` against sidecache's RESP port and against a
- * redis-server in the same run, both on the servers' core. GET reads warmed keys (cache hits); SET runs once
+ * redis-server in the same run, both on the servers' core. GET reads warmed keys (Redis hits, then near cache
+ * hits from a daemon whose keyspace has a near cache); SET runs once
  * per strategy, one daemon each, its keyspace named `key` as redis-benchmark's keys are (`key:NNNNNNNNNNNN`).
  * Then the same GET of one key over HTTP (wrk or autocannon) and over RESP (redis-benchmark), same daemon.
  */
@@ -15,6 +16,8 @@ export interface RespBenchRow {
   target: string;
   test: string;
   requests: number;
+  /** requests of the warm-up run before it (same test) */
+  warmupRequests?: number;
   rps: number;
   p50Ms: number;
   p99Ms: number;
@@ -28,6 +31,8 @@ export interface RespBenchResult {
   valueBytes: number;
   durationS: number;
   get: { redis: RespBenchRow; sidecache: RespBenchRow; ratio: number; cacheMisses: number };
+  /** the same GETs from a daemon whose keyspace has a near cache; nearHits over its warm-up and measured runs */
+  nearGet?: { row: RespBenchRow; ratio: number; nearHits: number };
   set: { redis: RespBenchRow; rows: { strategy: string; row: RespBenchRow; ratio: number }[] };
   httpVsResp: { key: string; http: RespBenchRow; resp: RespBenchRow; ratio: number };
 }
@@ -93,31 +98,38 @@ export async function respBench(ctx: Context): Promise<RespBenchResult> {
       String(VALUE_BYTES),
     ]);
 
-    // GET: a cache-aside keyspace, every key written and read once so that the run reads cache hits.
+    // GET: a cache-aside keyspace, every key written and read before the run so that it reads cache hits;
+    // once from Redis, then from a daemon that keeps them in its near cache.
     const table = `bench_${tag}_resp_get`;
     ctx.tables.push(table);
-    const respPort = await freePort();
-    const daemon = await startDaemon(
-      {
-        cachePrefix: prefix,
-        storeUrl: PG_URL,
-        pool: 10,
-        respPort,
-        keyspaces: { key: { strategy: "cache-aside", table, ttl: "1h" } },
-      },
-      { core: ctx.serverCore },
-    );
-    started.push(daemon);
-    await waitForPing(respPort);
-    const client = new Redis({ port: respPort, lazyConnect: true });
-    await client.connect();
-    await fill(client);
-    const warm = client.pipeline();
-    for (let i = 0; i < KEYS; i++) warm.get(keyName(i));
-    await warm.exec();
-    client.disconnect();
+    const getDaemon = async (nearCache?: string): Promise<{ d: Server; port: number }> => {
+      const port = await freePort();
+      const d = await startDaemon(
+        {
+          cachePrefix: prefix,
+          storeUrl: PG_URL,
+          pool: 10,
+          respPort: port,
+          keyspaces: { key: { strategy: "cache-aside", table, ttl: "1h", nearCache } },
+        },
+        { core: ctx.serverCore },
+      );
+      started.push(d);
+      await waitForPing(port);
+      const client = new Redis({ port, lazyConnect: true });
+      await client.connect();
+      await fill(client);
+      for (let round = 0; round < 2; round++) {
+        const warm = client.pipeline();
+        for (let i = 0; i < KEYS; i++) warm.get(keyName(i));
+        await warm.exec();
+      }
+      client.disconnect();
+      return { d, port };
+    };
+    const { d: daemon, port: respPort } = await getDaemon();
     const missesBefore = metricSum(await metrics(daemon), "sidecache_cache_misses_total");
-    ctx.log("  sidecache: GET (cache hits)");
+    ctx.log("  sidecache: GET (Redis hits)");
     const sideGet = await benchmark(base, "sidecache", respPort, daemon.pid, [
       "-t",
       "get",
@@ -154,6 +166,19 @@ export async function respBench(ctx: Context): Promise<RespBenchResult> {
     };
     const respRow = await benchmark(base, "sidecache RESP", respPort, daemon.pid, ["GET", one]);
     await daemon.stop("SIGTERM");
+    started.pop();
+
+    const near = await getDaemon("{ max_entries: 10000, ttl: 10m }");
+    const nearBefore = metricSum(await metrics(near.d), "sidecache_near_cache_hits_total");
+    ctx.log("  sidecache: GET (near cache hits)");
+    const nearGet = await benchmark(base, "sidecache, near cache", near.port, near.d.pid, [
+      "-t",
+      "get",
+      "-r",
+      String(KEYS),
+    ]);
+    const nearHits = metricSum(await metrics(near.d), "sidecache_near_cache_hits_total") - nearBefore;
+    await near.d.stop("SIGTERM");
     started.pop();
 
     // SET: one daemon per strategy.
@@ -193,6 +218,7 @@ export async function respBench(ctx: Context): Promise<RespBenchResult> {
       valueBytes: VALUE_BYTES,
       durationS,
       get: { redis: redisGet, sidecache: sideGet, ratio: sideGet.rps / redisGet.rps, cacheMisses },
+      nearGet: { row: nearGet, ratio: nearGet.rps / redisGet.rps, nearHits },
       set: { redis: redisSet, rows: setRows },
       httpVsResp: { key: one, http: httpRow, resp: respRow, ratio: respRow.rps / httpRow.rps },
     };
@@ -228,7 +254,7 @@ async function benchmark(
   const t0 = performance.now();
   const r = await redisBenchmark(b.ctx, port, test, n);
   const util = (cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000);
-  const row = { ...r, target, serverCpuUtil: util };
+  const row = { ...r, target, serverCpuUtil: util, warmupRequests: warm.requests };
   b.ctx.log(
     `    ${target} ${r.test}: ${round(r.rps, 0)} req/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, server CPU ${round(util * 100, 0)}%`,
   );
