@@ -13,6 +13,7 @@ import { Metrics } from "./metrics/metrics.js";
 import { Authorizer } from "./proxy/auth.js";
 import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
 import { HttpServer } from "./proxy/server.js";
+import { RespServer } from "./resp/server.js";
 import { createStore } from "./store/index.js";
 import { Presence } from "./store/presence.js";
 import type { CacheAdapter } from "./cache/adapter.js";
@@ -42,6 +43,8 @@ export class Daemon implements Health {
   private readonly ctx: ProxyContext;
   private http?: HttpServer;
   private address?: AddressInfo;
+  private resp?: RespServer;
+  private respAddress?: AddressInfo;
   private stopping?: Promise<void>;
   checker?: Checker;
   private presence?: Presence;
@@ -142,6 +145,10 @@ export class Daemon implements Health {
       daemon.status.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
+      if (config.server.resp) {
+        daemon.resp = new RespServer(daemon.ctx);
+        daemon.respAddress = await daemon.resp.listen(config.server.resp.host, config.server.resp.port);
+      }
       // In the background: the daemon serves (misses) while its cache fills.
       daemon.warming.begin();
     } catch (err) {
@@ -158,11 +165,26 @@ export class Daemon implements Health {
       { host: daemon.address.address, port: daemon.address.port, keyspaces: daemon.keyspaces.names() },
       "sidecache listening",
     );
+    if (daemon.respAddress) {
+      const { address, port } = daemon.respAddress;
+      log.info({ host: address, port }, "redis protocol listening");
+      if (!isLoopback(address) && !daemon.ctx.auth.enabled) {
+        log.warn(
+          { host: address },
+          "redis protocol beyond loopback without auth: anyone who can reach it can read and write",
+        );
+      }
+    }
     return daemon;
   }
 
   get port(): number {
     return this.address?.port ?? 0;
+  }
+
+  /** the port of the Redis protocol listener; undefined when server.resp is not configured */
+  get respPort(): number | undefined {
+    return this.respAddress?.port;
   }
 
   get url(): string {
@@ -225,7 +247,7 @@ export class Daemon implements Health {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const deadline = this.config.server.shutdownTimeoutMs;
-      await this.http?.close(deadline);
+      await Promise.all([this.http?.close(deadline), this.resp?.close(deadline)]);
       this.status.stop();
       await this.warming.stop();
       await this.checker?.stop();

@@ -7,6 +7,7 @@ import type { StampedeResult } from "../sections/stampede.js";
 import type { NearResult } from "../sections/near.js";
 import type { HitRateResult } from "../sections/hitrate.js";
 import type { CostResult } from "../sections/cost.js";
+import type { RespBenchResult } from "../sections/resp.js";
 
 export interface Results {
   machine: Machine;
@@ -20,6 +21,7 @@ export interface Results {
   near?: NearResult;
   hitrate?: HitRateResult;
   cost?: CostResult;
+  resp?: RespBenchResult;
   /** sections that failed, with the error */
   failed: Record<string, string>;
 }

@@ -31,6 +31,8 @@ export interface KeyspaceSpec {
 export interface DaemonSpec {
   /** log.access: one info line per request (off by default: only failures are logged) */
   accessLog?: boolean;
+  /** server.resp: the Redis protocol listener on this port */
+  respPort?: number;
   cachePrefix: string;
   storeUrl: string;
   pool: number;
@@ -42,6 +44,7 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
     "server:",
     "  host: 127.0.0.1",
     `  port: ${port}`,
+    ...(spec.respPort ? [`  resp: { host: 127.0.0.1, port: ${spec.respPort} }`] : []),
     "cache:",
     `  url: ${REDIS_URL}`,
     `  prefix: ${spec.cachePrefix}`,
@@ -117,7 +120,7 @@ export async function startDaemon(
 }
 
 /** A port nothing listens on right now. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createNetServer();
     srv.once("error", reject);

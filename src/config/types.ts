@@ -28,6 +28,8 @@ export interface ServerConfig {
   requestDeadlineMs: number;
   /** HTTPS on the listener: PEM files of the certificate (chain) and its private key */
   tls?: { certFile: string; keyFile: string };
+  /** the Redis protocol listener (RESP2 and RESP3), off unless given; TLS as the HTTP listener's */
+  resp?: { host: string; port: number };
 }
 
 /** The circuit breaker of one backend: open after `failures` failed calls in a row, probe after `cooldownMs`. */

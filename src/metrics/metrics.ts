@@ -3,7 +3,7 @@
  * per daemon, so tests can run several in one process. Labels are keyspaces, never keys.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Op, RequestObserver } from "../proxy/context.js";
+import type { Op, Protocol, RequestObserver } from "../proxy/context.js";
 import type { TelemetryEvent } from "../telemetry.js";
 import {
   ALERT_OUTCOMES,
@@ -26,14 +26,14 @@ export class Metrics implements RequestObserver {
 
   private readonly requests = new Counter({
     name: "sidecache_requests_total",
-    help: "Requests answered, by keyspace, operation and HTTP status.",
-    labelNames: ["keyspace", "op", "status"],
+    help: "Requests answered, by keyspace, operation, HTTP status (over RESP: the status of the same outcome over HTTP) and protocol (http, resp).",
+    labelNames: ["keyspace", "op", "status", "protocol"],
     registers: [this.registry],
   });
   private readonly duration = new Histogram({
     name: "sidecache_request_duration_seconds",
-    help: "Time from request to answer, in seconds.",
-    labelNames: ["keyspace", "op"],
+    help: "Time from request to answer, in seconds, by keyspace, operation and protocol (http, resp).",
+    labelNames: ["keyspace", "op", "protocol"],
     buckets: [
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
     ],
@@ -188,13 +188,13 @@ export class Metrics implements RequestObserver {
     { count: { inc(): void }; time: { observe(v: number): void } }
   >();
 
-  request(keyspace: string, op: Op, status: number, seconds: number): void {
-    const id = `${keyspace}\u0000${op}\u0000${status}`;
+  request(keyspace: string, op: Op, status: number, seconds: number, protocol: Protocol = "http"): void {
+    const id = `${keyspace}\u0000${op}\u0000${status}\u0000${protocol}`;
     let child = this.requestChildren.get(id);
     if (!child) {
       child = {
-        count: this.requests.labels({ keyspace, op, status: String(status) }),
-        time: this.duration.labels({ keyspace, op }),
+        count: this.requests.labels({ keyspace, op, status: String(status), protocol }),
+        time: this.duration.labels({ keyspace, op, protocol }),
       };
       this.requestChildren.set(id, child);
     }

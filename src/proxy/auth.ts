@@ -52,6 +52,18 @@ export class Authorizer {
     return this.grant(this.find(text.slice(text.indexOf(":") + 1)), need, undefined);
   }
 
+  /** As check(), for a token given by other means than a header (the Redis protocol's AUTH). */
+  checkToken(token: string | undefined, need: Permission, keyspace: string | undefined): string | undefined {
+    if (!this.enabled) return undefined;
+    if (token === undefined) throw new UnauthorizedError();
+    return this.grant(this.find(token), need, keyspace);
+  }
+
+  /** The name of the token, or throws 401 when no token matches. */
+  authenticate(token: string): string {
+    return this.find(token).name;
+  }
+
   private grant(grant: Grant, need: Permission, keyspace: string | undefined): string {
     const have =
       keyspace === undefined ? maxPermission(grant.allow) : (grant.allow[keyspace] ?? grant.allow["*"]);

@@ -19,9 +19,15 @@ export type Op =
   | "warm"
   | "ops";
 
+/** The front end a request came in by: the HTTP protocol or the Redis protocol (RESP). */
+export type Protocol = "http" | "resp";
+
 export interface RequestObserver {
-  /** one call per answered request; keyspace is "" for routes without one, "(unknown)" for unknown names */
-  request(keyspace: string, op: Op, status: number, seconds: number): void;
+  /**
+   * one call per answered request; keyspace is "" for routes without one, "(unknown)" for unknown names;
+   * over RESP, status is the HTTP status the same outcome has
+   */
+  request(keyspace: string, op: Op, status: number, seconds: number, protocol?: Protocol): void;
 }
 
 export interface Health {

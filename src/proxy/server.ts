@@ -94,7 +94,7 @@ export class HttpServer {
   }
 }
 
-function readPem(file: string, what: string): Buffer {
+export function readPem(file: string, what: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
