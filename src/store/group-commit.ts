@@ -1,0 +1,154 @@
+/**
+ * Group commit: the writes of a table that arrive while a statement of it is in flight wait and go out
+ * together in the next one, each answered with its own result.
+ *
+ * - A statement carries at most `maxOps` writes and each key at most once: a unit (one request's writes)
+ *   naming a key already taken waits for a later statement, behind every earlier unit of that key, so the
+ *   writes of a key keep their order of arrival.
+ * - `inFlight` statements run at once; a unit that has waited `maxWaitMs` for them starts another one, up to
+ *   `maxInFlight`, so a slow statement holds the others back only that long.
+ * - A unit whose caller stopped waiting (its signal aborted) while it still waits is dropped: nothing of it
+ *   is written. One already sent is up to PostgreSQL.
+ */
+export interface GroupLimits {
+  maxOps: number;
+  inFlight: number;
+  maxWaitMs: number;
+  maxInFlight: number;
+}
+
+export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown };
+
+interface Entry<U, R> {
+  unit: U;
+  keys: string[];
+  size: number;
+  since: number;
+  resolve(value: R): void;
+  reject(error: unknown): void;
+  done: Promise<void>;
+}
+
+export class WithdrawnError extends Error {
+  constructor() {
+    super("The caller stopped waiting before the write was sent: nothing was written.");
+  }
+}
+
+export class GroupCommit<U, R> {
+  private queue: Entry<U, R>[] = [];
+  private running = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** units waiting or in flight, by key */
+  private readonly active = new Map<string, Set<Entry<U, R>>>();
+
+  constructor(
+    private readonly limits: GroupLimits,
+    /** runs one statement for these units; one answer per unit, in order */
+    private readonly run: (units: U[]) => Promise<Settled<R>[]>,
+  ) {}
+
+  /** Queues a unit naming these keys (distinct) with `size` writes; resolves with its own answer. */
+  submit(unit: U, keys: string[], size: number, signal?: AbortSignal): Promise<R> {
+    if (signal?.aborted) return Promise.reject(new WithdrawnError());
+    let resolve!: (value: R) => void;
+    let reject!: (error: unknown) => void;
+    const answer = new Promise<R>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const done = answer.then(
+      () => {},
+      () => {},
+    );
+    const entry: Entry<U, R> = { unit, keys, size, since: performance.now(), resolve, reject, done };
+    for (const k of keys) {
+      let set = this.active.get(k);
+      if (!set) this.active.set(k, (set = new Set()));
+      set.add(entry);
+    }
+    this.queue.push(entry);
+    signal?.addEventListener("abort", () => this.withdraw(entry), { once: true });
+    this.pump();
+    return answer;
+  }
+
+  /** Resolves once no unit naming the key that is waiting or in flight now is left. */
+  async idle(key: string): Promise<void> {
+    const set = this.active.get(key);
+    if (set) await Promise.all([...set].map((e) => e.done));
+  }
+
+  /** Units waiting and statements in flight (tests, metrics). */
+  get depth(): { waiting: number; running: number } {
+    return { waiting: this.queue.length, running: this.running };
+  }
+
+  private withdraw(entry: Entry<U, R>): void {
+    const i = this.queue.indexOf(entry);
+    if (i < 0) return;
+    this.queue.splice(i, 1);
+    this.finish(entry, { ok: false, error: new WithdrawnError() });
+  }
+
+  private pump(): void {
+    const { inFlight, maxInFlight, maxWaitMs } = this.limits;
+    while (this.queue.length > 0) {
+      const waited = performance.now() - this.queue[0]!.since;
+      if (this.running >= (waited >= maxWaitMs ? maxInFlight : inFlight)) break;
+      this.dispatch(this.take());
+    }
+    if (this.queue.length > 0 && this.running < maxInFlight && !this.timer) {
+      const wait = Math.max(0, maxWaitMs - (performance.now() - this.queue[0]!.since));
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.pump();
+      }, wait);
+    }
+  }
+
+  /** The next statement's units: in order of arrival, each key once, at most maxOps writes. */
+  private take(): Entry<U, R>[] {
+    const taken: Entry<U, R>[] = [];
+    const rest: Entry<U, R>[] = [];
+    const keys = new Set<string>();
+    const blocked = new Set<string>();
+    let size = 0;
+    for (const e of this.queue) {
+      const fits = taken.length === 0 || size + e.size <= this.limits.maxOps;
+      if (fits && e.keys.every((k) => !keys.has(k) && !blocked.has(k))) {
+        taken.push(e);
+        size += e.size;
+        for (const k of e.keys) keys.add(k);
+      } else {
+        rest.push(e);
+        for (const k of e.keys) blocked.add(k);
+      }
+    }
+    this.queue = rest;
+    return taken;
+  }
+
+  private dispatch(batch: Entry<U, R>[]): void {
+    this.running++;
+    const ended = (answers: Settled<R>[]) => {
+      this.running--;
+      this.pump();
+      batch.forEach((e, i) => this.finish(e, answers[i] ?? { ok: false, error: new Error("no answer") }));
+    };
+    this.run(batch.map((e) => e.unit)).then(ended, (error: unknown) =>
+      ended(batch.map(() => ({ ok: false, error }))),
+    );
+  }
+
+  private finish(entry: Entry<U, R>, answer: Settled<R>): void {
+    for (const k of entry.keys) {
+      const set = this.active.get(k);
+      set?.delete(entry);
+      if (set?.size === 0) this.active.delete(k);
+    }
+    if (answer.ok) entry.resolve(answer.value);
+    else entry.reject(answer.error);
+  }
+
+}
