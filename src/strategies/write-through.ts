@@ -10,7 +10,7 @@
  * settled against PostgreSQL (BaseStrategy.storeWrite).
  * eventual: the commit is the point of truth; a failed cache update is repaired in the background.
  */
-import { WRITE_MARKER_MIN_MS } from "../cache/adapter.js";
+import { WRITE_MARKER_MIN_MS, type CacheEntry } from "../cache/adapter.js";
 import { BackendUnavailableError, VersionTakenError } from "../errors.js";
 import type { WriteOp, WriteResult } from "../store/adapter.js";
 import { nextVersion, observeVersion } from "../version.js";
@@ -18,7 +18,7 @@ import { BaseStrategy, conditionsOp, outcomeUnknown, versionsOf } from "./base.j
 import type { Conditions, DeleteAck, ManyWriteAck, WriteAck } from "./strategy.js";
 
 /** Versions tried when other writers keep holding newer ones (in the cache, or in PostgreSQL). */
-const ANNOUNCE_ATTEMPTS = 4;
+const ANNOUNCE_ATTEMPTS = 6;
 
 export class WriteThroughStrategy extends BaseStrategy {
   readonly name = "write-through";
@@ -50,15 +50,16 @@ export class WriteThroughStrategy extends BaseStrategy {
 
   private async strict(ops: WriteOp[]): Promise<WriteResult[]> {
     const ks = this.ctx.keyspace;
-    // The tombstone this write put in the cache, by key: the version it writes at.
+    // The version the write takes, by key, and the tombstones of it the write put in the cache.
+    const versions = new Map<string, number>();
     const pending = new Map<string, number>();
     let results!: WriteResult[];
     try {
       for (let attempt = 1; ; attempt++) {
-        await Promise.all(ops.map((o) => this.announce(o.key, pending)));
+        await Promise.all(ops.map((o) => this.announce(o.key, versions, pending)));
         try {
           results = await this.storeWrite(
-            ops.map((o) => ({ ...o, atVersion: pending.get(o.key) })),
+            ops.map((o) => ({ ...o, atVersion: versions.get(o.key) })),
             pending,
           );
           break;
@@ -81,9 +82,12 @@ export class WriteThroughStrategy extends BaseStrategy {
     }
     await Promise.all(
       results.map(async (r, i) => {
-        const { entry, ttlMs } = this.entryFor(r, ops[i]!.value);
+        const update = this.entryFor(r, ops[i]!.value);
+        // Without a tombstone of its own the write must not be answered on a cache update that failed:
+        // the durable repair of eventual does it.
+        if (pending.get(r.key) !== r.version) return this.afterCommit(r.key, update);
         const set = async () => {
-          await this.ctx.cache.setIfNewer(ks.name, r.key, entry, ttlMs);
+          await this.ctx.cache.setIfNewer(ks.name, r.key, update.entry, update.ttlMs);
         };
         // The tombstone keeps readers on PostgreSQL until the value lands, so the write is acknowledged.
         await set().catch(() => this.repairs.schedule(r.key, set, async () => {}));
@@ -94,20 +98,24 @@ export class WriteThroughStrategy extends BaseStrategy {
 
   /**
    * Puts a tombstone in the cache at a version above anything it holds of the key (and above anything
-   * this daemon has seen): the version the write will have. Records it in `pending`.
+   * this daemon has seen): the version the write takes. When the cache already holds a newer tombstone
+   * (another write of the key, under way), that one hides the key as well as the write's own would: the
+   * write goes on at its version without one (pending has no entry for the key).
    */
-  private async announce(key: string, pending: Map<string, number>): Promise<void> {
+  private async announce(key: string, versions: Map<string, number>, pending: Map<string, number>): Promise<void> {
     const ks = this.ctx.keyspace;
     const ttlMs = Math.max(ks.ttlMs, WRITE_MARKER_MIN_MS);
     for (let attempt = 1; ; attempt++) {
       const version = nextVersion();
-      let taken: boolean;
+      versions.set(key, version);
+      let cached: CacheEntry | null = null;
       try {
-        taken = await this.ctx.cache.setIfNewer(ks.name, key, { kind: "tombstone", version, freshUntil: 0 }, ttlMs);
-        if (!taken) {
-          const cached = await this.ctx.cache.get(ks.name, key, { skipNear: true });
-          if (cached) observeVersion(cached.version);
+        const entry = { kind: "tombstone" as const, version, freshUntil: 0 };
+        if (await this.ctx.cache.setIfNewer(ks.name, key, entry, ttlMs)) {
+          pending.set(key, version);
+          return;
         }
+        cached = await this.ctx.cache.get(ks.name, key, { skipNear: true });
       } catch (err) {
         throw new BackendUnavailableError(
           "cache",
@@ -115,10 +123,9 @@ export class WriteThroughStrategy extends BaseStrategy {
           err,
         );
       }
-      if (taken) {
-        pending.set(key, version);
-        return;
-      }
+      pending.delete(key);
+      if (cached?.kind === "tombstone" && cached.version >= version) return;
+      if (cached) observeVersion(cached.version);
       if (attempt >= ANNOUNCE_ATTEMPTS) {
         throw new BackendUnavailableError(
           "cache",
