@@ -2,9 +2,10 @@
  * Group commit: the writes of a table that arrive while a statement of it is in flight wait and go out
  * together in the next one, each answered with its own result.
  *
- * - A statement carries at most `maxOps` writes and each key at most once: a unit (one request's writes)
- *   naming a key already taken waits for a later statement, behind every earlier unit of that key, so the
- *   writes of a key keep their order of arrival.
+ * - A statement carries at most `maxOps` writes and each key at most once, and no key of a statement in
+ *   flight: a unit (one request's writes) naming such a key waits for a later statement, behind every
+ *   earlier unit of that key, so the writes of a key go out one statement after the other in their order
+ *   of arrival (and never wait for each other's locks in PostgreSQL).
  * - `inFlight` statements run at once; a unit that has waited `maxWaitMs` for them starts another one, up to
  *   `maxInFlight`, so a slow statement holds the others back only that long.
  * - A unit whose caller stopped waiting (its signal aborted) while it still waits is dropped: nothing of it
@@ -38,6 +39,8 @@ export class WithdrawnError extends Error {
 export class GroupCommit<U, R> {
   private queue: Entry<U, R>[] = [];
   private running = 0;
+  /** keys of the statements in flight */
+  private readonly sent = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   /** units waiting or in flight, by key */
   private readonly active = new Map<string, Set<Entry<U, R>>>();
@@ -96,7 +99,10 @@ export class GroupCommit<U, R> {
     while (this.queue.length > 0) {
       const waited = performance.now() - this.queue[0]!.since;
       if (this.running >= (waited >= maxWaitMs ? maxInFlight : inFlight)) break;
-      this.dispatch(this.take());
+      const batch = this.take();
+      // Every unit waits for a key in flight: the end of that statement pumps again.
+      if (batch.length === 0) return;
+      this.dispatch(batch);
     }
     if (this.queue.length > 0 && this.running < maxInFlight && !this.timer) {
       const wait = Math.max(0, maxWaitMs - (performance.now() - this.queue[0]!.since));
@@ -107,7 +113,7 @@ export class GroupCommit<U, R> {
     }
   }
 
-  /** The next statement's units: in order of arrival, each key once, at most maxOps writes. */
+  /** The next statement's units: in order of arrival, each key once and none in flight, at most maxOps writes. */
   private take(): Entry<U, R>[] {
     const taken: Entry<U, R>[] = [];
     const rest: Entry<U, R>[] = [];
@@ -116,7 +122,7 @@ export class GroupCommit<U, R> {
     let size = 0;
     for (const e of this.queue) {
       const fits = taken.length === 0 || size + e.size <= this.limits.maxOps;
-      if (fits && e.keys.every((k) => !keys.has(k) && !blocked.has(k))) {
+      if (fits && e.keys.every((k) => !keys.has(k) && !blocked.has(k) && !this.sent.has(k))) {
         taken.push(e);
         size += e.size;
         for (const k of e.keys) keys.add(k);
@@ -131,8 +137,10 @@ export class GroupCommit<U, R> {
 
   private dispatch(batch: Entry<U, R>[]): void {
     this.running++;
+    for (const e of batch) for (const k of e.keys) this.sent.add(k);
     const ended = (answers: Settled<R>[]) => {
       this.running--;
+      for (const e of batch) for (const k of e.keys) this.sent.delete(k);
       this.pump();
       batch.forEach((e, i) => this.finish(e, answers[i] ?? { ok: false, error: new Error("no answer") }));
     };
