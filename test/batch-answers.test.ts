@@ -88,7 +88,9 @@ async function rowOf(key: string): Promise<unknown> {
 describe("each write of a batch answered on its own", () => {
   it("conditions: a failed If-Match or If-None-Match fails that write only, in one statement", async () => {
     const keys = Array.from({ length: 8 }, (_, i) => `c${i}`);
-    const first = await Promise.all(keys.map((k) => t.write([{ key: k, value: '{"v": 1}' }], { minVersion: 1 })));
+    const first = await Promise.all(
+      keys.map((k) => t.write([{ key: k, value: '{"v": 1}' }], { minVersion: 1 })),
+    );
     const v = (i: number) => first[i]![0]!.version;
     const { answers, statements } = await batch([
       [{ key: "c0", value: '{"v": 2}' }],

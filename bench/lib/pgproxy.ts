@@ -190,7 +190,8 @@ export class PgProxy {
         ? word
         : "other";
     c.byKind.set(kind, (c.byKind.get(kind) ?? 0) + 1);
-    for (const w of this.watches) if (w.pattern.test(sql)) c.watched.set(w.name, (c.watched.get(w.name) ?? 0) + 1);
+    for (const w of this.watches)
+      if (w.pattern.test(sql)) c.watched.set(w.name, (c.watched.get(w.name) ?? 0) + 1);
     if (head.startsWith("commit")) c.commits++;
     else if (/^(insert|update|delete|with)\b/.test(head)) c.writes++;
     else if (head.startsWith("select") && !sql.includes("pg_advisory")) {

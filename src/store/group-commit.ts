@@ -158,5 +158,4 @@ export class GroupCommit<U, R> {
     if (answer.ok) entry.resolve(answer.value);
     else entry.reject(answer.error);
   }
-
 }

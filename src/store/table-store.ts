@@ -221,7 +221,9 @@ export class SqlTableStore implements TableStore {
   }
 
   private async statement(units: WriteUnit[]): Promise<OpOutcome[]> {
-    const ops: BatchOp[] = units.flatMap((u, unit) => u.ops.map((o) => ({ ...o, unit, minVersion: u.minVersion })));
+    const ops: BatchOp[] = units.flatMap((u, unit) =>
+      u.ops.map((o) => ({ ...o, unit, minVersion: u.minVersion })),
+    );
     const call = underKeyLocks(
       this.name,
       ops.map((o) => o.key),
@@ -230,7 +232,8 @@ export class SqlTableStore implements TableStore {
       batchParams(ops),
     );
     const r = await this.driver.autocommit(call.text, call.values);
-    if (r.rows.length !== ops.length) throw new Error(`the write returned ${r.rows.length} rows for ${ops.length} writes`);
+    if (r.rows.length !== ops.length)
+      throw new Error(`the write returned ${r.rows.length} rows for ${ops.length} writes`);
     return r.rows.map(outcomeOf);
   }
 
@@ -260,7 +263,13 @@ export class SqlTableStore implements TableStore {
       )
       select ((select count(*) from puts) + (select count(*) from dels))::int8 as changed`;
     // The key locks make the tombstone check exact against a concurrent write() of the same key.
-    const call = underKeyLocks(this.name, ops.map((o) => o.key), sql, "changed int8", arrays(ops));
+    const call = underKeyLocks(
+      this.name,
+      ops.map((o) => o.key),
+      sql,
+      "changed int8",
+      arrays(ops),
+    );
     return guarded(async () => {
       for (let attempt = 1; ; attempt++) {
         try {

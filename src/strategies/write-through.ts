@@ -102,7 +102,11 @@ export class WriteThroughStrategy extends BaseStrategy {
    * (another write of the key, under way), that one hides the key as well as the write's own would: the
    * write goes on at its version without one (pending has no entry for the key).
    */
-  private async announce(key: string, versions: Map<string, number>, pending: Map<string, number>): Promise<void> {
+  private async announce(
+    key: string,
+    versions: Map<string, number>,
+    pending: Map<string, number>,
+  ): Promise<void> {
     const ks = this.ctx.keyspace;
     const ttlMs = Math.max(ks.ttlMs, WRITE_MARKER_MIN_MS);
     for (let attempt = 1; ; attempt++) {
