@@ -194,7 +194,7 @@ keyspaces:
     await raw.query(`select pg_advisory_unlock_all()`);
 
     const rowOf = async (k: string) =>
-      (await raw.query(`select value from ${table} where key = $1`, [k])).rows[0]?.value as unknown;
+      (await raw.query(`select value from ${table} where key = $1`, [k])).rows[0]?.value as { v: string };
     const deadline = Date.now() + 10_000;
     for (const k of inFlight) {
       while ((await rowOf(k)).v !== "new") {
