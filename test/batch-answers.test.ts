@@ -1,8 +1,8 @@
 /**
- * Group commit, at the store: writes that arrive while statements of their table are in flight share the
- * next statement, and each is answered on its own. Two statements are held in flight by advisory locks a
- * test session takes on their keys (the locks every write takes), so the writes under test queue up and
- * go out together; a proxy in front of PostgreSQL counts the statements it receives.
+ * Group commit, at the store: writes that arrive while a statement of their table is in flight share the
+ * next statement, and each is answered on its own. A statement is held in flight by an advisory lock a
+ * test session takes on its key (the lock every write takes), so the writes under test queue up and go
+ * out together; a proxy in front of PostgreSQL counts the statements it receives.
  */
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -59,12 +59,12 @@ afterAll(async () => {
 type Answer = WriteResult[] | Error;
 
 /**
- * Holds two statements in flight (their keys locked by the blocker session), sends `units` in the same
- * turn so they queue behind them, and returns each unit's answer and how many write statements reached
- * PostgreSQL for them. The blocked writes are let go at the end.
+ * Holds a statement in flight (its key locked by the blocker session), sends `units` in the same turn so
+ * they queue behind it, and returns each unit's answer and how many write statements reached PostgreSQL
+ * for them. The blocked write is let go at the end.
  */
 async function batch(units: WriteOp[][]): Promise<{ answers: Answer[]; statements: number }> {
-  const held = [`held-${Math.random()}`, `held-${Math.random()}`];
+  const held = [`held-${Math.random()}`];
   await blocker.query(`select pg_advisory_lock(hashtext($1), hashtext(k)) from unnest($2::text[]) as k`, [
     table,
     held,

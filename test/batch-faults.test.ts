@@ -75,7 +75,7 @@ describe("PostgreSQL killed while a batch is in flight", () => {
     try {
       const t = await store.table({ table: "killed_batch" });
       raw = await connectRaw();
-      const held = ["held-0", "held-1"];
+      const held = ["held-0"];
       const keys = Array.from({ length: 6 }, (_, i) => `k${i}`);
       await lockKeys(raw, "killed_batch", [...held, ...keys]);
       const before = proxy.watched("writes");
@@ -85,9 +85,9 @@ describe("PostgreSQL killed while a batch is in flight", () => {
       const batch = keys.map((k) =>
         t.write([{ key: k, value: "1" }], { minVersion: 1 }).catch((e: unknown) => e),
       );
-      await waitForBlocked(raw, 3);
-      // the six went out together, behind the two held ones
-      expect(proxy.watched("writes") - before).toBe(3);
+      await waitForBlocked(raw, 2);
+      // the six went out together, behind the held one
+      expect(proxy.watched("writes") - before).toBe(2);
       await server.kill();
       for (const err of await Promise.all([...blocked, ...batch])) {
         expect(err).toBeInstanceOf(BackendUnavailableError);
@@ -154,7 +154,7 @@ describe("requests that time out inside a batch", () => {
 
   beforeAll(async () => {
     d = await startDaemon(`
-server: { request_deadline: 300ms }
+server: { request_deadline: 1s }
 cache: { url: ${REDIS_URL}, prefix: ${tag}t }
 store: { url: "${PG_URL}", pool: 10, timeout: 5s }
 checker: { enabled: false }
@@ -183,11 +183,10 @@ keyspaces:
     await lockKeys(raw, table, inFlight);
     // One at a time, so that each is a statement of its own: four in flight, the most there may be.
     const puts = [];
-    for (const k of inFlight) {
+    for (const [i, k] of inFlight.entries()) {
       puts.push(call(d.url, "PUT", `/v1/kv/a/${k}`, { v: "new" }));
-      await new Promise((res) => setTimeout(res, 30));
+      await waitForBlocked(raw, i + 1);
     }
-    await waitForBlocked(raw, 4);
     // The fifth waits to be gathered until its request's deadline.
     puts.push(call(d.url, "PUT", `/v1/kv/a/k5`, { v: "new" }));
     for (const r of await Promise.all(puts)) expect(r.status).toBe(504);

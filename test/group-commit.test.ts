@@ -14,7 +14,7 @@ interface Unit {
 function harness(limits: Partial<GroupLimits> = {}) {
   const statements: { units: string[]; end: () => void }[] = [];
   const group = new GroupCommit<Unit, string>(
-    { maxOps: 100, inFlight: 1, maxWaitMs: 10_000, maxInFlight: 4, ...limits },
+    { maxOps: 100, inFlight: 1, minWaitMs: 10_000, maxWaitMs: 10_000, maxInFlight: 4, ...limits },
     (units) =>
       new Promise<Settled<string>[]>((resolve) => {
         statements.push({
@@ -79,8 +79,13 @@ describe("group commit", () => {
     expect(statements[2]!.units).toEqual(["s1", "s2"]);
   });
 
-  it("starts another statement for writes that waited maxWaitMs, up to maxInFlight", async () => {
-    const { statements, submit, tick } = harness({ inFlight: 1, maxWaitMs: 30, maxInFlight: 2 });
+  it("starts another statement for writes that waited too long, up to maxInFlight", async () => {
+    const { statements, submit, tick } = harness({
+      inFlight: 1,
+      minWaitMs: 30,
+      maxWaitMs: 30,
+      maxInFlight: 2,
+    });
     void submit("a", ["k1"]);
     void submit("b", ["k2"]);
     await tick();

@@ -6,17 +6,24 @@
  *   flight: a unit (one request's writes) naming such a key waits for a later statement, behind every
  *   earlier unit of that key, so the writes of a key go out one statement after the other in their order
  *   of arrival (and never wait for each other's locks in PostgreSQL).
- * - `inFlight` statements run at once; a unit that has waited `maxWaitMs` for them starts another one, up to
- *   `maxInFlight`, so a slow statement holds the others back only that long.
+ * - `inFlight` statements run at once. A unit that has waited for them longer than a statement usually
+ *   takes (4 × the recent mean, within [minWaitMs, maxWaitMs]) starts another one, up to `maxInFlight`: a
+ *   statement that is slower than usual (a lock held by another client, a slow trigger) holds the others
+ *   back only that long, while statements of the usual length are never doubled up (more statements at
+ *   once mean more commits, each waiting for its own flush of the WAL).
  * - A unit whose caller stopped waiting (its signal aborted) while it still waits is dropped: nothing of it
  *   is written. One already sent is up to PostgreSQL.
  */
 export interface GroupLimits {
   maxOps: number;
   inFlight: number;
+  minWaitMs: number;
   maxWaitMs: number;
   maxInFlight: number;
 }
+
+/** Weight of the newest statement in the running mean of their durations. */
+const EWMA_WEIGHT = 0.2;
 
 export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown };
 
@@ -42,6 +49,8 @@ export class GroupCommit<U, R> {
   /** keys of the statements in flight */
   private readonly sent = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  /** running mean of how long a statement takes, ms */
+  private statementMs = 0;
   /** units waiting or in flight, by key */
   private readonly active = new Map<string, Set<Entry<U, R>>>();
 
@@ -94,8 +103,15 @@ export class GroupCommit<U, R> {
     this.finish(entry, { ok: false, error: new WithdrawnError() });
   }
 
+  /** How long waiting units let the statements in flight run before they start another one. */
+  private get patience(): number {
+    const { minWaitMs, maxWaitMs } = this.limits;
+    return Math.min(maxWaitMs, Math.max(minWaitMs, 4 * this.statementMs));
+  }
+
   private pump(): void {
-    const { inFlight, maxInFlight, maxWaitMs } = this.limits;
+    const { inFlight, maxInFlight } = this.limits;
+    const maxWaitMs = this.patience;
     while (this.queue.length > 0) {
       const waited = performance.now() - this.queue[0]!.since;
       if (this.running >= (waited >= maxWaitMs ? maxInFlight : inFlight)) break;
@@ -138,7 +154,11 @@ export class GroupCommit<U, R> {
   private dispatch(batch: Entry<U, R>[]): void {
     this.running++;
     for (const e of batch) for (const k of e.keys) this.sent.add(k);
+    const started = performance.now();
     const ended = (answers: Settled<R>[]) => {
+      const ms = performance.now() - started;
+      this.statementMs =
+        this.statementMs === 0 ? ms : this.statementMs + EWMA_WEIGHT * (ms - this.statementMs);
       this.running--;
       for (const e of batch) for (const k of e.keys) this.sent.delete(k);
       this.pump();

@@ -31,10 +31,16 @@ const WRITE_ATTEMPTS = 4;
 const SMALL_TABLE = 5000;
 
 /**
- * One statement takes at most 128 writes; a second goes out when one is in flight, and a third or fourth
- * when writes have waited 2 ms for those.
+ * One statement of at most 128 writes at a time per table; writes that waited 4 times as long as a
+ * statement usually takes (5 to 100 ms) start another, up to 4 at once.
  */
-export const GROUP_LIMITS: GroupLimits = { maxOps: 128, inFlight: 2, maxWaitMs: 2, maxInFlight: 4 };
+export const GROUP_LIMITS: GroupLimits = {
+  maxOps: 128,
+  inFlight: 1,
+  minWaitMs: 5,
+  maxWaitMs: 100,
+  maxInFlight: 4,
+};
 
 /** One request's writes: all or nothing. */
 interface WriteUnit {
