@@ -2,7 +2,7 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "client/test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Files share one Redis and one PostgreSQL; each uses its own prefix and tables,

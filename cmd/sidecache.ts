@@ -3,10 +3,9 @@
 import { parseArgs } from "node:util";
 import { checkCdcServer } from "../src/cdc/index.js";
 import { loadConfig } from "../src/config/load.js";
-import { Daemon } from "../src/daemon.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, flushLogs } from "../src/log.js";
-import { runCheckCommand } from "../src/checker/command.js";
+import { OPS_COMMANDS, OPS_HELP, runOpsCommand } from "../src/cli/ops-commands.js";
 
 const HELP = `sidecache — a caching sidecar in front of Redis and PostgreSQL
 
@@ -17,9 +16,10 @@ Usage:
   sidecache check [--config FILE] [--keyspace KS] [--full]
                                             run one consistency check and print the report;
                                             exit 0 when consistent, 1 when not
+${OPS_HELP}
 Options:
   -c, --config FILE   configuration file (default config/sidecache.yaml)
-  -k, --keyspace KS   check only this keyspace
+  -k, --keyspace KS   the keyspace (check: only this one)
       --full          check every key instead of a sample
   -h, --help          show this help
   -v, --version       print the version
@@ -38,6 +38,14 @@ async function main(argv: string[]): Promise<number> {
         full: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "v", default: false },
+        url: { type: "string" },
+        token: { type: "string" },
+        count: { type: "string" },
+        after: { type: "string" },
+        json: { type: "boolean", default: false },
+        from: { type: "string" },
+        limit: { type: "string" },
+        wait: { type: "boolean", default: false },
       },
     });
   } catch (err) {
@@ -54,6 +62,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0] ?? "serve";
+  if (OPS_COMMANDS.includes(command)) return runOpsCommand(positionals, values);
   if (positionals.length > 1 || !["serve", "validate", "check"].includes(command)) {
     process.stderr.write(`sidecache: unknown command ${JSON.stringify(positionals.join(" "))}\n\n${HELP}\n`);
     return 2;
@@ -82,12 +91,17 @@ async function main(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  if (command === "check") return runCheckCommand(config, { keyspace: values.keyspace, full: values.full });
+  if (command === "check") {
+    const { runCheckCommand } = await import("../src/checker/command.js");
+    return runCheckCommand(config, { keyspace: values.keyspace, full: values.full });
+  }
   return serve(file, config);
 }
 
 async function serve(file: string, config: Awaited<ReturnType<typeof loadConfig>>): Promise<number> {
   const log = createLogger(config.log.level);
+  // Loaded here so that the commands that only call a running daemon start fast.
+  const { Daemon } = await import("../src/daemon.js");
   const daemon = await Daemon.start(config, { log });
   return new Promise<number>((resolve) => {
     const stop = (signal: string) => {

@@ -15,17 +15,27 @@ import { Metrics } from "./metrics/metrics.js";
 import { Authorizer } from "./proxy/auth.js";
 import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
 import { HttpServer } from "./proxy/server.js";
+import { RespServer } from "./resp/server.js";
 import { createStore } from "./store/index.js";
+import { Presence } from "./store/presence.js";
+import type { CacheAdapter } from "./cache/adapter.js";
+import { createNearCache, type NearCache } from "./near/index.js";
 import { createStrategy } from "./strategies/index.js";
-import { RepairSweeper } from "./strategies/repair-sweeper.js";
+import { CacheTrust } from "./trust/cache-trust.js";
 import { TelemetryHub } from "./telemetry.js";
+import { StatusHistory } from "./ui/history.js";
+import { Warming } from "./warm/warming.js";
 
 export interface DaemonOptions {
   log?: Logger;
   /** the consistency checker's tuning (tests: a fake tick source, short pauses and retries) */
   checker?: Omit<CreateCheckerOptions, "keyspaces" | "cache" | "store" | "telemetry" | "log">;
-  /** how often repair intents are swept: while the cache is trusted, and while it is not */
-  repairs?: { intervalMs?: number; retryMs?: number };
+  /** the cache trust lease, and how often repair intents are swept while trusted and while not */
+  repairs?: { leaseMs?: number; intervalMs?: number; retryMs?: number };
+  /** the status page's history: length of a point (tests: short) */
+  status?: { intervalMs?: number };
+  /** how often hot keys are saved for warming (tests: short) */
+  warm?: { saveEveryMs?: number };
   /** change data capture's timings (tests: quicker lease tries) */
   cdc?: Partial<CdcTiming>;
 }
@@ -37,10 +47,21 @@ export class Daemon implements Health {
   private readonly ctx: ProxyContext;
   private http?: HttpServer;
   private address?: AddressInfo;
+  private resp?: RespServer;
+  private respAddress?: AddressInfo;
   private stopping?: Promise<void>;
   checker?: Checker;
+  private presence?: Presence;
   /** applies the repair intents PostgreSQL holds; says whether cache entries may be served */
-  readonly sweeper: RepairSweeper;
+  readonly trust: CacheTrust;
+  /** the keyspaces' near caches in front of Redis, when any keyspace has one */
+  readonly near?: NearCache;
+  /** the cache every component uses: the near caches in front of the guarded Redis, or that alone */
+  readonly view: CacheAdapter;
+  /** the last minutes of each keyspace, for GET /ui */
+  readonly status: StatusHistory;
+  /** cache warming runs and the hot keys they start from */
+  readonly warming: Warming;
   /** with store.cdc: reads changes made outside sidecache; near caches subscribe to its invalidations */
   cdc?: CdcReader;
 
@@ -51,12 +72,25 @@ export class Daemon implements Health {
     log: Logger,
     readonly telemetry: TelemetryHub,
     repairs: DaemonOptions["repairs"] = {},
+    status: DaemonOptions["status"] = {},
+    warm: DaemonOptions["warm"] = {},
   ) {
     this.log = log;
     this.telemetry.subscribe(this.metrics.onEvent);
-    this.sweeper = new RepairSweeper({
+    this.near = createNearCache(config, cache, telemetry, log.child({ component: "near-cache" }));
+    this.view = this.near ?? cache;
+    this.status = new StatusHistory({ ...status, keyspaces: () => this.keyspaces.all() });
+    this.telemetry.subscribe(this.status.onEvent);
+    this.warming = new Warming({
+      keyspaces: this.keyspaces,
+      source: store.warmSource,
+      log,
+      saveEveryMs: warm.saveEveryMs,
+    });
+    this.trust = new CacheTrust({
+      leaseMs: config.cache.trustLeaseMs,
       ...repairs,
-      cache,
+      cache: this.view,
       store,
       keyspaces: () => this.keyspaces.all().map((ks) => ks.config),
       telemetry,
@@ -69,6 +103,8 @@ export class Daemon implements Health {
       accessLog: config.log.access,
       observer: this.metrics,
       health: this,
+      status: this.status,
+      warm: this.warming,
       log,
     };
   }
@@ -80,7 +116,16 @@ export class Daemon implements Health {
     // Every call to Redis and PostgreSQL passes one guard: timeout, circuit breaker, typed error, metric, log.
     const store = guardStore(await createStore(config.store, log), config.store, telemetry, log);
     const cache = guardCache(createCache(config.cache, log), config.cache, telemetry, log);
-    const daemon = new Daemon(config, cache, store, log, telemetry, options.repairs);
+    const daemon = new Daemon(
+      config,
+      cache,
+      store,
+      log,
+      telemetry,
+      options.repairs,
+      options.status,
+      options.warm,
+    );
     try {
       // PostgreSQL is asked first: a server that can not stream changes gets nothing created in it.
       if (config.store.cdc) await daemon.createCdc(options.cdc).check();
@@ -88,7 +133,7 @@ export class Daemon implements Health {
       daemon.checker = await createChecker(config, {
         ...options.checker,
         keyspaces: daemon.keyspaces,
-        cache,
+        cache: daemon.view,
         store,
         telemetry,
         log,
@@ -97,9 +142,24 @@ export class Daemon implements Health {
       daemon.checker.start();
       await daemon.cdc?.start();
       // Repairs a daemon that died left behind are applied before the first request is served.
-      await daemon.sweeper.start();
+      await daemon.trust.start();
+      if (/^postgres(ql)?:/.test(config.store.url) && config.keyspaces.size > 0) {
+        daemon.presence = await Presence.acquire(
+          config.store.url,
+          config.cache.url === "memory:",
+          [...config.keyspaces.values()].map((ks) => ks.table),
+          log.child({ component: "presence" }),
+        );
+      }
+      daemon.status.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
+      if (config.server.resp) {
+        daemon.resp = new RespServer(daemon.ctx);
+        daemon.respAddress = await daemon.resp.listen(config.server.resp.host, config.server.resp.port);
+      }
+      // In the background: the daemon serves (misses) while its cache fills.
+      daemon.warming.begin();
     } catch (err) {
       await daemon.stop().catch(() => {});
       throw err;
@@ -114,11 +174,26 @@ export class Daemon implements Health {
       { host: daemon.address.address, port: daemon.address.port, keyspaces: daemon.keyspaces.names() },
       "sidecache listening",
     );
+    if (daemon.respAddress) {
+      const { address, port } = daemon.respAddress;
+      log.info({ host: address, port }, "redis protocol listening");
+      if (!isLoopback(address) && !daemon.ctx.auth.enabled) {
+        log.warn(
+          { host: address },
+          "redis protocol beyond loopback without auth: anyone who can reach it can read and write",
+        );
+      }
+    }
     return daemon;
   }
 
   get port(): number {
     return this.address?.port ?? 0;
+  }
+
+  /** the port of the Redis protocol listener; undefined when server.resp is not configured */
+  get respPort(): number | undefined {
+    return this.respAddress?.port;
   }
 
   get url(): string {
@@ -168,8 +243,9 @@ export class Daemon implements Health {
     this.ctx.auth = new Authorizer(next.auth);
     this.ctx.accessLog = next.log.access;
     this.config = { ...next, server: this.config.server, cache: this.config.cache, store: this.config.store };
+    this.near?.configure([...next.keyspaces.values()]);
     this.checker?.reload();
-    if (built.size > 0) this.sweeper.wake();
+    if (built.size > 0) this.trust.wake();
     if (built.size > 0 || removed.length > 0) await this.cdc?.sync();
     await Promise.all(retired.map((ks) => ks.strategy.stop(this.config.server.shutdownTimeoutMs)));
     this.log.info({ added, changed, removed, ignored }, "configuration reloaded");
@@ -181,12 +257,14 @@ export class Daemon implements Health {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const deadline = this.config.server.shutdownTimeoutMs;
-      await this.http?.close(deadline);
+      await Promise.all([this.http?.close(deadline), this.resp?.close(deadline)]);
+      this.status.stop();
+      await this.warming.stop();
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
       await this.cdc?.stop().catch((err: unknown) => this.log.warn({ err: String(err) }, "cdc stop failed"));
-      this.sweeper.stop();
-      await Promise.allSettled([this.cache.close(), this.store.close()]);
+      this.trust.stop();
+      await Promise.allSettled([this.view.close(), this.store.close(), this.presence?.close()]);
       this.log.info("sidecache stopped");
     })();
     return this.stopping;
@@ -197,6 +275,8 @@ export class Daemon implements Health {
       probe(() => this.cache.ping()),
       probe(() => this.store.ping()),
     ]);
+    // Both answer: earn the cache's trust back now rather than at the next sweep, so "ready" means hits.
+    if (cache === "up" && store === "up" && !this.trust.trusted) await probe(() => this.trust.sweep());
     return { cache, store };
   }
 
@@ -214,6 +294,10 @@ export class Daemon implements Health {
         this.metrics.deadLetters.set({ keyspace: ks.config.name }, q.deadLetters);
       }),
     );
+    for (const n of this.near?.sizes() ?? []) {
+      this.metrics.nearEntries.set({ keyspace: n.keyspace }, n.entries);
+      this.metrics.nearBytes.set({ keyspace: n.keyspace }, n.bytes);
+    }
     return this.metrics.text();
   }
 
@@ -230,7 +314,8 @@ export class Daemon implements Health {
       storeUrl: this.config.store.url,
       storeTimeoutMs: this.config.store.timeoutMs,
       cacheTimeoutMs: this.config.cache.timeoutMs,
-      cache: this.cache,
+      // through the near caches: an invalidation is dropped there too (and announced) before it counts
+      cache: this.view,
       keyspaces: () => this.keyspaces.all().map((ks) => ks.config),
       telemetry: this.telemetry,
       log: this.log,
@@ -241,18 +326,29 @@ export class Daemon implements Health {
 
   private async build(config: KeyspaceConfig): Promise<Keyspace> {
     const table = await this.store.table({ table: config.table, mapped: config.mapped });
+    const near = config.near ? this.near : undefined;
     const strategy = createStrategy({
       keyspace: config,
-      cache: this.cache,
+      cache: this.view,
+      nearInvalidate: near ? (key, version) => near.invalidate(config.name, key, version) : undefined,
       store: table,
       telemetry: this.telemetry,
       log: this.log.child({ keyspace: config.name }),
       redisUrl: this.config.cache.url.startsWith("redis") ? this.config.cache.url : undefined,
       cachePrefix: this.config.cache.prefix,
-      cacheTrust: this.sweeper,
+      cacheTrust: this.trust,
     });
     await strategy.start();
-    return { config, strategy };
+    const hot = this.warming.tracker(config);
+    this.telemetry.emit({
+      type: "keyspace_started",
+      keyspace: config.name,
+      strategy: config.strategy,
+      checkerEnabled: config.checker.enabled,
+      alertRatio: config.checker.alertRatio,
+      at: Date.now(),
+    });
+    return { config, strategy, ...(hot ? { hot } : {}) };
   }
 }
 

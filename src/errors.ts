@@ -1,6 +1,6 @@
 /**
- * Every error the daemon answers with, each with the stable code and HTTP status of the contract
- * (section 1). The HTTP layer renders any SidecacheError as {"error": {"code", "message"}}.
+ * Every error the daemon answers with, each with the stable code and HTTP status of the protocol
+ * (docs/protocol.md). The HTTP layer renders any SidecacheError as {"error": {"code", "message"}}.
  */
 export class SidecacheError extends Error {
   constructor(
@@ -108,6 +108,16 @@ export class StoreRejectedError extends SidecacheError {
     readonly sqlState?: string,
   ) {
     super("invalid_request", 400, message);
+  }
+}
+
+/**
+ * A write announced at a version (write-through strict's tombstone) found the key already at or above it:
+ * nothing was written. The writer takes a version above `current` and tries again; it is never answered.
+ */
+export class VersionTakenError extends SidecacheError {
+  constructor(readonly current: Map<string, number>) {
+    super("version_taken", 409, `The key(s) ${[...current.keys()].join(", ")} already have a newer version.`);
   }
 }
 

@@ -1,6 +1,7 @@
 /** The live keyspaces: config and strategy by name. Replaced entry by entry on reload. */
 import type { KeyspaceConfig } from "./config/types.js";
 import type { Strategy } from "./strategies/strategy.js";
+import type { HotKeys } from "./warm/hot-keys.js";
 
 export interface CheckReportSummary {
   [field: string]: unknown;
@@ -10,6 +11,8 @@ export interface Keyspace {
   config: KeyspaceConfig;
   strategy: Strategy;
   lastCheck?: CheckReportSummary;
+  /** counts reads when the keyspace is warmed from its hot keys */
+  hot?: HotKeys;
 }
 
 export class KeyspaceRegistry {

@@ -2,9 +2,19 @@
  * The core reports what happens as events; metrics (src/metrics) and logs subscribe. Nothing in the
  * core imports prom-client.
  */
+import type { StrategyName } from "./config/types.js";
 import type { Backend } from "./errors.js";
 
 export type TelemetryEvent =
+  | {
+      /** a keyspace was built (start-up or reload): its series are exported at 0 from now on */
+      type: "keyspace_started";
+      keyspace: string;
+      strategy: StrategyName;
+      checkerEnabled: boolean;
+      alertRatio: number;
+      at: number;
+    }
   | {
       type: "cache_hit" | "cache_miss" | "cache_stale" | "coalesced" | "refresh_ahead";
       keyspace: string;
@@ -21,6 +31,9 @@ export type TelemetryEvent =
     }
   | { type: "wb_flush"; keyspace: string; writes: number; statements: number; seconds: number }
   | { type: "wb_dead_letter"; keyspace: string; key: string; reason: string }
+  | { type: "wb_superseded"; keyspace: string }
+  | { type: "near_hit" | "near_miss"; keyspace: string; n?: number }
+  | { type: "near_invalidation"; keyspace: string; seconds: number }
   | {
       /** one consistency check finished; counts by kind (consistent, stale, orphan, missing_write, mismatch) */
       type: "consistency_check";

@@ -28,7 +28,7 @@ store: { url: ${PG_URL} }
 checker: { enabled: false }
 log: { level: info, access: ${access} }
 keyspaces:
-  users: { strategy: cache-aside, table: ${tag}_users }
+  users: { strategy: cache-aside, table: ${tag}_users_${access ? "on" : "off"} }
 `,
     "access.yaml",
   );
@@ -42,7 +42,8 @@ afterAll(async () => {
   const pg = await import("pg");
   const db = new pg.default.Client({ connectionString: PG_URL });
   await db.connect();
-  await db.query(`drop table if exists ${tag}_users`);
+  // two daemons with an in-process cache may not share a table: each has its own
+  await db.query(`drop table if exists ${tag}_users_on, ${tag}_users_off`);
   await db.end();
 });
 

@@ -40,7 +40,7 @@ beforeAll(async () => {
   [redis, postgres] = await Promise.all([startPrivateRedis(), startPrivatePostgres()]);
   const yaml = `
 server: { port: 0, request_deadline: 800ms }
-cache: { url: ${redis.url}, prefix: ${tag}, timeout: 200ms, breaker: { failures: 3, cooldown: 300ms } }
+cache: { url: ${redis.url}, prefix: ${tag}, timeout: 200ms, trust_lease: 400ms, breaker: { failures: 3, cooldown: 300ms } }
 store: { url: ${postgres.url}, timeout: 3s, breaker: { failures: 3, cooldown: 300ms } }
 checker: { enabled: false }
 keyspaces:
@@ -124,7 +124,7 @@ describe("Redis killed and started again", () => {
 });
 
 describe("PostgreSQL frozen", () => {
-  it("no request waits past the deadline: 504 timeout; cached values are still served", async () => {
+  it("no request waits past the deadline: 504 timeout; cached values are still served, as STALE once the daemon can not vouch for them", async () => {
     expect((await call(base, "PUT", "/v1/kv/users/cached", { c: 1 })).status).toBe(200);
     expect((await call(base, "GET", "/v1/kv/users/cached")).status).toBe(200); // fills the cache
     await postgres.pause();
@@ -142,9 +142,12 @@ describe("PostgreSQL frozen", () => {
         expect(took).toBeGreaterThanOrEqual(700);
         expect(took).toBeLessThan(1500);
       }
-      const hit = await call(base, "GET", "/v1/kv/users/cached");
-      expect(hit.status).toBe(200);
-      expect(hit.headers["x-cache"]).toBe("HIT");
+      // PostgreSQL has not answered a repair sweep for longer than the trust lease: the entry may hide a
+      // repair owed by another daemon, so it is served for what it is.
+      const stale = await call(base, "GET", "/v1/kv/users/cached");
+      expect(stale.status).toBe(200);
+      expect(stale.headers["x-cache"]).toBe("STALE");
+      expect(stale.json()).toEqual({ c: 1 });
     } finally {
       await postgres.resume();
     }

@@ -46,7 +46,7 @@ describe("createCache", () => {
 });
 
 describe("redis layout", () => {
-  it("stores one compact string per entry under prefix:kv:{keyspace}:key", async () => {
+  it("stores one compact string per entry under prefix:kv:{keyspace}:key, with its incarnation", async () => {
     const cache = new RedisCache(config(REDIS_URL));
     const admin = new Redis(REDIS_URL);
     try {
@@ -58,7 +58,13 @@ describe("redis layout", () => {
       };
       await cache.setIfNewer("users", "alice:1", entry, 60_000);
       const raw = await admin.get(`${prefix}:kv:{users}:alice:1`);
-      expect(raw).toBe('v1712345678901234:1712345679000:{"a":1}');
+      // the incarnation is the one the marker holds beside the server's run id
+      const marker = await admin.get(`${prefix}:inc:{users}`);
+      const runId = /run_id:(\w+)/.exec(await admin.info("server"))![1];
+      const incarnation = marker!.slice(marker!.indexOf(":") + 1);
+      expect(marker).toBe(`${runId}:${incarnation}`);
+      expect(incarnation).toMatch(/^[0-9a-z]{1,12}$/);
+      expect(raw).toBe(`v1712345678901234:${incarnation}:1712345679000:{"a":1}`);
       const ttl = await admin.pttl(`${prefix}:kv:{users}:alice:1`);
       expect(ttl).toBeGreaterThan(50_000);
       expect(ttl).toBeLessThanOrEqual(60_000);

@@ -29,6 +29,7 @@ const T = {
   events: `${tag}_events`,
   people: `${tag}_people`,
   queue: `${tag}_queue`,
+  near: `${tag}_near`,
 };
 /** the second drop of a dropped keyspace comes this long after the first */
 const REDROP_MS = 300;
@@ -56,6 +57,7 @@ async function startPair(): Promise<[Daemon, Daemon]> {
       users: ["strategy: cache-aside", `table: ${T.users}`],
       events: ["strategy: read-through", `table: ${T.events}`],
       queue: ["strategy: write-behind", `table: ${T.queue}`, "write_behind:", "  flush_interval: 100ms"],
+      near: ["strategy: cache-aside", `table: ${T.near}`, "near_cache:", "  mode: coherent", "  ttl: 5m"],
       people: [
         "strategy: cache-aside",
         `table: ${T.people}`,
@@ -246,6 +248,19 @@ describe("change data capture", () => {
     expect((await get(b, "users", "own")).status).toBe(404);
   });
 
+  it("near caches drop what the stream invalidates, in every daemon", async () => {
+    await call(a.url, "PUT", "/v1/kv/near/n1", { v: 1 });
+    // copied into each daemon's memory, then answered from there
+    for (const d of [a, b]) {
+      await waitFor("a near-cache hit", async () => {
+        const r = await get(d, "near", "n1");
+        return r.headers["x-cache-tier"] === "L1" ? r : undefined;
+      });
+    }
+    await db.query(`update ${T.near} set value = '{"v":2}' where key = 'n1'`);
+    await seenByBoth("UPDATE of a near-cached key", "near", "n1", (r) => r.text.includes("2"));
+  });
+
   it("write-behind flushes pass the trigger, deletes included, and outside changes reach its cache", async () => {
     const put = await call(a.url, "PUT", "/v1/kv/queue/q1", { n: 1 });
     const v1 = (put.json() as { version: number }).version;
@@ -309,6 +324,7 @@ describe("change data capture", () => {
           users: ["strategy: cache-aside", `table: ${T.users}`],
           events: ["strategy: read-through", `table: ${T.events}`],
           queue: ["strategy: write-behind", `table: ${T.queue}`, "write_behind:", "  flush_interval: 100ms"],
+          near: ["strategy: cache-aside", `table: ${T.near}`, "near_cache:", "  mode: coherent", "  ttl: 5m"],
           people: [
             "strategy: cache-aside",
             `table: ${T.people}`,
@@ -359,6 +375,10 @@ describe("a fill racing an outside update", () => {
     // sidecache's shared table is its role's own in a real deployment (here the first daemons made it)
     await db.query(`alter table sidecache_tombstones owner to ${role}`);
     await db.query(`alter table sidecache_cache_repairs owner to ${role}`);
+    await db.query(`do $$ declare f regprocedure; begin
+      for f in select oid::regprocedure from pg_proc where proname like 'sidecache%' loop
+        execute format('alter function %s owner to %I', f, '${role}');
+      end loop; end $$`);
     await db.query(`create or replace function ${tag}_gate() returns boolean language plpgsql volatile as $$
       begin perform pg_advisory_lock_shared(4242); perform pg_advisory_unlock_shared(4242); return true; end $$`);
     await db.query(`alter table ${table} enable row level security`);
@@ -442,8 +462,9 @@ describe("the checker with change data capture", () => {
     // an invalidation that never came: the cache keeps claiming the state before a change
     await db.query(`update ${T.users} set value = '{"n":3}' where key = 'w0'`);
     await seenByBoth("the change before the planted entry", "users", "w0", (r) => r.text.includes("3"));
-    const stale = JSON.stringify({ n: 2 });
-    await peek.redis.set(`${tag}:kv:{users}:w0`, `v1:${Date.now() + 600_000}:${stale}`, "PX", 600_000);
+    await a.cache.delete("users", "w0");
+    const stale = { kind: "value" as const, version: 1, value: '{"n":2}', freshUntil: Date.now() + 600_000 };
+    expect(await a.cache.setIfNewer("users", "w0", stale, 600_000)).toBe(true);
     const missed = (
       await call(b.url, "POST", "/v1/keyspaces/users/check", { full: true })
     ).json() as typeof clean;

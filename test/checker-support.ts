@@ -6,9 +6,9 @@ import pg from "pg";
 import { parseConfig } from "../src/config/load.js";
 import { Daemon, type DaemonOptions } from "../src/daemon.js";
 import { silentLogger } from "../src/log.js";
+import { PG_URL, REDIS_URL } from "./support/daemon.js";
 
-export const REDIS_URL = "redis://127.0.0.1:6379";
-export const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
+export { PG_URL, REDIS_URL };
 
 export async function daemonWith(yaml: string, checker: DaemonOptions["checker"] = {}): Promise<Daemon> {
   const config = parseConfig(yaml, "test.yaml");
@@ -76,12 +76,15 @@ export async function rawEntry(
 ): Promise<{ kind: string; version: number; value: string } | null> {
   const text = await redis.get(`${prefix}:kv:{${ks}}:${key}`);
   if (text === null) return null;
-  const m = /^(\w)(\d+):(\d+):(.*)$/s.exec(text);
+  const m = /^(\w)(\d+):(\w*):(\d+):(.*)$/s.exec(text);
   if (!m) throw new Error(`unexpected entry ${text}`);
-  return { kind: m[1]!, version: Number(m[2]), value: m[4]! };
+  return { kind: m[1]!, version: Number(m[2]), value: m[5]! };
 }
 
-/** Overwrites a key's cache entry with a value entry at this version, fresh for an hour. */
+/**
+ * Overwrites a key's cache entry with a value entry at this version, fresh for an hour, of no incarnation
+ * (as the write-behind queue writes them: valid in every incarnation).
+ */
 export async function writeEntry(
   redis: Redis,
   prefix: string,
@@ -92,7 +95,7 @@ export async function writeEntry(
 ): Promise<void> {
   await redis.set(
     `${prefix}:kv:{${ks}}:${key}`,
-    `v${version}:${Date.now() + 3_600_000}:${value}`,
+    `v${version}::${Date.now() + 3_600_000}:${value}`,
     "PX",
     3_600_000,
   );

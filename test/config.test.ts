@@ -60,6 +60,7 @@ describe("defaults", () => {
       prefix: "sidecache",
       maxEntries: 100_000,
       timeoutMs: 1000,
+      trustLeaseMs: 1500,
       breaker,
     });
     expect(c.store).toEqual({ url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5000, breaker });
@@ -91,6 +92,9 @@ describe("defaults", () => {
       ttlJitter: 0.1,
       writeBehind: { flushIntervalMs: 1000, batchSize: 500, maxQueue: 100_000, maxAttempts: 5 },
       checker: c.checker,
+      fillLeaseMs: 2_000,
+      near: undefined,
+      warm: undefined,
     });
   });
 

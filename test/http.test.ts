@@ -345,10 +345,12 @@ describe("operations routes", () => {
     expect(ready.json()).toMatchObject({ status: "ok", checks: { cache: "up", store: "up" } });
     const m = await call(base, "GET", "/metrics");
     expect(m.status).toBe(200);
-    expect(m.text).toMatch(/sidecache_requests_total\{keyspace="users",op="get",status="200"\} \d+/);
+    expect(m.text).toMatch(
+      /sidecache_requests_total\{keyspace="users",op="get",status="200",protocol="http"\} \d+/,
+    );
     expect(m.text).toMatch(/sidecache_cache_hits_total\{keyspace="users"\} [1-9]/);
     expect(m.text).toMatch(
-      /sidecache_request_duration_seconds_bucket\{le="0.001",keyspace="users",op="get"\}/,
+      /sidecache_request_duration_seconds_bucket\{le="0.001",keyspace="users",op="get",protocol="http"\}/,
     );
     expect(m.text).not.toContain("alice"); // labels by keyspace, never by key
     const ks = await call(base, "GET", "/v1/keyspaces");

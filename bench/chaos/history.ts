@@ -35,7 +35,7 @@ export interface ReadRecord {
 export class History {
   readonly writes: WriteRecord[] = [];
   readonly reads: ReadRecord[] = [];
-  /** answers outside what the contract allows under faults */
+  /** answers outside what the protocol allows under faults */
   readonly unexpected: string[] = [];
 
   statusCounts(): Record<string, number> {

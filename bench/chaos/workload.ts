@@ -10,7 +10,7 @@ export interface WorkloadOptions {
   random: () => number;
 }
 
-/** Statuses the contract allows for these requests while backends fail. */
+/** Statuses the protocol allows for these requests while backends fail. */
 const ALLOWED = new Set([200, 202, 204, 404, 429, 503, 504]);
 
 export class Workload {

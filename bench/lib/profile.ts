@@ -22,6 +22,7 @@ export interface ProfileEntry {
 }
 
 export interface ProfileSummary {
+  /** the .cpuprofile file name (written to a temporary directory) */
   file: string;
   totalMs: number;
   /** self time grouped by function */
@@ -87,5 +88,5 @@ export function summarizeProfile(dir: string, root: string, topN = 15): ProfileS
     }))
     .sort((a, b) => b.ms - a.ms)
     .slice(0, 15);
-  return { file: join(dir, file), totalMs: Math.round(busyMs), top, byArea };
+  return { file, totalMs: Math.round(busyMs), top, byArea };
 }

@@ -4,8 +4,10 @@ import type { Options } from "./context.js";
 import type { HitResult } from "../sections/hitpath.js";
 import type { WritesResult } from "../sections/writes.js";
 import type { StampedeResult } from "../sections/stampede.js";
+import type { NearResult } from "../sections/near.js";
 import type { HitRateResult } from "../sections/hitrate.js";
 import type { CostResult } from "../sections/cost.js";
+import type { RespBenchResult } from "../sections/resp.js";
 
 export interface Results {
   machine: Machine;
@@ -16,8 +18,10 @@ export interface Results {
   hit?: HitResult;
   writes?: WritesResult;
   stampede?: StampedeResult;
+  near?: NearResult;
   hitrate?: HitRateResult;
   cost?: CostResult;
+  resp?: RespBenchResult;
   /** sections that failed, with the error */
   failed: Record<string, string>;
 }

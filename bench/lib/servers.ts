@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer as createNetServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { REDIS_URL } from "./backends.js";
 import { spawnPinned, waitForOutput, type Child } from "./proc.js";
 
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -20,6 +21,9 @@ export interface KeyspaceSpec {
   strategy: string;
   table: string;
   ttl?: string;
+  ttl_jitter?: number;
+  /** a near_cache mapping in YAML flow style, e.g. "{ ttl: 1m }" */
+  nearCache?: string;
   consistency?: "strict" | "eventual";
   writeBehind?: { flushInterval: string; batchSize: number; maxQueue: number };
 }
@@ -27,6 +31,8 @@ export interface KeyspaceSpec {
 export interface DaemonSpec {
   /** log.access: one info line per request (off by default: only failures are logged) */
   accessLog?: boolean;
+  /** server.resp: the Redis protocol listener on this port */
+  respPort?: number;
   cachePrefix: string;
   storeUrl: string;
   pool: number;
@@ -38,8 +44,9 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
     "server:",
     "  host: 127.0.0.1",
     `  port: ${port}`,
+    ...(spec.respPort ? [`  resp: { host: 127.0.0.1, port: ${spec.respPort} }`] : []),
     "cache:",
-    "  url: redis://127.0.0.1:6379",
+    `  url: ${REDIS_URL}`,
     `  prefix: ${spec.cachePrefix}`,
     "store:",
     `  url: ${spec.storeUrl}`,
@@ -54,6 +61,8 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
   for (const [name, ks] of Object.entries(spec.keyspaces)) {
     lines.push(`  ${name}:`, `    strategy: ${ks.strategy}`, `    table: ${ks.table}`);
     if (ks.ttl) lines.push(`    ttl: ${ks.ttl}`);
+    if (ks.ttl_jitter !== undefined) lines.push(`    ttl_jitter: ${ks.ttl_jitter}`);
+    if (ks.nearCache) lines.push(`    near_cache: ${ks.nearCache}`);
     if (ks.consistency) lines.push(`    consistency: ${ks.consistency}`);
     if (ks.writeBehind) {
       const wb = ks.writeBehind;
@@ -111,7 +120,7 @@ export async function startDaemon(
 }
 
 /** A port nothing listens on right now. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createNetServer();
     srv.once("error", reject);

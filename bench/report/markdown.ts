@@ -2,6 +2,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import type { Results } from "../lib/results.js";
 import { EXPECTED, type HitRateRow } from "../sections/hitrate.js";
+import { renderResp } from "./resp-markdown.js";
 
 const f = (n: number | undefined, d = 0): string =>
   n === undefined || !Number.isFinite(n)
@@ -85,14 +86,18 @@ export function renderMarkdown(r: Results): string {
     const sc = h.rows.find((x) => x.server === "sidecache")!;
     const quiet = h.rows.find((x) => x.server === "sidecache, access log on");
     out.push(
-      `**sidecache / bare = ${f(h.ratioVsBare, 2)}** (issue 2 target ≥ ${h.target}: ${h.ratioVsBare >= h.target ? "met" : "**not met**"}); ` +
+      `**sidecache / bare = ${f(h.ratioVsBare, 2)}**; ` +
         `**sidecache / in-app = ${f(h.ratioVsInApp, 2)}**. The load generator is not the bottleneck: the same wrk ` +
         `drives the bare server at ${f(bare.rps)} req/s, ${f(bare.rps / sc.rps, 1)}× what sidecache answers` +
         (bare.generatorCpuUtil !== undefined
           ? `, using ${pct(bare.generatorCpuUtil)} of core 1 to do it`
           : "") +
         `. Daemon RSS after the runs: ${f(sc.rssMiB)} MiB.` +
-        (quiet ? ` With the access log on, sidecache / bare = ${f(quiet.rps / bare.rps, 2)}.` : ""),
+        (quiet ? ` With the access log on, sidecache / bare = ${f(quiet.rps / bare.rps, 2)}.` : "") +
+        (h.nearVsBare !== undefined && h.nearVsInApp !== undefined
+          ? ` From the near cache (X-Cache-Tier: L1): **near / bare = ${f(h.nearVsBare, 2)}**, ` +
+            `**near / in-app = ${f(h.nearVsInApp, 2)}**.`
+          : ""),
     );
     if (h.profile) {
       out.push(
@@ -123,25 +128,33 @@ export function renderMarkdown(r: Results): string {
   if (w) {
     out.push("## 2. Writes");
     out.push(
-      `PUT with a ${w.bodyBytes}-byte JSON body on ${w.hotKeys} hot keys drawn uniformly (wrk with a Lua script, ` +
-        `${w.connections} connections, ${w.warmupS} s warm-up then ${w.durationS} s measured), one daemon per strategy ` +
-        `with a pool of 10. The daemon reaches PostgreSQL through a pass-through proxy run by the bench that counts ` +
-        `every statement on the wire (simple-protocol queries and extended-protocol Executes, BEGIN and COMMIT ` +
-        `included), from the start of the window until every acknowledged write is in PostgreSQL (write-behind: ` +
-        `until \`POST /v1/keyspaces/{ks}/flush\` returns). Rows written come from pg_stat_user_tables ` +
-        `(n_tup_ins + n_tup_upd, read after the daemon stopped, warm-up included, divided by all acks).`,
+      `PUT with a ${w.bodyBytes}-byte JSON body on ${w.hotKeys} hot keys drawn uniformly (wrk with a Lua script), ` +
+        `one daemon per strategy with a pool of 10, beside an in-app server that does per request what a team ` +
+        `writes by hand: a plain upsert in autocommit (\`INSERT ... ON CONFLICT ... RETURNING\`), then a Redis ` +
+        `\`SET\` (pool 10, the same PostgreSQL and Redis, measured first and again last in the same run). Each ` +
+        `server is measured with 1 connection (${w.oneDurationS} s) and with ${w.connections} (${w.warmupS} s ` +
+        `warm-up then ${w.durationS} s measured). Every server reaches PostgreSQL through a pass-through proxy run ` +
+        `by the bench that counts every statement on the wire (simple-protocol queries and extended-protocol ` +
+        `Executes, BEGIN and COMMIT included, the daemon's background work too), from the start of the window ` +
+        `until every acknowledged write is in PostgreSQL (write-behind: until ` +
+        `\`POST /v1/keyspaces/{ks}/flush\` returns). Rows written come from pg_stat_user_tables (n_tup_ins + ` +
+        `n_tup_upd, read after the server stopped, warm-up included, divided by all acks).`,
     );
     out.push(
       table(
         [
-          "strategy",
-          "acks/s",
+          "server",
+          `acks/s (${w.connections} conn.)`,
+          "× in-app",
           "p50 ms",
           "p99 ms",
-          "statements per 1,000 acks",
+          `statements per write (${w.connections} conn.)`,
+          "statements per write (1 conn.)",
+          "acks/s (1 conn.)",
+          "p50 ms (1 conn.)",
           "commits per 1,000 acks",
           "rows written per 1,000 acks",
-          "daemon CPU",
+          "server CPU",
           "errors",
         ],
         w.rows.map((x) =>
@@ -149,15 +162,19 @@ export function renderMarkdown(r: Results): string {
             ? [
                 x.strategy,
                 f(x.ackRps),
+                x.vsBaseline !== undefined ? `${f(x.vsBaseline, 2)}×` : "",
                 ms(x.p50Ms),
                 ms(x.p99Ms),
-                f(x.statementsPer1k, 1),
+                f(x.statementsPer1k / 1000, 3),
+                x.one ? f(x.one.statementsPerWrite, 3) : "",
+                x.one ? f(x.one.ackRps) : "",
+                x.one ? ms(x.one.p50Ms) : "",
                 f(x.commitsPer1k, 1),
                 f(x.rowWritesPer1k, 1),
                 pct(x.serverCpuUtil),
                 f(x.errors),
               ]
-            : [x.strategy, "not available", "", "", "", "", "", "", ""],
+            : [x.strategy, "not available", "", "", "", "", "", "", "", "", "", "", ""],
         ),
       ),
     );
@@ -168,7 +185,7 @@ export function renderMarkdown(r: Results): string {
           .sort((a, b) => b[1] - a[1])
           .map(([k, n]) => `${k} ${f(n, n < 10 ? 1 : 0)}`)
           .join(", ");
-        out.push(`- ${x.strategy}, statements per 1,000 acks by kind: ${kinds}.`);
+        out.push(`- ${x.strategy}, statements per 1,000 acks (${w.connections} conn.) by kind: ${kinds}.`);
       }
       if (!x.available) out.push(`- ${x.strategy}: ${x.note}`);
       else if (x.flushMs !== undefined)
@@ -177,6 +194,32 @@ export function renderMarkdown(r: Results): string {
             `counted ${f(x.metricStatements)} statements against ${f(x.statements)} on the wire.`,
         );
     }
+  }
+
+  const nc = r.near;
+  if (nc) {
+    out.push("## Near cache");
+    out.push(
+      "Sequential writes through one daemon while every daemon holds a copy of the key (each read it just " +
+        "before): in coherent mode a write waits until every other daemon dropped its copy.",
+    );
+    out.push(
+      table(
+        ["daemons", "near cache", "writes", "p50 ms", "p99 ms"],
+        nc.writes.map((w) => [
+          f(w.daemons),
+          w.nearCache ? "coherent" : "none",
+          f(w.writes),
+          f(w.p50Ms),
+          f(w.p99Ms),
+        ]),
+      ),
+    );
+    out.push(
+      `RSS with ${f(nc.rss.entries)} near entries of ${f(nc.rss.valueBytes)}-byte values: ` +
+        `${f(nc.rss.afterMiB)} MiB (${f(nc.rss.beforeMiB)} MiB before they were read; the daemon's own ` +
+        `estimate of the entries: ${f(nc.rss.nearBytes / 2 ** 20)} MiB).`,
+    );
   }
 
   const s = r.stampede;
@@ -197,6 +240,26 @@ export function renderMarkdown(r: Results): string {
       `Cross-check at PostgreSQL: pg_stat_user_tables counts ${f(s.pgStatScans)} scans of the table over the ` +
         `section, the proxy ${f(s.wireSelects)} selects of it.`,
     );
+    if (s.hotTrials && s.hotTrials.length > 0) {
+      out.push(
+        `A hot key whose entry expired (ttl 1s, read 1.1 s after its fill) and the same key just written ` +
+          `(cache-aside leaves a tombstone), ${f(s.concurrency)} readers at once, PostgreSQL 20 ms away each way:`,
+      );
+      out.push(
+        table(
+          ["case", "key", "PostgreSQL reads", "200 answers", "other answers", "p50 ms", "last answer ms"],
+          s.hotTrials.map((t) => [
+            t.case === "expired" ? "expired hot key" : "just written",
+            t.key,
+            f(t.pgReads),
+            f(t.ok),
+            f(t.other),
+            f(t.p50Ms),
+            f(t.maxMs),
+          ]),
+        ),
+      );
+    }
   }
 
   const hr = r.hitrate;
@@ -260,6 +323,7 @@ export function renderMarkdown(r: Results): string {
       );
     }
   }
+  if (r.resp) out.push(...renderResp(r.resp));
   return `${out.join("\n\n")}\n`;
 }
 

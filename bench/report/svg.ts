@@ -88,7 +88,7 @@ export function renderChart(r: Results): string {
         )?.[field],
     );
   const series = (field: "rps" | "meanMs"): Series[] => [
-    { name: "expected (issue 6)", color: "#888", dash: "6 4", values: EXPECTED.map((e) => e[field]) },
+    { name: "expected (model)", color: "#888", dash: "6 4", values: EXPECTED.map((e) => e[field]) },
     { name: "sidecache, 100 clients", color: "#1f6feb", values: pick("sidecache", 100, field) },
     { name: "sidecache, 10 clients", color: "#7fb3ff", values: pick("sidecache", 10, field) },
     {

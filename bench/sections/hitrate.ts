@@ -1,5 +1,5 @@
 /**
- * Issue 6 #2, the hit-rate table. PostgreSQL sits behind a proxy that holds every chunk 25 ms in each
+ * The hit-rate table. PostgreSQL sits behind a proxy that holds every chunk 25 ms in each
  * direction (a 50 ms round trip, for real); the daemon has a pool of 10. A set of warm keys is loaded into
  * the cache first; each request reads a warm key with probability h, else the next never-read key of a
  * cold range (every cold read is a miss, and no cold key is read twice), so the hit rate is h by

@@ -1,7 +1,9 @@
 /**
- * Issue 6 #4, the stampede: 1,000 connections opened first, then one GET of the same cold key written on
- * every one of them in the same tick. PostgreSQL reads of that key are counted on the wire by a
- * pass-through proxy; sidecache (single flight) against the naive in-app cache-aside.
+ * The stampede: 1,000 connections opened first, then one GET of the same key written on every one of them
+ * in the same tick. PostgreSQL reads of that key are counted on the wire by a pass-through proxy.
+ * - a cold key: sidecache (single flight) against the naive in-app cache-aside;
+ * - a hot key whose entry just expired, and a key just written (its entry a tombstone), behind a slow
+ *   PostgreSQL (20 ms each way): sidecache alone, goal one read.
  */
 import { connect, type Socket } from "node:net";
 import { PG_TARGET, REDIS_URL } from "../lib/backends.js";
@@ -12,6 +14,8 @@ import { VALUE_100B } from "./hitpath.js";
 
 export interface StampedeTrial {
   server: "sidecache" | "in-app cache-aside (naive)";
+  /** what the key's entry held: nothing, an expired value, a write's tombstone */
+  case?: "cold" | "expired" | "written";
   key: string;
   /** PostgreSQL reads of the key, counted on the wire */
   pgReads: number;
@@ -28,6 +32,8 @@ export interface StampedeTrial {
 export interface StampedeResult {
   concurrency: number;
   trials: StampedeTrial[];
+  /** the expired and just-written cases, behind the slow proxy */
+  hotTrials?: StampedeTrial[];
   /** pg_stat_user_tables seq_scan + idx_scan of the table over the whole section, against the wire count */
   pgStatScans: number;
   wireSelects: number;
@@ -161,5 +167,64 @@ export async function stampede(ctx: Context): Promise<StampedeResult> {
     await proxy.close();
   }
   const st = await ctx.backends.settledTableStats(table);
-  return { concurrency, trials, pgStatScans: st.seqScan + st.idxScan, wireSelects: proxy.selectsOn(table) };
+  const hotTrials = await hotKeys(ctx, concurrency, trialsPerServer);
+  return {
+    concurrency,
+    trials,
+    hotTrials,
+    pgStatScans: st.seqScan + st.idxScan,
+    wireSelects: proxy.selectsOn(table),
+  };
+}
+
+/** An expired hot key and a just-written key, each hit by `concurrency` readers at once. */
+async function hotKeys(ctx: Context, concurrency: number, rounds: number): Promise<StampedeTrial[]> {
+  const tag = ctx.tag();
+  const table = `bench_${tag}_hot`;
+  const prefix = `bench-${tag}-hot`;
+  ctx.tables.push(table);
+  ctx.prefixes.push(prefix);
+  const proxy = new PgProxy(PG_TARGET, 20, [table]);
+  await proxy.listen();
+  const trials: StampedeTrial[] = [];
+  const daemon = await startDaemon(
+    {
+      cachePrefix: prefix,
+      storeUrl: proxy.url,
+      pool: 10,
+      keyspaces: { hot: { strategy: "cache-aside", table, ttl: "1s", ttl_jitter: 0 } },
+    },
+    { core: ctx.serverCore },
+  );
+  try {
+    for (let t = 0; t < rounds; t++) {
+      const key = `hot-${t}`;
+      const path = `/v1/kv/hot/${key}`;
+      const put = (n: number) =>
+        call(`${daemon.base}${path}`, {
+          method: "PUT",
+          body: JSON.stringify({ round: t, n }),
+          headers: { "content-type": "application/json" },
+        });
+      await put(1);
+      await call(`${daemon.base}${path}`);
+      await sleep(1_100); // past its ttl, kept for the stale grace
+      for (const kind of ["expired", "written"] as const) {
+        if (kind === "written") await put(2);
+        const before = proxy.selectsOn(table);
+        const b = await burst(daemon.port, path, concurrency);
+        await sleep(100);
+        const reads = proxy.selectsOn(table) - before;
+        ctx.log(
+          `  sidecache, ${kind === "expired" ? "an expired hot key" : "a key just written"}: ${concurrency} concurrent GETs, ` +
+            `${reads} PostgreSQL reads, ${b.ok} answered 200, last answer after ${round(b.wallMs, 0)} ms`,
+        );
+        trials.push({ server: "sidecache", case: kind, key, pgReads: reads, ...b });
+      }
+    }
+  } finally {
+    await daemon.stop("SIGTERM");
+    await proxy.close();
+  }
+  return trials;
 }

@@ -3,7 +3,7 @@
  * are those of the adapter underneath, plus "down" whenever a call fails for the cache's own reasons
  * (timeout, unreachable, breaker open): a hung Redis keeps its connection open.
  */
-import type { CacheAdapter, CacheEntry, ConnectionState } from "../cache/adapter.js";
+import type { CacheAdapter, CacheEntry, ConnectionState, GetOptions, SetOptions } from "../cache/adapter.js";
 import { BackendUnavailableError } from "../errors.js";
 import { BackendTimeoutError, type BackendGuard } from "./guard.js";
 
@@ -33,16 +33,26 @@ export class GuardedCache implements CacheAdapter {
     return this.inner;
   }
 
-  get(keyspace: string, key: string): Promise<CacheEntry | null> {
-    return this.run("get", () => this.inner.get(keyspace, key));
+  get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
+    return this.run("get", () => this.inner.get(keyspace, key, options));
   }
 
-  getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]> {
-    return this.run("get_many", () => this.inner.getMany(keyspace, keys));
+  getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]> {
+    return this.run("get_many", () => this.inner.getMany(keyspace, keys, options));
   }
 
-  setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean> {
-    return this.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs));
+  setIfNewer(
+    keyspace: string,
+    key: string,
+    entry: CacheEntry,
+    ttlMs: number,
+    options?: SetOptions,
+  ): Promise<boolean> {
+    return this.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs, options));
+  }
+
+  generation(): number {
+    return this.inner.generation();
   }
 
   delete(keyspace: string, key: string): Promise<void> {
@@ -53,12 +63,34 @@ export class GuardedCache implements CacheAdapter {
     return this.run("delete_keyspace", () => this.inner.deleteKeyspace(keyspace));
   }
 
+  deleteIf(keyspace: string, key: string, observed: Pick<CacheEntry, "kind" | "version">): Promise<boolean> {
+    return this.run("delete", () => this.inner.deleteIf(keyspace, key, observed));
+  }
+
   sampleKeys(keyspace: string, n: number): Promise<string[]> {
     return this.run("sample", () => this.inner.sampleKeys(keyspace, n));
   }
 
   ping(): Promise<void> {
     return this.run("ping", () => this.inner.ping());
+  }
+
+  get takeFillLease(): CacheAdapter["takeFillLease"] {
+    const inner = this.inner;
+    if (!inner.takeFillLease) return undefined;
+    return (ks, key, ms) => this.run("fill_lease", () => inner.takeFillLease!(ks, key, ms));
+  }
+
+  get watchFill(): CacheAdapter["watchFill"] {
+    const inner = this.inner;
+    if (!inner.watchFill) return undefined;
+    return (ks, key) => this.run("get", () => inner.watchFill!(ks, key));
+  }
+
+  get releaseFillLease(): CacheAdapter["releaseFillLease"] {
+    const inner = this.inner;
+    if (!inner.releaseFillLease) return undefined;
+    return (ks, key, token) => this.run("fill_lease", () => inner.releaseFillLease!(ks, key, token));
   }
 
   private async run<T>(op: string, call: () => Promise<T>): Promise<T> {

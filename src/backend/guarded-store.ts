@@ -6,6 +6,7 @@ import type {
   TableMapping,
   TableStore,
   VersionedOp,
+  WarmSource,
   WriteOp,
   WriteOptions,
   WriteResult,
@@ -13,10 +14,21 @@ import type {
 import type { BackendGuard } from "./guard.js";
 
 export class GuardedStore implements StoreAdapter {
+  readonly warmSource?: WarmSource;
+
   constructor(
     private readonly inner: StoreAdapter,
     readonly guard: BackendGuard,
-  ) {}
+  ) {
+    const warm = inner.warmSource;
+    if (warm) {
+      this.warmSource = {
+        queryKeys: (sql, limit) => guard.run("warm_query", () => warm.queryKeys(sql, limit)),
+        saveHotKeys: (ks, keys) => guard.run("save_hot_keys", () => warm.saveHotKeys(ks, keys)),
+        hotKeys: (ks, limit) => guard.run("hot_keys", () => warm.hotKeys(ks, limit)),
+      };
+    }
+  }
 
   get kind(): string {
     return this.inner.kind;
@@ -64,11 +76,25 @@ export class GuardedTable implements TableStore {
   }
 
   write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {
-    return this.guard.run("write", () => this.inner.write(ops, options));
+    // A write that times out while it still waits to be sent is dropped rather than written later.
+    const giveUp = new AbortController();
+    return this.guard.run(
+      "write",
+      () => this.inner.write(ops, { ...options, signal: giveUp.signal }),
+      () => giveUp.abort(),
+    );
   }
 
   applyVersioned(ops: VersionedOp[]): Promise<number> {
     return this.guard.run("apply", () => this.inner.applyVersioned(ops));
+  }
+
+  newerThan(ops: { key: string; version: number }[]): Promise<Map<string, number>> {
+    return this.guard.run("version", () => this.inner.newerThan(ops));
+  }
+
+  settledVersion(key: string): Promise<number> {
+    return this.guard.run("version", () => this.inner.settledVersion(key));
   }
 
   currentVersion(key: string): Promise<number> {

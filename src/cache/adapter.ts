@@ -2,6 +2,13 @@
  * What the strategies see of the cache. Implementations: redis.ts (ioredis) and memory.ts
  * (in-process, bounded). Both pass test/cache-adapter.contract.ts.
  */
+/**
+ * Every entry a write leaves (a value, an absent marker, a tombstone) stays in the cache at least this long,
+ * fresh or not: a reader that finds nothing knows no write reached the cache in that time, and a slow fill
+ * that read the row before a write can not outlive the write's entry. See docs/design.md, "single flight".
+ */
+export const WRITE_MARKER_MIN_MS = 60_000;
+
 export type EntryKind = "value" | "absent" | "tombstone";
 
 export interface CacheEntry {
@@ -12,6 +19,24 @@ export interface CacheEntry {
   value?: string;
   /** ms since the epoch after which the entry is stale: still kept for the grace period, served only as a fallback */
   freshUntil: number;
+  /** set on entries answered from the daemon's near cache (src/near) rather than from Redis */
+  near?: boolean;
+}
+
+export interface GetOptions {
+  /** skip the daemon's near cache (Cache-Control: no-cache) */
+  skipNear?: boolean;
+}
+
+export interface SetOptions {
+  /**
+   * The generation() seen before the data of the entry was read: when the cache changed incarnation since,
+   * a value or absent entry is not taken (it may predate writes whose entries the old cache lost).
+   * Tombstones are always taken: they only hide.
+   */
+  generation?: number;
+  /** a fill: a copy of what PostgreSQL holds, not a change (nothing to announce to other daemons) */
+  fill?: boolean;
 }
 
 /** "down": the connection was lost or a call failed; "up": the connection is made (again). */
@@ -21,26 +46,51 @@ export interface CacheAdapter {
   /** "redis" or "memory" */
   readonly kind: string;
   /** The entry of one key, or null when nothing is cached. */
-  get(keyspace: string, key: string): Promise<CacheEntry | null>;
+  get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null>;
   /** Entries of many keys, in the order asked, null where nothing is cached. */
-  getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]>;
+  getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]>;
   /**
    * Stores the entry for ttlMs unless what is cached is newer: it is taken when entry.version > cached.version,
    * or when the cached entry is a tombstone and entry.version >= its version, or when both are values of the same
    * version (the same write: a refill after expiry renews it). Atomic. Returns whether it was taken.
    */
-  setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean>;
-  /** Removes the entry whatever its version (repairs, tests). */
+  setIfNewer(
+    keyspace: string,
+    key: string,
+    entry: CacheEntry,
+    ttlMs: number,
+    options?: SetOptions,
+  ): Promise<boolean>;
+  /**
+   * A number that changes whenever the cache may have lost entries behind the daemon's back (a Redis that
+   * restarted, failed over, was flushed or replaced). A cache that lives in the process never does: 0.
+   */
+  generation(): number;
+  /** Removes the entry whatever its version (tests, tools). */
   delete(keyspace: string, key: string): Promise<void>;
   /**
    * Removes every entry of the keyspace whatever its version (its table was truncated, or changes to it
    * may have been missed); returns how many were removed. Not atomic: an entry set meanwhile may stay.
    */
   deleteKeyspace(keyspace: string): Promise<number>;
+  /**
+   * Removes the entry only if it is still the one observed (same kind and version): a repair never
+   * removes an entry a later write left. Atomic. Returns whether it was removed.
+   */
+  deleteIf(keyspace: string, key: string, observed: Pick<CacheEntry, "kind" | "version">): Promise<boolean>;
   /** Up to n keys of the keyspace picked at random (the checker's sample); may return fewer. */
   sampleKeys(keyspace: string, n: number): Promise<string[]>;
   /** Throws when the cache can not be reached. */
   ping(): Promise<void>;
+  /**
+   * Optional (a cache shared by daemons): takes the key's fill lease for ms, so that one daemon loads the
+   * key from PostgreSQL while the others wait for its fill. A token when taken, null when another holds it.
+   */
+  takeFillLease?(keyspace: string, key: string, ms: number): Promise<string | null>;
+  /** The key's entry, and whether its fill lease is held, in one round trip. */
+  watchFill?(keyspace: string, key: string): Promise<{ entry: CacheEntry | null; leased: boolean }>;
+  /** Gives the lease back if it is still this token's. */
+  releaseFillLease?(keyspace: string, key: string, token: string): Promise<void>;
   /**
    * Optional: calls the listener when the connection to the cache drops or is made again; returns a
    * function that removes it. A cache living in the process never drops and need not implement it.

@@ -87,6 +87,10 @@ export class MemoryCache implements CacheAdapter {
     });
   }
 
+  generation(): number {
+    return 0;
+  }
+
   async setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean> {
     assertEntry(entry);
     const k = lruKey(keyspace, key);
@@ -118,6 +122,18 @@ export class MemoryCache implements CacheAdapter {
     let removed = 0;
     for (const key of keys) if (this.lru.delete(lruKey(keyspace, key))) removed++;
     return removed;
+  }
+
+  async deleteIf(
+    keyspace: string,
+    key: string,
+    observed: Pick<CacheEntry, "kind" | "version">,
+  ): Promise<boolean> {
+    const k = lruKey(keyspace, key);
+    const cached = this.lru.get(k)?.entry;
+    if (!cached || cached.kind !== observed.kind || cached.version !== observed.version) return false;
+    this.lru.delete(k);
+    return true;
   }
 
   async sampleKeys(keyspace: string, n: number): Promise<string[]> {

@@ -3,41 +3,75 @@
  * the hash tag keeps a keyspace in one slot. Calls fail fast while Redis is unreachable (no offline queue,
  * a per-command timeout) and the client reconnects by itself, forever, with a capped backoff.
  */
-import { randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type { CacheAdapter, CacheEntry, ConnectionState } from "./adapter.js";
-import { decodeEntry, encodeEntry, HEAD_MAX_BYTES } from "./codec.js";
+import type { SetOptions } from "./adapter.js";
+import { decodeEntry, encodeEntry, ENTRY_LUA, incarnationOf, kindLetter } from "./codec.js";
+import { ADOPT_LUA, Incarnations } from "./incarnation.js";
 import type { CacheConfig } from "../config/types.js";
 import { BackendUnavailableError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 
 /**
- * KEYS[1] the entry; ARGV[1] the new version, ARGV[2] the encoded entry, ARGV[3] the TTL in ms.
- * Only the head of the cached entry is read. Versions compare as Lua numbers (doubles), exact up to 2^53.
- * An entry that does not decode is overwritten.
+ * KEYS[1] the entry, KEYS[2] the incarnation marker; ARGV[1] the new version, ARGV[2] the new kind letter,
+ * ARGV[3] the encoded entry, ARGV[4] the TTL in ms, ARGV[5] the marker's expected text, ARGV[6] the
+ * incarnation. -1 when the marker is not the expected one (the cache changed incarnation: nothing is
+ * written). An entry of another incarnation counts as nothing cached; one of none (the write-behind
+ * queue's) counts as current. Only the head of the cached entry is read.
  */
-const SET_IF_NEWER_LUA = `
-local head = redis.call('GETRANGE', KEYS[1], 0, ${HEAD_MAX_BYTES - 1})
-if head ~= '' then
-  local kind, digits = string.match(head, '^(%a)(%-?%d+):')
-  local cached = digits and tonumber(digits)
-  if cached then
-    local v = tonumber(ARGV[1])
-    local refresh = kind == 'v' and v == cached and string.sub(ARGV[2], 1, 1) == 'v'
-    if not (v > cached or (kind == 't' and v >= cached) or refresh) then return 0 end
-  end
+const SET_IF_NEWER_LUA = `${ENTRY_LUA}
+if redis.call('GET', KEYS[2]) ~= ARGV[5] then return -1 end
+local kind, cached, inc = entryHead(KEYS[1])
+if kind and (inc == ARGV[6] or inc == '') then
+  local v = tonumber(ARGV[1])
+  local refresh = kind == 'v' and v == cached and ARGV[2] == 'v'
+  if not (v > cached or (kind == 't' and v >= cached) or refresh) then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
 return 1
+`;
+
+/**
+ * KEYS[1] the entry; ARGV[1] the kind letter, ARGV[2] the version, ARGV[3] the incarnation. Deletes the
+ * entry only when it is that one. Returns 1 when deleted.
+ */
+const DELETE_IF_LUA = `${ENTRY_LUA}
+local kind, v, inc = entryHead(KEYS[1])
+if kind == ARGV[1] and v == tonumber(ARGV[2]) and (inc == ARGV[3] or inc == '') then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`;
+
+/** KEYS[1] the fill lease; ARGV[1] the token. Deletes the lease if it is still that token's. */
+const RELEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `;
 
 const SCAN_COUNT = 1000;
 const BACKOFF_BASE_MS = 50;
 const BACKOFF_CAP_MS = 1000;
 const CLOSE_WAIT_MS = 1000;
+/** Entries of another incarnation make the marker be read again at most this often. */
+const RECHECK_MS = 250;
 
 type ScriptClient = Redis & {
-  sidecacheSetIfNewer(key: string, version: string, encoded: string, ttlMs: string): Promise<number>;
+  sidecacheSetIfNewer(
+    key: string,
+    marker: string,
+    version: string,
+    kind: string,
+    encoded: string,
+    ttlMs: string,
+    expected: string,
+    incarnation: string,
+  ): Promise<number>;
+  sidecacheAdopt(marker: string, runId: string, candidate: string): Promise<string>;
+  sidecacheDeleteIf(key: string, kind: string, version: string, incarnation: string): Promise<number>;
+  sidecacheRelease(lease: string, token: string): Promise<number>;
 };
 
 export class RedisCache implements CacheAdapter {
@@ -49,6 +83,7 @@ export class RedisCache implements CacheAdapter {
   private lastError: Error | undefined;
   private outage = false;
   private closed = false;
+  private readonly incarnations: Incarnations;
 
   constructor(
     private readonly config: CacheConfig,
@@ -73,7 +108,30 @@ export class RedisCache implements CacheAdapter {
       enableAutoPipelining: true,
     };
     this.redis = new Redis(config.url, options) as ScriptClient;
-    this.redis.defineCommand("sidecacheSetIfNewer", { numberOfKeys: 1, lua: SET_IF_NEWER_LUA });
+    this.redis.defineCommand("sidecacheSetIfNewer", { numberOfKeys: 2, lua: SET_IF_NEWER_LUA });
+    this.redis.defineCommand("sidecacheAdopt", { numberOfKeys: 1, lua: ADOPT_LUA });
+    this.redis.defineCommand("sidecacheDeleteIf", { numberOfKeys: 1, lua: DELETE_IF_LUA });
+    this.redis.defineCommand("sidecacheRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
+    this.incarnations = new Incarnations(
+      {
+        runId: async () => {
+          const info = await this.redis.info("server");
+          const m = /^run_id:(\w+)/m.exec(info);
+          if (!m) throw new Error("INFO server has no run_id");
+          return m[1]!;
+        },
+        adopt: (marker, runId, candidate) => this.redis.sidecacheAdopt(marker, runId, candidate),
+        read: (marker) => this.redis.get(marker),
+      },
+      (tag) => `${this.config.prefix}:inc:{${tag}}`,
+      (tag, from, to) =>
+        this.log.warn(
+          { cache: this.where, keyspace: tag, from, to },
+          "the cache is another incarnation (restarted, failed over, flushed or replaced): its entries are not served",
+        ),
+    );
+    // Before any listener of "ready" runs, so that no call is made for the old incarnation.
+    this.redis.prependListener("ready", () => this.incarnations.reconnected());
     this.redis.on("ready", () => {
       this.everReady = true;
       this.lastError = undefined;
@@ -116,24 +174,55 @@ export class RedisCache implements CacheAdapter {
     return `${this.keyspaceBase(keyspace)}${key}`;
   }
 
+  generation(): number {
+    return this.incarnations.generation;
+  }
+
   async get(keyspace: string, key: string): Promise<CacheEntry | null> {
+    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
     const text = await this.call("GET", () => this.redis.get(this.redisKey(keyspace, key)));
-    return text === null ? null : decodeEntry(text);
+    return text === null ? null : this.current(keyspace, inc.incarnation, text);
   }
 
   async getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]> {
     if (keys.length === 0) return [];
+    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
     const texts = await this.call("MGET", () => this.redis.mget(keys.map((k) => this.redisKey(keyspace, k))));
-    return texts.map((t) => (t === null ? null : decodeEntry(t)));
+    return texts.map((t) => (t === null ? null : this.current(keyspace, inc.incarnation, t)));
   }
 
-  async setIfNewer(keyspace: string, key: string, entry: CacheEntry, ttlMs: number): Promise<boolean> {
-    const encoded = encodeEntry(entry);
+  async setIfNewer(
+    keyspace: string,
+    key: string,
+    entry: CacheEntry,
+    ttlMs: number,
+    options?: SetOptions,
+  ): Promise<boolean> {
     const px = String(Math.min(Math.max(1, Math.ceil(ttlMs)), Number.MAX_SAFE_INTEGER));
-    const taken = await this.call("setIfNewer", () =>
-      this.redis.sidecacheSetIfNewer(this.redisKey(keyspace, key), String(entry.version), encoded, px),
-    );
-    return taken === 1;
+    for (let attempt = 0; ; attempt++) {
+      if (options?.generation !== undefined && options.generation !== this.generation()) {
+        if (entry.kind !== "tombstone") return false;
+      }
+      const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
+      const encoded = encodeEntry(entry, inc.incarnation);
+      const taken = await this.call("setIfNewer", () =>
+        this.redis.sidecacheSetIfNewer(
+          this.redisKey(keyspace, key),
+          this.incarnationMarker(keyspace),
+          String(entry.version),
+          kindLetter(entry.kind),
+          encoded,
+          px,
+          this.incarnations.markerText(inc),
+          inc.incarnation,
+        ),
+      );
+      if (taken !== -1) return taken === 1;
+      // The marker moved: adopt what it holds now. A tombstone is written again for the new incarnation;
+      // anything else was read for the old one and is dropped.
+      await this.call("adopt", () => this.incarnations.readopt(keyspace));
+      if (entry.kind !== "tombstone" || attempt > 0) return false;
+    }
   }
 
   async delete(keyspace: string, key: string): Promise<void> {
@@ -153,6 +242,47 @@ export class RedisCache implements CacheAdapter {
       cursor = next;
     } while (cursor !== "0");
     return removed;
+  }
+
+  async deleteIf(
+    keyspace: string,
+    key: string,
+    observed: Pick<CacheEntry, "kind" | "version">,
+  ): Promise<boolean> {
+    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
+    const letter = kindLetter(observed.kind);
+    const n = await this.call("deleteIf", () =>
+      this.redis.sidecacheDeleteIf(
+        this.redisKey(keyspace, key),
+        letter,
+        String(observed.version),
+        inc.incarnation,
+      ),
+    );
+    return n === 1;
+  }
+
+  async takeFillLease(keyspace: string, key: string, ms: number): Promise<string | null> {
+    const token = randomBytes(8).toString("hex");
+    const ok = await this.call("fill lease", () =>
+      this.redis.set(this.fillLeaseKey(keyspace, key), token, "PX", Math.max(1, Math.ceil(ms)), "NX"),
+    );
+    return ok === "OK" ? token : null;
+  }
+
+  async watchFill(keyspace: string, key: string): Promise<{ entry: CacheEntry | null; leased: boolean }> {
+    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
+    const [text, lease] = await this.call("MGET", () =>
+      this.redis.mget(this.redisKey(keyspace, key), this.fillLeaseKey(keyspace, key)),
+    );
+    const entry = text === null || text === undefined ? null : this.current(keyspace, inc.incarnation, text);
+    return { entry, leased: lease !== null && lease !== undefined };
+  }
+
+  async releaseFillLease(keyspace: string, key: string, token: string): Promise<void> {
+    await this.call("release fill lease", () =>
+      this.redis.sidecacheRelease(this.fillLeaseKey(keyspace, key), token),
+    );
   }
 
   /**
@@ -184,8 +314,10 @@ export class RedisCache implements CacheAdapter {
     return [...found];
   }
 
+  /** PING, and the incarnation markers read again (a FLUSHALL keeps the connection). */
   async ping(): Promise<void> {
     await this.call("PING", () => this.redis.ping());
+    await this.call("verify", () => this.incarnations.verify());
   }
 
   async close(): Promise<void> {
@@ -210,6 +342,42 @@ export class RedisCache implements CacheAdapter {
           });
     this.redis.disconnect(false);
     await ended;
+  }
+
+  /** The key's fill lease: the keyspace's hash tag, so it shares the entry's slot. */
+  private fillLeaseKey(keyspace: string, key: string): string {
+    return `${this.config.prefix}:fl:{${keyspace}}:${key}`;
+  }
+
+  private incarnationMarker(keyspace: string): string {
+    return `${this.config.prefix}:inc:{${keyspace}}`;
+  }
+
+  private adopted(keyspace: string) {
+    return this.call("adopt", () => this.incarnations.of(keyspace));
+  }
+
+  /**
+   * The entry when it was written for the current incarnation (or for none: the write-behind queue's);
+   * null otherwise. An entry of an incarnation newer than ours means another daemon saw the cache change
+   * first: look at the marker again.
+   */
+  private current(keyspace: string, incarnation: string, text: string): CacheEntry | null {
+    const inc = incarnationOf(text);
+    if (inc !== incarnation && inc !== "") {
+      if (inc !== null) this.recheck(keyspace);
+      return null;
+    }
+    return decodeEntry(text);
+  }
+
+  private lastRecheck = 0;
+
+  private recheck(keyspace: string): void {
+    const now = Date.now();
+    if (now - this.lastRecheck < RECHECK_MS) return;
+    this.lastRecheck = now;
+    void this.incarnations.readopt(keyspace).catch(() => {});
   }
 
   private keyspaceBase(keyspace: string): string {

@@ -34,12 +34,14 @@ export interface CreateCheckerOptions {
 export async function createChecker(config: Config, o: CreateCheckerOptions): Promise<Checker> {
   const log = o.log.child({ component: "checker" });
   const owned: (() => Promise<void>)[] = [];
-  let cache = o.cache;
+  // The daemon's cache: through the backend guard, and through the near caches, whose copies a repair
+  // must drop in every daemon.
+  const cache = o.cache;
   let coordination;
   if (/^rediss?:/i.test(config.cache.url)) {
+    // the checkers' locks and alert state, on a connection of their own
     const own = new RedisCache(config.cache, log);
     owned.push(() => own.close());
-    cache = own;
     coordination = new RedisCoordination(own.client, config.cache.prefix);
   } else {
     coordination = new LocalCoordination();

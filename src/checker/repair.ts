@@ -10,7 +10,7 @@
  *   cached version, which lands only if PostgreSQL has nothing newer.
  * - report: nothing changes.
  */
-import type { CacheAdapter, CacheEntry } from "../cache/adapter.js";
+import { WRITE_MARKER_MIN_MS, type CacheAdapter, type CacheEntry } from "../cache/adapter.js";
 import type { KeyspaceConfig, RepairPolicy } from "../config/types.js";
 import type { StoredRow, TableStore } from "../store/adapter.js";
 import type { InconsistentKind } from "./types.js";
@@ -53,8 +53,8 @@ export class Repairer {
     if (above <= t.entry.version) {
       // Same version (or nothing newer known): a tombstone would not replace it, so the entry goes.
       if (above === t.entry.version || t.kind === "mismatch") {
-        await this.cache.delete(this.ks.name, t.key);
-        return true;
+        // Only the entry that was compared: a write may have replaced it since.
+        return this.cache.deleteIf(this.ks.name, t.key, t.entry);
       }
       return this.tombstone(t.key, t.entry.version + 1);
     }
@@ -64,7 +64,7 @@ export class Repairer {
   private async tombstone(key: string, version: number): Promise<boolean> {
     const entry: CacheEntry = { kind: "tombstone", version, freshUntil: 0 };
     // As long as a value would live, so a slow fill that read the old row can not outlive it.
-    return this.cache.setIfNewer(this.ks.name, key, entry, Math.max(this.ks.ttlMs, 60_000));
+    return this.cache.setIfNewer(this.ks.name, key, entry, Math.max(this.ks.ttlMs, WRITE_MARKER_MIN_MS));
   }
 
   private async rewrite(key: string, row: StoredRow, cached: CacheEntry): Promise<boolean> {
@@ -75,8 +75,8 @@ export class Repairer {
       value: row.value,
       freshUntil: now + this.ks.ttlMs,
     };
-    // Same version, other value: setIfNewer would keep the cached one, so it goes first.
-    if (cached.version === row.version) await this.cache.delete(this.ks.name, key);
+    // Same version, other value: setIfNewer would keep the cached one, so it goes first (if still there).
+    if (cached.version === row.version) await this.cache.deleteIf(this.ks.name, key, cached);
     return this.cache.setIfNewer(this.ks.name, key, entry, this.ks.ttlMs + this.ks.staleGraceMs);
   }
 

@@ -1,4 +1,4 @@
-/** The report of a check (contract section 5), with the confidence the sample supports. */
+/** The report of a check (docs/protocol.md), with the confidence the sample supports. */
 import type { RepairPolicy } from "../config/types.js";
 import { nines, round, upperBound } from "./stats.js";
 import { INCONSISTENT_KINDS, type CheckReport, type InconsistentKind, type KeyFinding } from "./types.js";

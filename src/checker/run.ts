@@ -201,7 +201,8 @@ class CheckRun {
 
   private async read(keys: string[]): Promise<Map<string, Sides>> {
     const rows: Map<string, StoredRow> = await this.t.store.getMany(keys);
-    const entries = await this.t.cache.getMany(this.t.ks.name, keys);
+    // What Redis holds: near copies are copies of it
+    const entries = await this.t.cache.getMany(this.t.ks.name, keys, { skipNear: true });
     const pending = (await this.t.pending?.(keys)) ?? new Map<string, number>();
     const out = new Map<string, Sides>();
     keys.forEach((key, i) => {

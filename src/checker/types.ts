@@ -1,4 +1,4 @@
-/** The vocabulary of the consistency checker (contract section 5). */
+/** The vocabulary of the consistency checker (docs/protocol.md). */
 import type { RepairPolicy } from "../config/types.js";
 import type { WithinLagReport } from "./within-lag.js";
 
@@ -31,7 +31,7 @@ export interface CheckReport {
   ratio: number;
   started_at: string;
   duration_ms: number;
-  /** the rest is the project's addition to the contract's report */
+  /** the rest is sidecache's addition to the protocol's report */
   mode: "sample" | "full";
   repair: RepairPolicy;
   /** keys left out: written while checked, or with a write-behind write queued */

@@ -19,7 +19,13 @@ export const SERVER_DEFAULTS = {
 
 export const BREAKER_DEFAULTS = { failures: 5, cooldownMs: 2 * SECOND };
 
-export const CACHE_DEFAULTS = { url: "memory:", prefix: "sidecache", maxEntries: 100_000, timeoutMs: SECOND };
+export const CACHE_DEFAULTS = {
+  url: "memory:",
+  prefix: "sidecache",
+  maxEntries: 100_000,
+  timeoutMs: SECOND,
+  trustLeaseMs: 1_500,
+};
 
 export const STORE_DEFAULTS = { url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5 * SECOND };
 
@@ -40,6 +46,7 @@ export const KEYSPACE_DEFAULTS = {
   ttlMs: 60 * MINUTE,
   negativeTtlMs: 30 * SECOND,
   staleGraceMs: 5 * MINUTE,
+  fillLeaseMs: 2 * SECOND,
   /** refresh_ahead, as a share of the keyspace's TTL */
   refreshAheadShare: 0.2,
   ttlJitter: 0.1,
@@ -50,4 +57,13 @@ export const WRITE_BEHIND_DEFAULTS: WriteBehindConfig = {
   batchSize: 500,
   maxQueue: 100_000,
   maxAttempts: 5,
+};
+
+export const NEAR_DEFAULTS = {
+  maxEntries: 100_000,
+  maxBytes: 64 * 1024 * 1024,
+  ttlMs: 30 * SECOND,
+  mode: "coherent" as const,
+  maxStalenessMs: 50,
+  leaseMs: 2 * SECOND,
 };

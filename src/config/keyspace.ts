@@ -1,10 +1,17 @@
 /** Reader for one entry of `keyspaces:`. */
 import { checkColumn, checkKeyspaceName, checkTable, IDENTIFIER_RULE } from "./checks.js";
-import { KEYSPACE_DEFAULTS, WRITE_BEHIND_DEFAULTS } from "./defaults.js";
+import { KEYSPACE_DEFAULTS, NEAR_DEFAULTS, WRITE_BEHIND_DEFAULTS } from "./defaults.js";
 import type { Value } from "./node.js";
 import { readChecker } from "./sections.js";
-import { STRATEGIES, type CheckerConfig, type KeyspaceConfig, type WriteBehindConfig } from "./types.js";
+import {
+  STRATEGIES,
+  type CheckerConfig,
+  type KeyspaceConfig,
+  type NearCacheConfig,
+  type WriteBehindConfig,
+} from "./types.js";
 import { formatDuration } from "./units.js";
+import { readWarm } from "../warm/config.js";
 
 const FIELDS = [
   "strategy",
@@ -20,6 +27,9 @@ const FIELDS = [
   "ttl_jitter",
   "write_behind",
   "checker",
+  "near_cache",
+  "fill_lease",
+  "warm",
 ] as const;
 
 export interface KeyspaceContext {
@@ -67,6 +77,33 @@ export function readKeyspace(name: string, v: Value, ctx: KeyspaceContext): Keys
     ttlJitter: f.ttl_jitter.num({ min: 0, max: 0.5, def: d.ttlJitter }),
     writeBehind: readWriteBehind(f.write_behind),
     checker: readChecker(f.checker, ctx.checker),
+    near: readNear(f.near_cache, ctx.cacheUrl),
+    fillLeaseMs: f.fill_lease.duration({ def: d.fillLeaseMs, positive: true }),
+    warm: readWarm(f.warm),
+  };
+}
+
+function readNear(v: Value, cacheUrl: string): NearCacheConfig | undefined {
+  if (!v.given) return undefined;
+  if (cacheUrl === "memory:") {
+    v.fail("needs a Redis cache: with cache.url memory: the cache already lives in the daemon; remove it");
+  }
+  const f = v.fields(["max_entries", "max_bytes", "ttl", "mode", "max_staleness", "lease"]);
+  const d = NEAR_DEFAULTS;
+  const mode = f.mode.oneOf(["coherent", "bounded"], d.mode);
+  if (f.max_staleness.given && mode !== "bounded") {
+    f.max_staleness.fail("applies only to mode: bounded; remove it (this near cache is coherent)");
+  }
+  if (f.lease.given && mode !== "coherent") {
+    f.lease.fail("applies only to mode: coherent; remove it (this near cache is bounded)");
+  }
+  return {
+    maxEntries: f.max_entries.int({ min: 1, def: d.maxEntries }),
+    maxBytes: f.max_bytes.size({ def: d.maxBytes, positive: true }),
+    ttlMs: f.ttl.duration({ def: d.ttlMs, positive: true }),
+    mode,
+    maxStalenessMs: f.max_staleness.duration({ def: d.maxStalenessMs, positive: true }),
+    leaseMs: f.lease.duration({ def: d.leaseMs, positive: true }),
   };
 }
 

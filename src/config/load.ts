@@ -41,16 +41,23 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const cache = readCache(f.cache);
   const checker = readChecker(f.checker, CHECKER_DEFAULTS);
   const keyspaces = new Map<string, KeyspaceConfig>();
-  const tables = new Map<string, string>();
+  const tables = new Map<string, KeyspaceConfig>();
   for (const [name, value] of f.keyspaces.entries("a mapping of keyspace name to its settings")) {
     const ks = readKeyspace(name, value, { cacheUrl: cache.url, checker });
     const owner = tables.get(ks.table.toLowerCase());
     if (owner !== undefined && !ks.mapped) {
       value.fail(
-        `uses table ${ks.table}, already used by keyspace ${owner}; a managed table holds one keyspace`,
+        `uses table ${ks.table}, already used by keyspace ${owner.name}; a managed table holds one keyspace`,
       );
     }
-    tables.set(ks.table.toLowerCase(), name);
+    if (owner !== undefined && (owner.strategy === "write-behind" || ks.strategy === "write-behind")) {
+      // The queue's versions come from Redis per keyspace: a write through the other keyspace would be
+      // invisible to its pending writes, and its flush could be superseded in silence.
+      value.fail(
+        `uses table ${ks.table}, already used by keyspace ${owner.name}; a write-behind keyspace must be the only keyspace on its table`,
+      );
+    }
+    tables.set(ks.table.toLowerCase(), ks);
     keyspaces.set(name, ks);
   }
 

@@ -39,6 +39,7 @@ export function readServer(v: Value): ServerConfig {
     "shutdown_timeout",
     "request_deadline",
     "tls",
+    "resp",
   ]);
   const d = SERVER_DEFAULTS;
   const server: ServerConfig = {
@@ -55,12 +56,27 @@ export function readServer(v: Value): ServerConfig {
     requestDeadlineMs: f.request_deadline.duration({ def: d.requestDeadlineMs, positive: true }),
     tls: readTls(f.tls),
   };
+  server.resp = readResp(f.resp, server);
   // Node refuses a server whose headers timeout is longer than its request timeout.
   if (server.headersTimeoutMs > server.requestTimeoutMs) {
     const at = f.headers_timeout.given ? f.headers_timeout : f.request_timeout;
     at.fail("server.headers_timeout must not be longer than server.request_timeout");
   }
   return server;
+}
+
+/** `resp: { host, port }`: the Redis protocol listener; host defaults to server.host. */
+function readResp(v: Value, server: ServerConfig): ServerConfig["resp"] {
+  if (v.missing) return undefined;
+  const f = v.fields(["host", "port"]);
+  const resp = {
+    host: f.host.str({ expect: "a host name or IP address to listen on", def: server.host, check: nonEmpty }),
+    port: f.port.int({ min: 0, max: 65535 }),
+  };
+  if (resp.port !== 0 && resp.port === server.port && resp.host === server.host) {
+    f.port.fail(`is server.port (${server.port}) too; the Redis protocol needs a port of its own, e.g. 6380`);
+  }
+  return resp;
 }
 
 /** `tls: { cert: FILE, key: FILE }`: both PEM files, read at start-up. */
@@ -81,7 +97,7 @@ function readBreaker(v: Value): BreakerConfig {
 }
 
 export function readCache(v: Value): CacheConfig {
-  const f = v.fields(["url", "prefix", "max_entries", "timeout", "breaker"]);
+  const f = v.fields(["url", "prefix", "max_entries", "timeout", "breaker", "trust_lease"]);
   const d = CACHE_DEFAULTS;
   return {
     url: f.url.str({
@@ -99,6 +115,7 @@ export function readCache(v: Value): CacheConfig {
     maxEntries: f.max_entries.int({ min: 1, def: d.maxEntries }),
     timeoutMs: f.timeout.duration({ def: d.timeoutMs, positive: true }),
     breaker: readBreaker(f.breaker),
+    trustLeaseMs: f.trust_lease.duration({ def: d.trustLeaseMs, positive: true }),
   };
 }
 

@@ -28,6 +28,8 @@ export interface ServerConfig {
   requestDeadlineMs: number;
   /** HTTPS on the listener: PEM files of the certificate (chain) and its private key */
   tls?: { certFile: string; keyFile: string };
+  /** the Redis protocol listener (RESP2 and RESP3), off unless given; TLS as the HTTP listener's */
+  resp?: { host: string; port: number };
 }
 
 /** The circuit breaker of one backend: open after `failures` failed calls in a row, probe after `cooldownMs`. */
@@ -46,6 +48,11 @@ export interface CacheConfig {
   timeoutMs: number;
   /** absent: the defaults (5 failures, 2s) */
   breaker?: BreakerConfig;
+  /**
+   * How long a successful repair sweep lets the daemon serve cache entries; a write whose cache update
+   * failed waits at most this long before its answer (docs/design.md, "cache trust")
+   */
+  trustLeaseMs?: number;
 }
 
 export interface StoreConfig {
@@ -100,6 +107,22 @@ export interface WriteBehindConfig {
   maxAttempts: number;
 }
 
+/** Cache warming: which keys, how fast (src/warm). */
+export interface WarmConfig {
+  /** query: the keys a SELECT returns; hot: the keys read most before the last shutdown */
+  from: "query" | "hot";
+  /** from: query — one SELECT whose first column is the key, run read-only */
+  query?: string;
+  /** warm when the daemon starts */
+  onStart: boolean;
+  /** most keys warmed (and hot keys remembered) */
+  limit: number;
+  /** most keys read from PostgreSQL per second */
+  rate: number;
+  /** keys per read */
+  batch: number;
+}
+
 export interface KeyspaceConfig {
   name: string;
   strategy: StrategyName;
@@ -117,6 +140,28 @@ export interface KeyspaceConfig {
   ttlJitter: number;
   writeBehind: WriteBehindConfig;
   checker: CheckerConfig;
+  /**
+   * the longest one daemon waits for another's load of a key (a fill lease in Redis) before it loads the
+   * key itself: what a daemon that died while loading costs the others
+   */
+  fillLeaseMs: number;
+  /** an in-daemon cache in front of Redis; absent: none */
+  near?: NearCacheConfig;
+  /** absent: no warming configured */
+  warm?: WarmConfig;
+}
+
+export interface NearCacheConfig {
+  maxEntries: number;
+  maxBytes: number;
+  /** an entry is never served from the near cache older than this */
+  ttlMs: number;
+  /** coherent: writes wait for every daemon's copy to go (or its lease); bounded: asynchronous */
+  mode: "coherent" | "bounded";
+  /** bounded: how stale another daemon's copy may be after a write, at most */
+  maxStalenessMs: number;
+  /** coherent: the longest a write waits for a daemon that stopped answering */
+  leaseMs: number;
 }
 
 export interface Config {

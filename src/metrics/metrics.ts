@@ -1,27 +1,39 @@
 /**
- * Prometheus metrics (contract section 6), fed from telemetry events and request observations. A registry
+ * Prometheus metrics (docs/protocol.md), fed from telemetry events and request observations. A registry
  * per daemon, so tests can run several in one process. Labels are keyspaces, never keys.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Op, RequestObserver } from "../proxy/context.js";
+import type { Op, Protocol, RequestObserver } from "../proxy/context.js";
 import type { TelemetryEvent } from "../telemetry.js";
+import {
+  ALERT_OUTCOMES,
+  ALERT_STATES,
+  BACKEND_ERROR_CODES,
+  CHECK_KINDS,
+  INCONSISTENT_KINDS,
+  REPAIR_OUTCOMES,
+  requestSeries,
+} from "./initial-series.js";
 
 const BREAKER_LEVEL = { closed: 0, "half-open": 1, open: 2 } as const;
 
 export class Metrics implements RequestObserver {
   readonly registry = new Registry();
   private readonly hits = new Map<string, { hit: number; miss: number }>();
+  /** keyspaces with a finished check, and write-behind keyspaces whose queue gauges exist */
+  private readonly checked = new Set<string>();
+  private readonly queues = new Set<string>();
 
   private readonly requests = new Counter({
     name: "sidecache_requests_total",
-    help: "Requests answered, by keyspace, operation and HTTP status.",
-    labelNames: ["keyspace", "op", "status"],
+    help: "Requests answered, by keyspace, operation, HTTP status (over RESP: the status of the same outcome over HTTP) and protocol (http, resp).",
+    labelNames: ["keyspace", "op", "status", "protocol"],
     registers: [this.registry],
   });
   private readonly duration = new Histogram({
     name: "sidecache_request_duration_seconds",
-    help: "Time from request to answer, in seconds.",
-    labelNames: ["keyspace", "op"],
+    help: "Time from request to answer, in seconds, by keyspace, operation and protocol (http, resp).",
+    labelNames: ["keyspace", "op", "protocol"],
     buckets: [
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
     ],
@@ -79,6 +91,34 @@ export class Metrics implements RequestObserver {
     "sidecache_writebehind_dead_lettered_total",
     "Write-behind writes moved to the dead-letter stream.",
   );
+  private readonly nearHits = this.counter(
+    "sidecache_near_cache_hits_total",
+    "Reads answered from the daemon's near cache.",
+  );
+  private readonly nearMisses = this.counter(
+    "sidecache_near_cache_misses_total",
+    "Reads of a near-cached keyspace that went on to Redis.",
+  );
+  private readonly nearInvalidations = this.counter(
+    "sidecache_near_cache_invalidations_total",
+    "Near copies dropped because another daemon announced a change.",
+  );
+  private readonly nearInvalidationSeconds = new Histogram({
+    name: "sidecache_near_cache_invalidation_seconds",
+    help: "From a write's announcement to the drop of the copy at another daemon (clocks of two machines).",
+    labelNames: ["keyspace"],
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly nearEntries = this.gauge("sidecache_near_cache_entries", "Entries in the daemon's near cache.");
+  readonly nearBytes = this.gauge(
+    "sidecache_near_cache_bytes",
+    "Bytes the near cache's entries take, estimated.",
+  );
+  private readonly superseded = this.counter(
+    "sidecache_writebehind_superseded_total",
+    "Write-behind writes that found PostgreSQL already holding a newer version written by someone else (dead-lettered).",
+  );
   private readonly consistencyChecked = this.byKind(
     "sidecache_consistency_checked_total",
     "Keys compared by the consistency checker, by the kind they were found to be (consistent included).",
@@ -109,7 +149,7 @@ export class Metrics implements RequestObserver {
   );
   private readonly consistencyLastRun = this.gauge(
     "sidecache_consistency_last_run_timestamp_seconds",
-    "When the last consistency check finished, in seconds since the epoch.",
+    "When the last consistency check finished, in seconds since the epoch; until the first, when the keyspace started.",
   );
   private readonly consistencyDuration = this.gauge(
     "sidecache_consistency_last_run_duration_seconds",
@@ -136,7 +176,10 @@ export class Metrics implements RequestObserver {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
-    for (const backend of ["cache", "store"]) this.breakerState.set({ backend }, 0);
+    for (const backend of ["cache", "store"]) {
+      this.breakerState.set({ backend }, 0);
+      for (const code of BACKEND_ERROR_CODES) this.backendErrors.inc({ backend, code }, 0);
+    }
   }
 
   /** Labelled children, looked up once: hashing the labels on every request was a hot-path cost. */
@@ -145,13 +188,13 @@ export class Metrics implements RequestObserver {
     { count: { inc(): void }; time: { observe(v: number): void } }
   >();
 
-  request(keyspace: string, op: Op, status: number, seconds: number): void {
-    const id = `${keyspace}\u0000${op}\u0000${status}`;
+  request(keyspace: string, op: Op, status: number, seconds: number, protocol: Protocol = "http"): void {
+    const id = `${keyspace}\u0000${op}\u0000${status}\u0000${protocol}`;
     let child = this.requestChildren.get(id);
     if (!child) {
       child = {
-        count: this.requests.labels({ keyspace, op, status: String(status) }),
-        time: this.duration.labels({ keyspace, op }),
+        count: this.requests.labels({ keyspace, op, status: String(status), protocol }),
+        time: this.duration.labels({ keyspace, op, protocol }),
       };
       this.requestChildren.set(id, child);
     }
@@ -168,6 +211,9 @@ export class Metrics implements RequestObserver {
   /** The telemetry sink. */
   readonly onEvent = (e: TelemetryEvent): void => {
     switch (e.type) {
+      case "keyspace_started":
+        this.zero(e);
+        break;
       case "cache_hit":
         this.cacheHits.inc({ keyspace: e.keyspace }, e.n ?? 1);
         this.ratio(e.keyspace).hit += e.n ?? 1;
@@ -208,7 +254,21 @@ export class Metrics implements RequestObserver {
       case "wb_dead_letter":
         this.deadLetterEvents.inc({ keyspace: e.keyspace });
         break;
+      case "wb_superseded":
+        this.superseded.inc({ keyspace: e.keyspace });
+        break;
+      case "near_hit":
+        this.nearHits.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "near_miss":
+        this.nearMisses.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        break;
+      case "near_invalidation":
+        this.nearInvalidations.inc({ keyspace: e.keyspace });
+        this.nearInvalidationSeconds.observe({ keyspace: e.keyspace }, e.seconds);
+        break;
       case "consistency_check":
+        this.checked.add(e.keyspace);
         for (const [kind, n] of Object.entries(e.checked)) {
           this.consistencyChecked.inc({ keyspace: e.keyspace, kind }, n);
           if (kind !== "consistent") this.consistencyInconsistent.inc({ keyspace: e.keyspace, kind }, n);
@@ -231,6 +291,50 @@ export class Metrics implements RequestObserver {
 
   async text(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** Exports the keyspace's series at 0 (initial-series.ts says why); values already counted stay. */
+  private zero(e: Extract<TelemetryEvent, { type: "keyspace_started" }>): void {
+    const keyspace = e.keyspace;
+    for (const { op, status } of requestSeries(e.strategy)) {
+      this.requests.inc({ keyspace, op, status }, 0);
+      this.duration.zero({ keyspace, op });
+    }
+    for (const c of [
+      this.cacheHits,
+      this.cacheMisses,
+      this.cacheStale,
+      this.coalesced,
+      this.storeReads,
+      this.storeWrites,
+      this.consistencySkipped,
+    ]) {
+      c.inc({ keyspace }, 0);
+    }
+    if (e.strategy === "read-through") this.refreshes.inc({ keyspace }, 0);
+    for (const outcome of REPAIR_OUTCOMES) this.repairs.inc({ keyspace, outcome }, 0);
+    this.staleWindow.zero({ keyspace });
+    for (const kind of CHECK_KINDS) {
+      this.consistencyChecked.inc({ keyspace, kind }, 0);
+      this.consistencyRepaired.inc({ keyspace, kind }, 0);
+    }
+    for (const kind of INCONSISTENT_KINDS) this.consistencyInconsistent.inc({ keyspace, kind }, 0);
+    for (const state of ALERT_STATES) {
+      for (const outcome of ALERT_OUTCOMES) this.consistencyAlerts.inc({ keyspace, state, outcome }, 0);
+    }
+    this.consistencyAlertRatio.set({ keyspace }, e.alertRatio);
+    // A checker that never runs must show its age too: until the first check, the keyspace's start time.
+    if (e.checkerEnabled && !this.checked.has(keyspace))
+      this.consistencyLastRun.set({ keyspace }, e.at / 1000);
+    if (e.strategy === "write-behind") {
+      this.storeStatements.inc({ keyspace }, 0);
+      this.deadLetterEvents.inc({ keyspace }, 0);
+      this.superseded.inc({ keyspace }, 0);
+      if (!this.queues.has(keyspace)) {
+        this.queues.add(keyspace);
+        for (const g of [this.queueDepth, this.queueOldest, this.deadLetters]) g.set({ keyspace }, 0);
+      }
+    }
   }
 
   private ratio(keyspace: string): { hit: number; miss: number } {

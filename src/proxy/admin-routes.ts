@@ -7,6 +7,7 @@ import { keyspaceOf } from "./router.js";
 import { sendJson } from "./respond.js";
 import type { Keyspace } from "../keyspaces.js";
 import { hasDeadLetters } from "../strategies/strategy.js";
+import { warmRoute } from "./warm-routes.js";
 
 export async function opsRoute(
   ctx: ProxyContext,
@@ -71,8 +72,14 @@ export async function adminRoute(
   const ks = keyspaceOf(ctx, parts[3]!, meta);
   const action = parts[4];
   if (action === "dead-letters") return deadLetterRoute(ctx, ks, parts.slice(5), method, req, res, meta);
+  if (action === "warm" && parts.length === 5) {
+    meta.op = "warm";
+    return warmRoute(ctx, ks, method, req, res);
+  }
   if (parts.length !== 5 || (action !== "flush" && action !== "check")) {
-    throw new NotFoundError("Keyspace actions are /v1/keyspaces/{keyspace}/flush, /check and /dead-letters.");
+    throw new NotFoundError(
+      "Keyspace actions are /v1/keyspaces/{keyspace}/flush, /check, /warm and /dead-letters.",
+    );
   }
   meta.op = action;
   if (method !== "POST") throw new MethodNotAllowedError(`${action} answers POST only.`, ["POST"]);

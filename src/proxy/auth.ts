@@ -37,7 +37,34 @@ export class Authorizer {
   /** The caller's token name, or throws 401/403. keyspace undefined means "any keyspace" (ops routes). */
   check(req: IncomingMessage, need: Permission, keyspace: string | undefined): string | undefined {
     if (!this.enabled) return undefined;
-    const grant = this.identify(req);
+    return this.grant(this.identify(req), need, keyspace);
+  }
+
+  /**
+   * As check(), for the status page: the token may also come as the password of HTTP Basic auth, which a
+   * browser sends after its own prompt (the page is a GET with nothing to forge).
+   */
+  checkPage(req: IncomingMessage, need: Permission): string | undefined {
+    if (!this.enabled) return undefined;
+    const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? "");
+    if (!basic) return this.check(req, need, undefined);
+    const text = Buffer.from(basic[1]!, "base64").toString("utf8");
+    return this.grant(this.find(text.slice(text.indexOf(":") + 1)), need, undefined);
+  }
+
+  /** As check(), for a token given by other means than a header (the Redis protocol's AUTH). */
+  checkToken(token: string | undefined, need: Permission, keyspace: string | undefined): string | undefined {
+    if (!this.enabled) return undefined;
+    if (token === undefined) throw new UnauthorizedError();
+    return this.grant(this.find(token), need, keyspace);
+  }
+
+  /** The name of the token, or throws 401 when no token matches. */
+  authenticate(token: string): string {
+    return this.find(token).name;
+  }
+
+  private grant(grant: Grant, need: Permission, keyspace: string | undefined): string {
     const have =
       keyspace === undefined ? maxPermission(grant.allow) : (grant.allow[keyspace] ?? grant.allow["*"]);
     if (!have || rank[have] < rank[need]) {
@@ -51,7 +78,11 @@ export class Authorizer {
     const header = req.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match) throw new UnauthorizedError();
-    const given = digest(match[1]!);
+    return this.find(match[1]!);
+  }
+
+  private find(token: string): Grant {
+    const given = digest(token);
     let found: Grant | undefined;
     // Compare against every token so the time taken does not tell which one was close.
     for (const g of this.grants) if (timingSafeEqual(g.digest, given) && !found) found = g;

@@ -2,14 +2,32 @@
 import type { ServerConfig } from "../config/types.js";
 import type { KeyspaceRegistry } from "../keyspaces.js";
 import type { Logger } from "../log.js";
+import type { StatusHistory } from "../ui/history.js";
+import type { WarmProgress, WarmRequest } from "../warm/warming.js";
 import type { Authorizer } from "./auth.js";
 
 export type Op =
-  "get" | "put" | "delete" | "mget" | "mset" | "flush" | "check" | "keyspaces" | "deadletters" | "ops";
+  | "get"
+  | "put"
+  | "delete"
+  | "mget"
+  | "mset"
+  | "flush"
+  | "check"
+  | "keyspaces"
+  | "deadletters"
+  | "warm"
+  | "ops";
+
+/** The front end a request came in by: the HTTP protocol or the Redis protocol (RESP). */
+export type Protocol = "http" | "resp";
 
 export interface RequestObserver {
-  /** one call per answered request; keyspace is "" for routes without one, "(unknown)" for unknown names */
-  request(keyspace: string, op: Op, status: number, seconds: number): void;
+  /**
+   * one call per answered request; keyspace is "" for routes without one, "(unknown)" for unknown names;
+   * over RESP, status is the HTTP status the same outcome has
+   */
+  request(keyspace: string, op: Op, status: number, seconds: number, protocol?: Protocol): void;
 }
 
 export interface Health {
@@ -33,6 +51,13 @@ export interface ProxyContext {
   observer: RequestObserver;
   health: Health;
   checker?: CheckRunner;
+  /** the last minutes per keyspace, for the status page */
+  status?: StatusHistory;
+  /** cache warming: start a run, see its progress */
+  warm?: {
+    start(keyspace: string, request?: WarmRequest): WarmProgress;
+    progress(keyspace: string): WarmProgress | undefined;
+  };
   log: Logger;
   /** log every request at info (config log.access); otherwise only failures, the rest at debug */
   accessLog: boolean;

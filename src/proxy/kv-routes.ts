@@ -7,9 +7,15 @@ import { checkMediaType, parseJson, readBody } from "./body.js";
 import { checkKey } from "./keys.js";
 import { errorBody, sendEmpty, sendJson } from "./respond.js";
 
-export async function getValue(ks: Keyspace, key: string, res: ServerResponse): Promise<number> {
-  const r = await ks.strategy.get(key);
-  const headers: Record<string, string> = { "x-cache": r.cache };
+export async function getValue(
+  ks: Keyspace,
+  key: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<number> {
+  ks.hot?.touch(key);
+  const r = await ks.strategy.get(key, readOptions(req));
+  const headers: Record<string, string> = { "x-cache": r.cache, "x-cache-tier": r.tier };
   if (r.version > 0) headers.etag = `"${r.version}"`;
   if (!r.found) {
     sendJson(
@@ -67,7 +73,8 @@ export async function mget(
     throw new InvalidRequestError(`At most ${limits.maxBatch} keys fit in one _mget; got ${keys.length}.`);
   }
   for (const k of keys) checkKey(k);
-  const results = await ks.strategy.getMany(keys as string[]);
+  if (ks.hot) for (const k of keys as string[]) ks.hot.touch(k);
+  const results = await ks.strategy.getMany(keys as string[], readOptions(req));
   const parts: string[] = [];
   let allHit = true;
   for (const [key, r] of results) {
@@ -133,4 +140,10 @@ export function parseConditions(req: IncomingMessage): Conditions {
     c.ifNoneMatch = true;
   }
   return c;
+}
+
+/** Cache-Control: no-cache on a read skips the daemon's near cache (Redis still answers). */
+function readOptions(req: IncomingMessage): { skipNear: boolean } | undefined {
+  const cc = req.headers["cache-control"];
+  return cc !== undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(cc) ? { skipNear: true } : undefined;
 }

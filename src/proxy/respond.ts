@@ -1,4 +1,4 @@
-/** Writing answers in the contract's shape. */
+/** Writing answers in the protocol's error shape. */
 import type { ServerResponse } from "node:http";
 import { SidecacheError } from "../errors.js";
 

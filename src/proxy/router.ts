@@ -1,5 +1,5 @@
 /**
- * Maps each request to its route, checks access, answers errors in the contract's shape, reports metrics.
+ * Maps each request to its route, checks access, answers errors in the protocol's error shape, reports metrics.
  * Each request runs in a request context (id, deadline) that backend calls read; past the deadline it is
  * answered 504 whatever is still running; one access log line per request.
  */
@@ -18,9 +18,11 @@ import {
 } from "../errors.js";
 import type { Keyspace } from "../keyspaces.js";
 import { adminRoute, opsRoute } from "./admin-routes.js";
+import { uiRoute } from "./ui-routes.js";
 import type { Op, ProxyContext } from "./context.js";
 import { decodeKey } from "./keys.js";
 import { deleteValue, getValue, mget, mset, putValue } from "./kv-routes.js";
+import { OPENAPI_PATH, serveOpenApi } from "./openapi.js";
 import { sendError } from "./respond.js";
 
 /** Bodies of _mget and _mset may hold many values. */
@@ -115,6 +117,8 @@ async function route(
   const parts = path.split("/");
   const method = req.method ?? "GET";
 
+  if (parts[1] === "ui") return uiRoute(ctx, ctx.status, path, method, req, res);
+  if (path === OPENAPI_PATH) return serveOpenApi(ctx, method, req, res);
   if (parts[1] !== "v1") return opsRoute(ctx, path, method, req, res);
 
   if (parts[2] === "kv") {
@@ -136,7 +140,7 @@ async function route(
       case "GET":
         meta.op = "get";
         authorize(ctx, req, "read", ks, meta);
-        return getValue(ks, decodeKey(segment), res);
+        return getValue(ks, decodeKey(segment), req, res);
       case "PUT":
         meta.op = "put";
         authorize(ctx, req, "write", ks, meta);

@@ -1,6 +1,6 @@
 /**
  * The HTTP listener: node:http, or node:https when server.tls names a certificate and key. Timeouts so a
- * slow client can not hold the daemon; a connection limit answered in the contract's shape; a graceful close.
+ * slow client can not hold the daemon; a connection limit answered in the protocol's error shape; a graceful close.
  */
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -94,7 +94,7 @@ export class HttpServer {
   }
 }
 
-function readPem(file: string, what: string): Buffer {
+export function readPem(file: string, what: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {

@@ -19,6 +19,11 @@ export interface WriteOp {
   ifMatch?: number;
   /** If-None-Match: *: the write happens only when the key is absent */
   ifNoneMatch?: boolean;
+  /**
+   * The version to write at, announced before the write (write-through strict puts a tombstone of it in
+   * the cache first): when the key is already at it or above, nothing is written (VersionTakenError).
+   */
+  atVersion?: number;
 }
 
 export interface WriteResult {
@@ -39,8 +44,8 @@ export interface VersionedOp {
 export interface WriteOptions {
   /** the lowest version to give (the daemon's clock); the store goes above the row and its tombstone too */
   minVersion: number;
-  /** runs inside the transaction after the writes and before the commit; throwing rolls it back */
-  beforeCommit?: (results: WriteResult[]) => Promise<void>;
+  /** the caller stopped waiting: a write not yet sent to PostgreSQL is dropped (nothing written) */
+  signal?: AbortSignal;
 }
 
 export interface TableStore {
@@ -50,8 +55,10 @@ export interface TableStore {
   getMany(keys: string[]): Promise<Map<string, StoredRow>>;
   /**
    * Puts and deletes in one transaction, all or nothing, each with a version above every version the key
-   * ever had (row or tombstone). Throws VersionMismatchError when a precondition fails (nothing written),
-   * StoreRejectedError when PostgreSQL refuses the data, BackendUnavailableError when it can not be reached.
+   * ever had (row or tombstone); one op per key. Throws VersionMismatchError when a precondition fails
+   * (nothing written), VersionTakenError when an announced version is taken, StoreRejectedError when
+   * PostgreSQL refuses the data, BackendUnavailableError when it can not be reached (marked as an unknown
+   * outcome when it may have committed). Concurrent writes of a table may share one statement.
    */
   write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]>;
   /**
@@ -60,6 +67,16 @@ export interface TableStore {
    * Ops must hold at most one op per key. Returns how many changed a row.
    */
   applyVersioned(ops: VersionedOp[]): Promise<number>;
+  /**
+   * Of these (key, version) pairs, those whose key PostgreSQL holds at a higher version (row or tombstone),
+   * with that version: writes that applyVersioned did not apply because something newer was there.
+   */
+  newerThan(ops: { key: string; version: number }[]): Promise<Map<string, number>>;
+  /**
+   * As currentVersion, once no write of the key is under way: it waits for the key's lock, so a write
+   * abandoned at a timeout has committed or rolled back before the version is read.
+   */
+  settledVersion(key: string): Promise<number>;
   /** The highest version the key ever had (row or tombstone), 0 if none. */
   currentVersion(key: string): Promise<number>;
   /** Up to n keys picked at random without a full scan on large tables. */
@@ -91,6 +108,16 @@ export interface TableMapping {
   mapped?: { keyColumn: string; columns: string[]; versionColumn: string };
 }
 
+/** What cache warming needs of the store (src/store/warm-sql.ts). */
+export interface WarmSource {
+  /** the first column of an operator's SELECT, run read-only, at most limit rows */
+  queryKeys(sql: string, limit: number): Promise<string[]>;
+  /** replaces the keyspace's remembered hot keys */
+  saveHotKeys(keyspace: string, keys: { key: string; hits: number }[]): Promise<void>;
+  /** the keyspace's remembered hot keys, hottest first */
+  hotKeys(keyspace: string, limit: number): Promise<string[]>;
+}
+
 export interface StoreAdapter {
   /** "postgres" or "pglite" */
   readonly kind: string;
@@ -107,4 +134,6 @@ export interface StoreAdapter {
   /** Throws when the database can not be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** cache warming's queries; absent in stores that can not run them */
+  readonly warmSource?: WarmSource;
 }

@@ -2,7 +2,7 @@
 import pg from "pg";
 import type { Logger } from "../log.js";
 import type { Driver, Queryable, QueryResult } from "./driver.js";
-import { sqlStateOf } from "./errors.js";
+import { markCommitUnknown, markOutcomeUnknown, sqlStateOf } from "./errors.js";
 
 export interface PostgresDriverOptions {
   url: string;
@@ -53,6 +53,23 @@ export class PostgresDriver implements Driver {
     return toResult(await this.pool.query(text, params));
   }
 
+  async autocommit(text: string, params: unknown[] = []): Promise<QueryResult> {
+    // A failure to get a connection sent nothing: it stays a plain error.
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return toResult(await client.query(text, params));
+    } catch (err) {
+      if (brokenConnection(err)) {
+        broken = err instanceof Error ? err : new Error(String(err));
+        throw markOutcomeUnknown(err);
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     // Released with an error (and so closed) only when the connection itself may be broken.
@@ -74,7 +91,11 @@ export class PostgresDriver implements Driver {
         );
         throw err;
       }
-      await client.query("commit");
+      try {
+        await client.query("commit");
+      } catch (err) {
+        throw markCommitUnknown(err);
+      }
       return result;
     } catch (err) {
       if (broken === undefined && !rolledBack && brokenConnection(err)) {

@@ -19,6 +19,7 @@ interface Pending {
   timer?: NodeJS.Timeout;
   action: () => Promise<void>;
   fallback: () => Promise<void>;
+  done?: () => void;
 }
 
 export class CacheRepairs {
@@ -41,11 +42,14 @@ export class CacheRepairs {
     return this.pending.size;
   }
 
-  /** Retry `action` until it succeeds; after maxAttempts run `fallback` (until it succeeds). A newer repair of the key replaces an older one. */
-  schedule(key: string, action: () => Promise<void>, fallback: () => Promise<void>): void {
+  /**
+   * Retry `action` until it succeeds; after maxAttempts run `fallback` (until it succeeds). A newer repair
+   * of the key replaces an older one. `done` is called once the repair (or the fallback) succeeded.
+   */
+  schedule(key: string, action: () => Promise<void>, fallback: () => Promise<void>, done?: () => void): void {
     const old = this.pending.get(key);
     if (old?.timer) clearTimeout(old.timer);
-    const p: Pending = { attempt: 0, since: old?.since ?? Date.now(), action, fallback };
+    const p: Pending = { attempt: 0, since: old?.since ?? Date.now(), action, fallback, done };
     this.pending.set(key, p);
     this.arm(key, p);
   }
@@ -64,6 +68,7 @@ export class CacheRepairs {
     const giveUp = p.attempt > this.options.maxAttempts;
     try {
       await (giveUp ? p.fallback() : p.action());
+      p.done?.();
       if (this.pending.get(key) !== p) return;
       this.pending.delete(key);
       this.telemetry.emit({

@@ -9,6 +9,13 @@ import type { Telemetry } from "../telemetry.js";
 import type { Logger } from "../log.js";
 
 export type CacheStatus = "HIT" | "MISS" | "STALE";
+/** where a read was answered from: the daemon's near cache, Redis, or PostgreSQL */
+export type CacheTier = "L1" | "L2" | "DB";
+
+export interface ReadOptions {
+  /** Cache-Control: no-cache: skip the daemon's near cache */
+  skipNear?: boolean;
+}
 
 export interface ReadResult {
   found: boolean;
@@ -17,6 +24,7 @@ export interface ReadResult {
   /** the version read; 0 when not found */
   version: number;
   cache: CacheStatus;
+  tier: CacheTier;
 }
 
 export interface Conditions {
@@ -43,8 +51,8 @@ export interface DeleteAck {
 
 export interface Strategy {
   readonly name: string;
-  get(key: string): Promise<ReadResult>;
-  getMany(keys: string[]): Promise<Map<string, ReadResult>>;
+  get(key: string, options?: ReadOptions): Promise<ReadResult>;
+  getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>>;
   /** value is raw JSON text, already validated */
   put(key: string, value: string, conditions: Conditions): Promise<WriteAck>;
   delete(key: string, conditions: Conditions): Promise<DeleteAck>;
@@ -84,7 +92,19 @@ export interface QueueStatus {
   deadLetters: number;
 }
 
+/** What a strategy sees of the daemon's trust in its cache (src/strategies/cache-trust.ts). */
+export interface CacheTrustView {
+  /** whether entries may be served now: read on every lookup */
+  readonly trusted: boolean;
+  /** not trusted because PostgreSQL did not answer the last sweep: entries may be served as STALE */
+  readonly storeDown: boolean;
+  /** resolves once every daemon that trusted its cache when this was called has swept again or stopped trusting */
+  outlast(): Promise<void>;
+}
+
 export interface StrategyContext {
+  /** drops the key's near copies in every daemon (writes that reach Redis by their own scripts) */
+  nearInvalidate?: (key: string, version: number) => Promise<void>;
   keyspace: KeyspaceConfig;
   cache: CacheAdapter;
   store: TableStore;
@@ -93,6 +113,6 @@ export interface StrategyContext {
   /** set when the cache is Redis: the connection options write-behind needs for its streams */
   redisUrl?: string;
   cachePrefix: string;
-  /** whether cache entries may be served now (the daemon's RepairSweeper); absent: always */
-  cacheTrust?: { readonly trusted: boolean };
+  /** whether cache entries may be served now (the daemon's CacheTrust); absent: always */
+  cacheTrust?: CacheTrustView;
 }

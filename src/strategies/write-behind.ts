@@ -26,6 +26,7 @@ import type {
   DeleteAck,
   ManyWriteAck,
   QueueStatus,
+  ReadOptions,
   ReadResult,
   Strategy,
   StrategyContext,
@@ -81,16 +82,20 @@ export class WriteBehindStrategy implements Strategy {
         maxAttempts: wb.maxAttempts,
         claimIdleMs: Math.max(4 * wb.flushIntervalMs, 1_000),
       },
-      (key) => this.reads.forget(key),
+      (key) => {
+        this.reads.forget(key);
+        // the dead letter's tombstone replaced the entry: near copies of it go too
+        void this.ctx.nearInvalidate?.(key, 0).catch(() => {});
+      },
     );
   }
 
-  get(key: string): Promise<ReadResult> {
-    return this.reads.get(key);
+  get(key: string, options?: ReadOptions): Promise<ReadResult> {
+    return this.reads.get(key, options);
   }
 
-  getMany(keys: string[]): Promise<Map<string, ReadResult>> {
-    return this.reads.getMany(keys);
+  getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>> {
+    return this.reads.getMany(keys, options);
   }
 
   async put(key: string, value: string, conditions: Conditions): Promise<WriteAck> {
@@ -137,8 +142,10 @@ export class WriteBehindStrategy implements Strategy {
     return listDeadLetters(this.queue, count, after);
   }
 
-  replayDeadLetter(id: string): Promise<number | null> {
-    return replayDeadLetter(this.queue, id);
+  async replayDeadLetter(id: string): Promise<number | null> {
+    const replayed = await replayDeadLetter(this.queue, id);
+    if (replayed !== null) await this.ctx.nearInvalidate?.(replayed.key, replayed.version);
+    return replayed?.version ?? null;
   }
 
   dropDeadLetter(id: string): Promise<boolean> {
@@ -170,6 +177,9 @@ export class WriteBehindStrategy implements Strategy {
       if (r.kind === "ok") {
         for (const v of r.versions) observeVersion(v);
         for (const it of items) this.reads.forget(it.key);
+        if (this.ctx.nearInvalidate) {
+          await Promise.all(items.map((it, i) => this.ctx.nearInvalidate!(it.key, r.versions[i]!)));
+        }
         return r.versions;
       }
       if (r.kind === "full") throw new QueueFullError(ks.name, this.retryAfter(r.depth, items.length));

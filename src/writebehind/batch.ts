@@ -44,8 +44,9 @@ export class Batch {
   private async applyGroups(groups: QueuedWrite[][], deps: BatchDeps): Promise<void> {
     const ops = groups.map((g) => toOp(g[g.length - 1]!));
     this.statements++;
+    let changed: number;
     try {
-      await deps.store.applyVersioned(ops);
+      changed = await deps.store.applyVersioned(ops);
     } catch (err) {
       if (!(err instanceof StoreRejectedError)) throw err;
       if (groups.length > 1) {
@@ -57,13 +58,59 @@ export class Batch {
       }
       return;
     }
-    const writes = groups.flat();
+    // Fewer rows changed than writes: replays (already applied), deletes of absent rows, or writes that
+    // found something newer in PostgreSQL.
+    const superseded = changed < ops.length ? await this.superseded(ops, deps) : new Map<string, number>();
+    const writes = groups.flat().filter((w) => !superseded.has(w.key));
     await deps.queue.settle(
       writes,
-      ops.map((o) => ({ key: o.key, version: o.version })),
+      ops.filter((o) => !superseded.has(o.key)).map((o) => ({ key: o.key, version: o.version })),
     );
     for (const w of writes) this.left.delete(w);
     this.settled += writes.length;
+    for (const g of groups) {
+      const current = superseded.get(g[0]!.key);
+      if (current !== undefined) await this.supersede(g, current, deps);
+    }
+  }
+
+  /**
+   * Keys PostgreSQL holds above the write's version, not by a newer write of this queue (one still pending
+   * here): someone else wrote the row, and the acknowledged write did not land.
+   */
+  private async superseded(ops: VersionedOp[], deps: BatchDeps): Promise<Map<string, number>> {
+    const newer = await deps.store.newerThan(ops);
+    if (newer.size === 0) return newer;
+    const keys = [...newer.keys()];
+    const pending = await deps.queue.pendingMany(keys);
+    keys.forEach((key, i) => {
+      const p = pending[i];
+      if (p && p.version >= newer.get(key)!) newer.delete(key);
+    });
+    return newer;
+  }
+
+  /** A superseded write goes to the dead letters (never a silent success); its older writes are settled. */
+  private async supersede(group: QueuedWrite[], current: number, deps: BatchDeps): Promise<void> {
+    const newest = group[group.length - 1]!;
+    const reason = `superseded: PostgreSQL already holds version ${current} of the key, above this write's ${newest.version}, written by someone else`;
+    const rest = group.slice(0, -1);
+    if (rest.length > 0) {
+      await deps.queue.settle(rest, []);
+      for (const w of rest) this.left.delete(w);
+      this.settled += rest.length;
+    }
+    const moved = await deps.queue.deadLetter(newest, reason, 0);
+    this.left.delete(newest);
+    if (!moved) return;
+    this.deadLettered++;
+    deps.onDeadLetter(newest.key);
+    deps.telemetry.emit({ type: "wb_superseded", keyspace: deps.keyspace });
+    deps.telemetry.emit({ type: "wb_dead_letter", keyspace: deps.keyspace, key: newest.key, reason });
+    deps.log.warn(
+      { keyspace: deps.keyspace, id: newest.id, version: newest.version, current },
+      "write-behind: a write found a newer row written by someone else; it went to the dead letters",
+    );
   }
 
   private async refused(group: QueuedWrite[], err: StoreRejectedError, deps: BatchDeps): Promise<void> {

@@ -32,7 +32,10 @@ export async function listDeadLetters(queue: WriteQueue, count = 100, after?: st
 }
 
 /** Queues the write again with a fresh version and removes the dead letter; its new version, or null when no such letter. */
-export async function replayDeadLetter(queue: WriteQueue, id: string): Promise<number | null> {
+export async function replayDeadLetter(
+  queue: WriteQueue,
+  id: string,
+): Promise<{ key: string; version: number } | null> {
   const rows = await queue.conn.call("XRANGE", (redis) => redis.xrange(queue.keys.dead, id, id));
   const row = rows[0];
   if (!row) return null;
@@ -41,7 +44,7 @@ export async function replayDeadLetter(queue: WriteQueue, id: string): Promise<n
   if (r.kind === "full") throw new QueueFullError(queue.ks.name, 1);
   if (r.kind !== "ok") throw new Error(`unexpected answer ${r.kind} to an unconditional write`);
   await dropDeadLetter(queue, id);
-  return r.versions[0]!;
+  return { key: letter.key, version: r.versions[0]! };
 }
 
 /** Removes a dead letter for good; whether there was one. */

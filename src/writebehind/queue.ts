@@ -3,6 +3,7 @@
  * version, stream entry, pending write and cache entry at once), the pending writes reads consult, and the
  * stream operations the flusher needs.
  */
+import { WRITE_MARKER_MIN_MS } from "../cache/adapter.js";
 import type { KeyspaceConfig } from "../config/types.js";
 import type { QueueStatus } from "../strategies/strategy.js";
 import type { WbConnection } from "./connection.js";
@@ -60,9 +61,9 @@ export class WriteQueue {
       maxQueue,
       floor,
       now + ttlMs,
-      Math.max(1, ttlMs + staleGraceMs),
+      Math.max(WRITE_MARKER_MIN_MS, ttlMs + staleGraceMs),
       now + negativeTtlMs,
-      Math.max(1, negativeTtlMs),
+      Math.max(WRITE_MARKER_MIN_MS, negativeTtlMs),
     ];
     for (const it of items) {
       const cond = it.ifNoneMatch ? "n" : it.ifMatch !== undefined ? `m:${it.ifMatch}` : "";
@@ -194,7 +195,7 @@ export class WriteQueue {
       write.value ?? "",
       reason,
       String(attempts),
-      Math.max(this.ks.ttlMs, 60_000),
+      Math.max(this.ks.ttlMs, WRITE_MARKER_MIN_MS),
       Date.now(),
     ];
     const r = await this.conn.call("dead letter", (redis) => deadLetterScript.run(redis, keys, args));
@@ -224,6 +225,34 @@ export class WriteQueue {
   async holdsUpTo(id: string): Promise<boolean> {
     const r = await this.conn.call("XRANGE", (redis) => redis.xrange(this.keys.stream, "-", id, "COUNT", 1));
     return r.length > 0;
+  }
+
+  /** Says this consumer is alive for ttlMs: the others leave its pending writes alone meanwhile. */
+  async heartbeat(consumer: string, ttlMs: number): Promise<void> {
+    await this.conn.call("SET", (redis) =>
+      redis.set(`${this.keys.alive}${consumer}`, "1", "PX", Math.max(1, Math.ceil(ttlMs))),
+    );
+  }
+
+  /** Of these consumers, those whose heartbeat is gone: dead, or stopped without draining. */
+  async dead(consumers: string[]): Promise<string[]> {
+    if (consumers.length === 0) return [];
+    const alive = await this.conn.call("MGET", (redis) =>
+      redis.mget(consumers.map((c) => `${this.keys.alive}${c}`)),
+    );
+    return consumers.filter((_, i) => alive[i] === null);
+  }
+
+  /** Takes over up to count writes a consumer holds, whatever their idle time (a consumer found dead). */
+  async takeFrom(from: string, to: string, count: number): Promise<QueuedWrite[]> {
+    const pending = (await this.conn.call("XPENDING", (redis) =>
+      redis.call("XPENDING", this.keys.stream, GROUP, "-", "+", count, from),
+    )) as [string, string, number, number][];
+    if (pending.length === 0) return [];
+    const reply = (await this.conn.call("XCLAIM", (redis) =>
+      redis.call("XCLAIM", this.keys.stream, GROUP, to, 0, ...pending.map((p) => p[0])),
+    )) as RawEntries;
+    return entries(reply);
   }
 
   /** The consumers of the group: name, entries pending, ms idle. */

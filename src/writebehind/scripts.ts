@@ -2,11 +2,13 @@
  * The Lua that makes each write-behind step atomic in Redis. Versions are Lua numbers (doubles): exact up
  * to 2^53, which microsecond versions stay under; they are formatted with %.0f so no exponent appears.
  *
- * The cache entries written here use the layout of src/cache/codec.ts: `v<version>:<freshUntil>:<value>`
- * for a value, `a<version>:<freshUntil>:` for an absent key, `t<version>:0:` for a tombstone.
+ * The cache entries are read and written with the helpers of src/cache/codec.ts. The queue writes them
+ * with no incarnation: they are valid in every one (the queue's durability is Redis's own, see
+ * docs/write-behind.md), where the entries fills write belong to one incarnation of the cache.
  */
+import { ENTRY_LUA } from "../cache/codec.js";
 
-const HELPERS = `
+const HELPERS = `${ENTRY_LUA}
 local function fmt(x) return string.format('%.0f', x) end
 local function pendingOf(hash, key)
   local p = redis.call('HGET', hash, key)
@@ -14,11 +16,16 @@ local function pendingOf(hash, key)
   local ver, op = string.match(p, '^(%d+):(%a):')
   return tonumber(ver), op
 end
+-- the queue's own entries: kind and version; a fill's entry may be of an old incarnation, so it is
+-- good for nothing here but the version floor (cachedFloor)
 local function cachedOf(ckey)
-  local head = redis.call('GETRANGE', ckey, 0, 18)
-  local kind, digits = string.match(head, '^(%a)(%-?%d+):')
-  if not digits then return nil, 0 end
-  return kind, tonumber(digits)
+  local kind, v, inc = entryHead(ckey)
+  if inc ~= '' then return nil, 0 end
+  return kind, v
+end
+local function cachedFloor(ckey)
+  local _, v = entryHead(ckey)
+  return v
 end
 `;
 
@@ -73,18 +80,18 @@ for i = 1, n do
   local v = math.max(floor, clock + 1)
   local pv = pendingOf(KEYS[2], key)
   if pv and pv >= v then v = pv + 1 end
-  local _, cv = cachedOf(KEYS[3 + i])
+  local cv = cachedFloor(KEYS[3 + i])
   if cv >= v then v = cv + 1 end
   clock = v
   local vs = fmt(v)
   if op == 'p' then
     redis.call('XADD', KEYS[1], '*', 'k', key, 'n', vs, 'v', value)
     redis.call('HSET', KEYS[2], key, vs .. ':p:' .. value)
-    redis.call('SET', KEYS[3 + i], 'v' .. vs .. ':' .. ARGV[3] .. ':' .. value, 'PX', ARGV[4])
+    redis.call('SET', KEYS[3 + i], entryText('v', v, '', ARGV[3], value), 'PX', ARGV[4])
   else
     redis.call('XADD', KEYS[1], '*', 'k', key, 'n', vs)
     redis.call('HSET', KEYS[2], key, vs .. ':d:')
-    redis.call('SET', KEYS[3 + i], 'a' .. vs .. ':' .. ARGV[5] .. ':', 'PX', ARGV[6])
+    redis.call('SET', KEYS[3 + i], entryText('a', v, '', ARGV[5]), 'PX', ARGV[6])
   end
   out[#out + 1] = vs
 end
@@ -127,9 +134,9 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 local p = redis.call('HGET', KEYS[2], ARGV[3])
 if p and string.match(p, '^(%d+):') == ARGV[4] then redis.call('HDEL', KEYS[2], ARGV[3]) end
-local kind, cv = cachedOf(KEYS[5])
+local kind, cv = entryHead(KEYS[5])
 if kind and kind ~= 't' and fmt(cv) == ARGV[4] then
-  redis.call('SET', KEYS[5], 't' .. fmt(cv + 1) .. ':0:', 'PX', ARGV[9])
+  redis.call('SET', KEYS[5], entryText('t', cv + 1, '', 0), 'PX', ARGV[9])
 end
 return 1
 `;

@@ -8,8 +8,9 @@ import { parseConfig } from "../../src/config/load.js";
 import { Daemon } from "../../src/daemon.js";
 import { silentLogger } from "../../src/log.js";
 
-export const REDIS_URL = "redis://127.0.0.1:6379";
-export const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
+/** The shared test servers; .ci/run points these at private ones when the machine's can not be used as they are. */
+export const REDIS_URL = process.env.SIDECACHE_TEST_REDIS ?? "redis://127.0.0.1:6379";
+export const PG_URL = process.env.SIDECACHE_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
 
 /** A short random tag for prefixes and table names, unique per test file run. */
 export function uniqueTag(): string {

@@ -1,7 +1,10 @@
 /** A private redis-server on a free port, for tests that kill and restart it. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 export interface PrivateRedis {
   port: number;
@@ -10,21 +13,38 @@ export interface PrivateRedis {
   stop(): Promise<void>;
   /** SIGKILL, waits for the exit */
   kill(): Promise<void>;
-  /** starts it again on the same port (empty: nothing is persisted) and waits until it answers */
+  /** starts it again on the same port (from its files, if it keeps any) and waits until it answers */
   start(): Promise<void>;
+  /** the folder of its RDB and AOF files */
+  dir: string;
 }
 
 const READY_DEADLINE_MS = 10_000;
 
-export async function startPrivateRedis(): Promise<PrivateRedis> {
+export interface PrivateRedisOptions {
+  /**
+   * Persistence: none (default), "rdb" (snapshots only when asked: SAVE), or "aof" (appendfsync always).
+   * Files live in `dir`, which a later start reads back.
+   */
+  persistence?: "none" | "rdb" | "aof";
+  /** more redis-server arguments */
+  args?: string[];
+}
+
+export async function startPrivateRedis(options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
   const port = await freePort();
   let proc: ChildProcess | undefined;
+  const dir = mkdtempSync(join(tmpdir(), "sidecache-redis-"));
+  const persistence =
+    options.persistence === "aof"
+      ? ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+      : ["--appendonly", "no", "--save", ""];
 
   const start = async () => {
     if (proc) throw new Error(`redis-server on port ${port} is already running`);
     const child = spawn(
       "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...persistence, ...(options.args ?? [])],
       { stdio: "ignore" },
     );
     proc = child;
@@ -56,6 +76,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    dir,
     stop: () => signal("SIGTERM"),
     kill: () => signal("SIGKILL"),
     start,

@@ -1,0 +1,268 @@
+/**
+ * How the daemons that share a Redis keep their near caches coherent (docs/near-cache.md).
+ *
+ * coherent mode, leases in the manner of Gray and Cheriton: every daemon with a near cache is a member,
+ * listed in a sorted set with the expiry of its lease (Redis's clock), renewed every third of the lease
+ * while its invalidation channel is subscribed. A daemon serves near copies only while its own lease runs
+ * by its own clock, measured from before the renewal was sent, so it stops before Redis's expiry. A write
+ * publishes its invalidation and learns the members in one script, then waits until each other member
+ * acknowledged (it dropped its copy) or its lease ran out. A daemon that is frozen, cut off or whose
+ * channel was killed stops serving copies before the writer stops waiting for it.
+ *
+ * bounded mode: the invalidation is published and not waited for; a daemon serves copies only while its
+ * own heartbeat, sent through the channel, came back within `max_staleness`.
+ */
+import { randomBytes } from "node:crypto";
+import { Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "../log.js";
+
+/** KEYS[1] members; ARGV[1] the channel, ARGV[2] the message. Returns {server ms, id, expiry, id, expiry...}. */
+const INVALIDATE_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+local out = {tostring(now)}
+local m = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #m do out[#out + 1] = m[i] end
+return out
+`;
+
+/** KEYS[1] members; ARGV[1] the member, ARGV[2] the lease in ms. */
+const RENEW_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+return now
+`;
+
+type Client = Redis & {
+  sidecacheNearInvalidate(members: string, channel: string, message: string): Promise<string[]>;
+  sidecacheNearRenew(members: string, member: string, leaseMs: string): Promise<number>;
+};
+
+export interface CoherenceOptions {
+  url: string;
+  prefix: string;
+  /** coherent mode: the membership lease (the shortest of the keyspaces'), or undefined when none is coherent */
+  leaseMs?: number;
+  /** bounded mode: the shortest max_staleness, or undefined when none is bounded */
+  maxStalenessMs?: number;
+  timeoutMs: number;
+  log: Logger;
+  /** another daemon's write: drop the copy of the key (key null: every copy of the keyspace) */
+  onInvalidate(keyspace: string, key: string | null, version: number, sentAt: number): void;
+  /** copies can no longer be vouched for (channel lost, lease lapsed): drop them all */
+  onLapse(): void;
+}
+
+interface Waiting {
+  acked: Set<string>;
+  waiting?: Set<string>;
+  timers: NodeJS.Timeout[];
+  resolve?: () => void;
+}
+
+export class Coherence {
+  readonly id = randomBytes(6).toString("hex");
+  private readonly pub: Client;
+  private readonly sub: Redis;
+  private readonly channel: string;
+  private readonly members: string;
+  private subscribed = false;
+  /** performance.now() until which this daemon's lease runs */
+  private validUntil = 0;
+  private valid = false;
+  private heardAt = -Infinity;
+  private seq = 0;
+  private readonly pending = new Map<number, Waiting>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+
+  constructor(private readonly o: CoherenceOptions) {
+    const options: RedisOptions = {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: o.timeoutMs,
+      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt - 1, 10), 1000),
+      enableAutoPipelining: true,
+    };
+    this.channel = `${o.prefix}:near:inv`;
+    this.members = `${o.prefix}:near:members`;
+    this.pub = new Redis(o.url, options) as Client;
+    this.pub.defineCommand("sidecacheNearInvalidate", { numberOfKeys: 1, lua: INVALIDATE_LUA });
+    this.pub.defineCommand("sidecacheNearRenew", { numberOfKeys: 1, lua: RENEW_LUA });
+    this.pub.on("error", () => {});
+    // The subscriber's own options: a subscribed connection must not time out its (unanswered) idle time.
+    this.sub = new Redis(o.url, { ...options, commandTimeout: undefined, enableOfflineQueue: true });
+    this.sub.on("error", () => {});
+    this.sub.on("ready", () => void this.subscribe());
+    this.sub.on("close", () => this.lost("the invalidation channel's connection closed"));
+    this.sub.on("message", (channel: string, message: string) => this.onMessage(channel, message));
+  }
+
+  start(): void {
+    if (this.o.leaseMs !== undefined)
+      this.every(Math.max(1, Math.floor(this.o.leaseMs / 3)), () => this.renew());
+    if (this.o.maxStalenessMs !== undefined) {
+      this.every(Math.max(1, Math.floor(this.o.maxStalenessMs / 4)), () => this.heartbeat());
+    }
+  }
+
+  /** coherent: whether this daemon's lease runs (copies may be served); drops every copy once it lapsed. */
+  leaseValid(): boolean {
+    if (this.subscribed && performance.now() < this.validUntil) return true;
+    if (this.valid) {
+      this.valid = false;
+      this.o.log.warn("near cache lease lapsed: copies dropped until it is renewed");
+      this.o.onLapse();
+    }
+    return false;
+  }
+
+  /** bounded: whether the channel showed itself healthy within maxStalenessMs. */
+  healthyWithin(maxStalenessMs: number): boolean {
+    return this.subscribed && performance.now() - this.heardAt < maxStalenessMs;
+  }
+
+  /**
+   * Tells every other daemon to drop its copy of the key. wait: resolves once each member acknowledged or
+   * its lease ran out (coherent); otherwise once it is published (bounded).
+   */
+  async invalidate(keyspace: string, key: string | null, version: number, wait: boolean): Promise<void> {
+    const seq = ++this.seq;
+    const kind = key === null ? (wait ? "C" : "c") : wait ? "I" : "i";
+    const message = `${kind}|${this.id}|${seq}|${Date.now()}|${keyspace}|${version}|${key ?? ""}`;
+    if (!wait) {
+      await this.pub.publish(this.channel, message);
+      return;
+    }
+    const w: Waiting = { acked: new Set(), timers: [] };
+    this.pending.set(seq, w);
+    try {
+      const reply = await this.pub.sidecacheNearInvalidate(this.members, this.channel, message);
+      const at = performance.now();
+      const now = Number(reply[0]);
+      const waiting = new Set<string>();
+      const done = new Promise<void>((resolve) => (w.resolve = resolve));
+      for (let i = 1; i + 1 < reply.length; i += 2) {
+        const member = reply[i]!;
+        if (member === this.id || w.acked.has(member)) continue;
+        waiting.add(member);
+        // Its lease ends at Redis's expiry; measured from when the reply came, the wait is never short.
+        const ms = Math.max(0, Number(reply[i + 1]) - now - (performance.now() - at));
+        w.timers.push(setTimeout(() => this.settle(w, member), ms));
+      }
+      w.waiting = waiting;
+      if (waiting.size === 0) return;
+      await done;
+    } finally {
+      for (const t of w.timers) clearTimeout(t);
+      this.pending.delete(seq);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const w of this.pending.values()) w.resolve?.();
+    await this.pub.zrem(this.members, this.id).catch(() => {});
+    this.pub.disconnect();
+    this.sub.disconnect();
+  }
+
+  private settle(w: Waiting, member: string): void {
+    w.acked.add(member);
+    if (!w.waiting) return;
+    w.waiting.delete(member);
+    if (w.waiting.size === 0) w.resolve?.();
+  }
+
+  private every(ms: number, fn: () => Promise<void>): void {
+    void fn();
+    const t = setInterval(() => void fn(), ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private async subscribe(): Promise<void> {
+    try {
+      await this.sub.subscribe(this.channel, `${this.channel}:ack:${this.id}`);
+      this.subscribed = true;
+      await this.renew();
+      await this.heartbeat();
+    } catch (err) {
+      this.o.log.warn({ err: String(err) }, "near cache: could not subscribe to the invalidation channel");
+    }
+  }
+
+  private lost(why: string): void {
+    if (!this.subscribed || this.stopped) return;
+    this.subscribed = false;
+    this.validUntil = 0;
+    this.valid = false;
+    this.o.log.warn(`near cache copies dropped: ${why}`);
+    this.o.onLapse();
+  }
+
+  private async renew(): Promise<void> {
+    if (this.o.leaseMs === undefined || !this.subscribed || this.stopped) return;
+    const sent = performance.now();
+    try {
+      await this.pub.sidecacheNearRenew(this.members, this.id, String(this.o.leaseMs));
+    } catch {
+      return; // the lease runs out by itself
+    }
+    if (!this.subscribed) return;
+    if (!this.valid || performance.now() >= this.validUntil) {
+      // A new lease after none: copies read before it may have missed invalidations.
+      this.o.onLapse();
+    }
+    this.validUntil = sent + this.o.leaseMs;
+    this.valid = true;
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.o.maxStalenessMs === undefined || !this.subscribed || this.stopped) return;
+    await this.pub.publish(this.channel, `h|${this.id}`).catch(() => {});
+  }
+
+  private onMessage(channel: string, message: string): void {
+    if (channel !== this.channel) {
+      // an acknowledgement of one of this daemon's invalidations: "<seq>|<member>"
+      const bar = message.indexOf("|");
+      const w = this.pending.get(Number(message.slice(0, bar)));
+      if (w) this.settle(w, message.slice(bar + 1));
+      return;
+    }
+    if (message.startsWith("h|")) {
+      if (message.slice(2) === this.id) this.heardAt = performance.now();
+      return;
+    }
+    const parts = splitN(message, 7);
+    if (parts.length < 7) return;
+    const [kind, writer, seq, sentAt, keyspace, version] = parts;
+    if (writer === this.id) return;
+    const key = kind === "C" || kind === "c" ? null : parts[6]!;
+    this.o.onInvalidate(keyspace!, key, Number(version), Number(sentAt));
+    if (kind === "I" || kind === "C") {
+      void this.pub.publish(`${this.channel}:ack:${writer}`, `${seq}|${this.id}`).catch(() => {});
+    }
+  }
+}
+
+/** Splits at the first n-1 bars: the last part (a key) may hold bars of its own. */
+function splitN(s: string, n: number): string[] {
+  const out: string[] = [];
+  let from = 0;
+  while (out.length < n - 1) {
+    const i = s.indexOf("|", from);
+    if (i < 0) break;
+    out.push(s.slice(from, i));
+    from = i + 1;
+  }
+  out.push(s.slice(from));
+  return out;
+}
