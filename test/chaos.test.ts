@@ -4,9 +4,10 @@
  * ones are `npm run chaos`); and a run under a fault the product documents it does not survive (write-behind
  * over a Redis sent back to a snapshot) is caught.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runChaos, type ChaosReport } from "../bench/chaos/chaos.js";
 import { checkRun, loadRun, type SavedRun } from "../bench/chaos/checker.js";
@@ -262,6 +263,12 @@ describe("the invariant checks", () => {
       "final_read_diverges",
     ]);
     expect(checkFinalReads([], [healed(read(null, 0, 0, 1))])).toEqual([]);
+    // a failed read tried again: the last answer counts
+    const failed = { ...healed(read(null, 0, 0, 1)), status: 504 };
+    expect(checkFinalReads(rows, [failed, healed(read(2, 20, 2, 3))])).toEqual([]);
+    expect(kinds(checkFinalReads(rows, [healed(read(2, 20, 0, 1)), { ...failed, start: 2 }]))).toEqual([
+      "final_read_diverges",
+    ]);
   });
 
   it("check a saved history again from its file, with the same verdict", () => {
@@ -292,6 +299,21 @@ describe("the invariant checks", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe("the histories that found bugs (bench/chaos/found)", () => {
+  const dir = fileURLToPath(new URL("../bench/chaos/found/", import.meta.url));
+  const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
+  it("are there", () => {
+    expect(files.length).toBeGreaterThan(0);
+  });
+  for (const f of files) {
+    it(`${f}: the checker still finds what it found`, () => {
+      const run = loadRun(join(dir, f));
+      expect(run.violations?.length).toBeGreaterThan(0);
+      expect(checkRun(run)).toEqual(run.violations);
+    });
+  }
 });
 
 /** What every short run must have done for its verdict to mean something. */

@@ -92,7 +92,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const specs = o.keyspaces ?? profile.keyspaces;
   const faults = o.faults ?? profile.faults;
   const names = specs.map((k) => k.name);
-  const keys = Array.from({ length: o.keysPerKeyspace }, (_, i) => (i % 7 === 3 ? `k/${i} é` : `k${i}`));
+  const keys = Array.from({ length: o.keysPerKeyspace }, (_, i) => (i % 7 === 2 ? `k/${i} é` : `k${i}`));
   const n = o.daemons ?? 3;
   say(
     `chaos ${o.profile}: ${o.seconds}s, ${n} daemons, ${o.clients} clients, ${specs.length} keyspaces x ` +
@@ -177,10 +177,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       { daemons: urls, keyspaces: [], keys, clients: 0, seed: o.seed, t0, refuseMs: 0, slowMs: 0 },
       history,
     );
-    for (const ks of names) {
-      await Promise.all(daemons.flatMap((_, d) => keys.map((k) => reader.get(-1, d, ks, k))));
-    }
+    // One key at a time per daemon; a read that fails (5xx, no answer) is tried again for a while: this
+    // checks what the daemons converged to, not how fast they answer a burst on a busy machine.
+    await Promise.all(
+      daemons.map(async (_, d) => {
+        for (const ks of names) {
+          for (const k of keys) {
+            for (let attempt = 0; attempt < 20; attempt++) {
+              const r = await reader.get(-1, d, ks, k);
+              if (r.status === 200 || r.status === 404) break;
+              await sleep(250);
+            }
+          }
+        }
+      }),
+    );
     await reader.stop();
+    final.diagnostics = await diagnostics(db, daemons);
     phase("every key read through every daemon");
 
     const run: SavedRun = {
@@ -238,6 +251,30 @@ async function freshDatabase(serverUrl: string): Promise<string> {
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+/** Each daemon's /readyz and PostgreSQL's sessions by state: what to look at when a daemon answers badly. */
+async function diagnostics(db: pg.Client, daemons: ChildDaemon[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const [i, d] of daemons.entries()) {
+    try {
+      const r = await request(`${d.url}/readyz`, { headersTimeout: 5000, bodyTimeout: 5000 });
+      out.push(`d${i} /readyz ${r.statusCode} ${await r.body.text()}`);
+    } catch (err) {
+      out.push(`d${i} /readyz failed: ${String(err)}`);
+    }
+  }
+  const s = await db.query(
+    `select state, coalesce(wait_event, '-') as wait, count(*)::int as n,
+       round(max(extract(epoch from now() - xact_start)) * 1000)::int as oldest_xact_ms
+     from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
+     group by 1, 2 order by 1, 2`,
+  );
+  for (const row of s.rows as { state: string; wait: string; n: number; oldest_xact_ms: number | null }[])
+    out.push(
+      `postgres sessions ${row.state} (${row.wait}): ${row.n}, oldest transaction ${row.oldest_xact_ms ?? "-"} ms`,
+    );
+  return out;
 }
 
 /** Whether a transaction is still in the deferred trigger's sleep. */

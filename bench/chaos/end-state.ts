@@ -104,11 +104,20 @@ export function checkCache(rows: StoredRecord[], cache: CachedRecord[]): Violati
   return out;
 }
 
-/** finalReads: one read of every key through every daemon after healing and the full check. */
+/**
+ * finalReads: reads of every key through every daemon after healing and the full check; a read that
+ * failed may have been tried again: the last answer of each daemon for each key is the one judged.
+ */
 export function checkFinalReads(rows: StoredRecord[], finalReads: ReadRecord[]): Violation[] {
   const out: Violation[] = [];
   const rowOf = new Map(rows.map((r) => [slot(r.ks, r.key), r]));
+  const last = new Map<string, ReadRecord>();
   for (const r of finalReads) {
+    const k = `${r.daemon}\u0000${slot(r.ks, r.key)}`;
+    const before = last.get(k);
+    if (!before || r.start >= before.start) last.set(k, r);
+  }
+  for (const r of last.values()) {
     const row = rowOf.get(slot(r.ks, r.key));
     const agrees = row
       ? r.status === 200 &&

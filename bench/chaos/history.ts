@@ -51,6 +51,8 @@ export interface ReadRecord {
   /** the ETag's version (0 for a 404 without one); absent for _mget, which carries no versions */
   version?: number;
   cache?: string;
+  /** one key of an _mget */
+  mget?: boolean;
 }
 
 export interface FaultRecord {
@@ -94,6 +96,8 @@ export interface FinalState {
   /** after the full check: must agree with PostgreSQL */
   cache: CachedRecord[];
   checks: Record<string, unknown>[];
+  /** after the reads through every daemon: each one's /readyz, and PostgreSQL's sessions by state */
+  diagnostics?: string[];
 }
 
 export class History {

@@ -8,6 +8,9 @@ import {
   type Written,
 } from "./history.js";
 
+/** How long after a fault healed it is still named beside a violation. */
+const RECENT_MS = 2_000;
+
 export const slot = (ks: string, key: string): string => `${ks}\u0000${key}`;
 const valueSlot = (ks: string, key: string, v: Written): string => `${ks}\u0000${key}\u0000${id(v)}`;
 
@@ -78,15 +81,18 @@ export class HistoryIndex {
     return best;
   }
 
-  /** The faults under way at some point between from and to, for a violation's description. */
+  /**
+   * The faults under way at some point between from and to, and those that ended less than RECENT_MS
+   * before: a violation's description.
+   */
   faultsDuring(from: number, to: number): string {
-    const hit = this.faults.filter((f) => f.start <= to && f.end >= from);
-    if (hit.length === 0) return "no fault under way";
+    const hit = this.faults.filter((f) => f.start <= to && f.end >= from - RECENT_MS);
+    if (hit.length === 0) return "no fault under way or just healed";
     return hit
-      .map(
-        (f) =>
-          `${f.fault}${f.target === undefined ? "" : ` d${f.target}`} ${f.start.toFixed(0)}-${f.end.toFixed(0)} ms`,
-      )
+      .map((f) => {
+        const which = `${f.fault}${f.target === undefined ? "" : ` d${f.target}`} ${f.start.toFixed(0)}-${f.end.toFixed(0)} ms`;
+        return f.end < from ? `${which} (healed ${(from - f.end).toFixed(0)} ms before)` : which;
+      })
       .join(", ");
   }
 }

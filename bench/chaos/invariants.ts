@@ -37,7 +37,7 @@ const answered = (r: ReadRecord) => r.status === 200 || r.status === 404;
 
 const describe = (r: ReadRecord) =>
   `read #${r.op} (client ${r.client}, d${r.daemon}, ${r.start.toFixed(0)}-${r.end.toFixed(0)} ms, ` +
-  `${r.found ? id(r.value!) : "not found"}, X-Cache ${r.cache ?? "-"})`;
+  `${r.found ? id(r.value!) : "not found"}, ${r.mget ? "_mget" : `X-Cache ${r.cache ?? "-"}`})`;
 
 /** The version a read saw: its ETag, or the version its value was written with; undefined when unknown. */
 export function versionRead(r: ReadRecord, index: HistoryIndex): number | undefined {

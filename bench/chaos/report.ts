@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { ChaosReport } from "./chaos.js";
+import type { SavedRun } from "./checker.js";
 import type { Violation } from "./invariants.js";
 
 export function countBy<T>(items: T[], key: (t: T) => string): Record<string, number> {
@@ -29,6 +30,8 @@ export function printReport(r: ChaosReport, say: (l: string) => void): void {
     );
   }
   printViolations(r.violations, say);
+  if (r.violations.some((v) => v.kind === "final_read_diverges"))
+    for (const line of r.run.final.diagnostics ?? []) say(`  ${line}`);
 }
 
 export function printViolations(violations: Violation[], say: (l: string) => void): void {
@@ -48,6 +51,6 @@ export function printViolations(violations: Violation[], say: (l: string) => voi
 export function saveRun(r: ChaosReport, dir: string): string {
   mkdirSync(dir, { recursive: true });
   const file = resolve(join(dir, `chaos-${r.run.profile}-seed${r.run.seed}.json`));
-  writeFileSync(file, JSON.stringify({ ...r.run, violations: r.violations }));
+  writeFileSync(file, JSON.stringify({ ...r.run, violations: r.violations } satisfies SavedRun));
   return file;
 }

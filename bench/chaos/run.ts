@@ -4,12 +4,14 @@
  *   --out DIR (where a failing history is saved; .tmp/chaos)   --save (save passing ones too)
  *   --faults a,b,c (instead of the profile's)   --trust-lease 300ms ("" leaves it out)
  *   --daemon PATH (another build of the daemon, dist/cmd/sidecache.js by default)
- *   --check FILE: check a saved history again, without running anything
+ *   --check FILE: check a saved history again, without running anything; with --key KS/KEY (and
+ *     --from MS --to MS) only that key's part, printed as a timeline; --excerpt OUT saves that part
  */
+import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { runChaos, type ChaosReport } from "./chaos.js";
 import { FAULTS, type Fault } from "./faults.js";
-import { checkRun, loadRun } from "./checker.js";
+import { checkRun, excerpt, loadRun, timeline } from "./checker.js";
 import { PROFILE_NAMES, type ProfileName } from "./profiles.js";
 import { countBy, printReport, printViolations, saveRun } from "./report.js";
 
@@ -24,6 +26,10 @@ const { values } = parseArgs({
     out: { type: "string", default: ".tmp/chaos" },
     save: { type: "boolean", default: false },
     check: { type: "string" },
+    key: { type: "string" },
+    from: { type: "string" },
+    to: { type: "string" },
+    excerpt: { type: "string" },
     faults: { type: "string" },
     "trust-lease": { type: "string", default: "300ms" },
     daemon: { type: "string" },
@@ -36,7 +42,20 @@ const fail = (message: string): never => {
 };
 
 if (values.check !== undefined) {
-  const run = loadRun(values.check);
+  let run = loadRun(values.check);
+  if (values.key !== undefined) {
+    const slash = values.key.indexOf("/");
+    if (slash < 1) fail(`--key wants KEYSPACE/KEY, not ${JSON.stringify(values.key)}`);
+    const [ks, key] = [values.key.slice(0, slash), values.key.slice(slash + 1)];
+    const from = values.from === undefined ? -Infinity : Number(values.from);
+    const to = values.to === undefined ? Infinity : Number(values.to);
+    for (const line of timeline(run, ks, key, from, to)) say(line);
+    run = excerpt(run, ks, key, from, to);
+    if (values.excerpt !== undefined) {
+      writeFileSync(values.excerpt, JSON.stringify({ ...run, violations: checkRun(run) }));
+      say(`excerpt saved to ${values.excerpt}`);
+    }
+  }
   const violations = checkRun(run);
   say(
     `${values.check}: profile ${run.profile}, seed ${run.seed}, ${run.writes.length} key writes, ` +
