@@ -346,10 +346,10 @@ describe("chaos", () => {
       const report = await runChaos({
         profile,
         seed,
-        seconds: 8,
+        seconds: 6,
         clients: 8,
         keysPerKeyspace: 12,
-        atLeast: { ackedWrites: 200, faults: 4, maxSeconds: 20 },
+        atLeast: { ackedWrites: 200, faults: 4, maxSeconds: 15 },
         postgres,
         say: (l) => lines.push(l),
       });
@@ -365,7 +365,7 @@ describe("chaos", () => {
     const report = await runChaos({
       profile: "lossy-cache",
       seed: 9,
-      seconds: 6,
+      seconds: 5,
       clients: 4,
       keysPerKeyspace: 6,
       daemons: 2,

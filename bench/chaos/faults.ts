@@ -160,7 +160,16 @@ export class Monkey {
       case "kill-daemon":
       case "restart-daemon": {
         await daemon.signal(fault === "kill-daemon" ? "SIGKILL" : "SIGTERM");
-        const back = daemon.start().finally(() => this.restarting.delete(target));
+        const down = this.now();
+        const back = daemon
+          .start()
+          .then((starts) => {
+            const took = ((this.now() - down) / 1000).toFixed(1);
+            this.say(
+              `  +${(this.now() / 1000).toFixed(1)}s d${target} back after ${took}s (${starts} start${starts > 1 ? "s" : ""})`,
+            );
+          })
+          .finally(() => this.restarting.delete(target));
         this.restarting.set(target, back);
         return { healed: back };
       }

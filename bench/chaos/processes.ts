@@ -214,13 +214,16 @@ export class ChildDaemon extends Restartable {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Starts it and waits until /healthz answers; starts it again while it exits (a backend still down). */
-  async start(deadlineMs = 60_000): Promise<void> {
+  /**
+   * Starts it and waits until /healthz answers; starts it again while it exits (it does not start while
+   * PostgreSQL is down). Resolves to the number of starts it took.
+   */
+  async start(deadlineMs = 60_000): Promise<number> {
     const deadline = Date.now() + deadlineMs;
-    for (;;) {
+    for (let starts = 1; ; starts++) {
       const child = this.launch(process.execPath, [this.entry, "--config", this.file]);
       while (child.exitCode === null && child.signalCode === null) {
-        if (await healthy(this.port)) return;
+        if (await healthy(this.port)) return starts;
         if (Date.now() > deadline) {
           await this.signal("SIGKILL");
           throw new Error(`the daemon did not answer /healthz within ${deadlineMs} ms:\n${this.tail}`);
