@@ -275,6 +275,21 @@ export class RedisCache implements CacheAdapter {
     );
   }
 
+  /** SCAN over the keyspace's entries, UNLINK each batch found. */
+  async deleteKeyspace(keyspace: string): Promise<number> {
+    const pattern = `${escapeGlob(this.keyspaceBase(keyspace))}*`;
+    let cursor = "0";
+    let removed = 0;
+    do {
+      const [next, keys] = await this.call("SCAN", () =>
+        this.redis.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT),
+      );
+      if (keys.length > 0) removed += await this.call("UNLINK", () => this.redis.unlink(...keys));
+      cursor = next;
+    } while (cursor !== "0");
+    return removed;
+  }
+
   /**
    * SCAN from a random cursor to the end, then from the start again, until n distinct keys are found or
    * a whole pass is done. Redis masks a cursor larger than its table, so any random number is a valid start.
