@@ -5,7 +5,7 @@
  *   --quick          a short run (under a minute); written to bench/results/quick/
  *   --soak           adds a 10-minute mixed-load soak (not part of the default run)
  *   --profile        always profile the hit path with --cpu-prof (otherwise only when sidecache / bare < 0.6)
- *   --only a,b       run only these sections: hit, writes, stampede, hitrate, cost, resp
+ *   --only a,b       run only these sections: hit, writes, stampede, near, hitrate, cost, resp
  *   --out DIR        where to write the results
  *   --render         measure nothing: render bench.md, chart.svg (and docs) again from DIR/results.json
  */
@@ -25,9 +25,10 @@ import { hitPath } from "./sections/hitpath.js";
 import { hitRate } from "./sections/hitrate.js";
 import { respBench } from "./sections/resp.js";
 import { stampede } from "./sections/stampede.js";
+import { nearCache } from "./sections/near.js";
 import { writes } from "./sections/writes.js";
 
-type Section = "hit" | "writes" | "stampede" | "hitrate" | "cost" | "resp";
+type Section = "hit" | "writes" | "stampede" | "hitrate" | "cost" | "near" | "resp";
 
 function options(): Options {
   const { values } = parseArgs({
@@ -122,6 +123,7 @@ async function main(): Promise<void> {
     await run("hit", () => hitPath(ctx));
     await run("writes", () => writes(ctx));
     await run("stampede", () => stampede(ctx));
+    await run("near", () => nearCache(ctx));
     await run("hitrate", () => hitRate(ctx));
     await run("cost", () => costSection(ctx, results));
     await run("resp", () => respBench(ctx));

@@ -3,6 +3,7 @@
  * key just written (a tombstone), 300 concurrent readers while PostgreSQL is slow, readers arriving all
  * through the load. Reads are counted on the wire, by a proxy in front of PostgreSQL, not by the daemon.
  */
+import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PgProxy } from "../bench/lib/pgproxy.js";
@@ -19,7 +20,8 @@ let db: pg.Client;
 
 beforeAll(async () => {
   // 25 ms each way: a load takes more than 50 ms, long enough for hundreds of readers to pile up
-  proxy = new PgProxy({ host: "127.0.0.1", port: 5432 }, 25, KEYSPACES.map(table));
+  const pgAt = new URL(PG_URL);
+  proxy = new PgProxy({ host: pgAt.hostname, port: Number(pgAt.port || 5432) }, 25, KEYSPACES.map(table));
   await proxy.listen();
   // The lease is long here: a daemon starved of CPU (the rest of the suite runs beside it) that let its
   // cache trust lapse would read PostgreSQL without single flight's vouching; that is tested elsewhere.
@@ -108,5 +110,51 @@ describe("readers arriving all through the load of a cold key", () => {
     const replies = await readers("aside", "nobody", 300, 60);
     for (const r of replies) expect(r.status).toBe(404);
     expect(proxy.selectsOn(table("aside")) - before).toBe(1);
+  });
+});
+
+describe("many daemons sharing the cache", () => {
+  let others: Daemon[] = [];
+  beforeAll(async () => {
+    const y = `
+cache: { url: ${REDIS_URL}, prefix: ${tag}, trust_lease: 10s }
+store: { url: "${proxy.url}", pool: 20 }
+checker: { enabled: false }
+keyspaces:
+  aside: { strategy: cache-aside, table: ${table("aside")}, ttl: 3s, ttl_jitter: 0, fill_lease: 1s }
+`;
+    others = [await startDaemon(y), await startDaemon(y)];
+  });
+  afterAll(async () => {
+    for (const d of others) await d.stop();
+  });
+
+  it("900 concurrent cold reads over 3 daemons cost one PostgreSQL read", async () => {
+    await db.query(
+      `insert into ${table("aside")} (key, value, version, updated_at) values ('fleet', '{"f":1}', 9, now())`,
+    );
+    const urls = [daemon.url, ...others.map((d) => d.url)];
+    const before = proxy.selectsOn(table("aside"));
+    const replies = await Promise.all(
+      Array.from({ length: 900 }, (_, i) => call(urls[i % 3]!, "GET", "/v1/kv/aside/fleet")),
+    );
+    for (const r of replies) expect(r.json()).toEqual({ f: 1 });
+    expect(proxy.selectsOn(table("aside")) - before).toBe(1);
+  });
+
+  it("a daemon that died holding the fill lease delays the others by at most fill_lease", async () => {
+    await db.query(
+      `insert into ${table("aside")} (key, value, version, updated_at) values ('orphan', '{"o":1}', 9, now())`,
+    );
+    // the lease a daemon took before it was killed: nobody will fill
+    const redis = new Redis(REDIS_URL);
+    await redis.set(`${tag}:fl:{aside}:orphan`, "dead-daemon", "PX", 1_000);
+    redis.disconnect();
+    const t0 = Date.now();
+    const replies = await Promise.all(others.map((d) => call(d.url, "GET", "/v1/kv/aside/orphan")));
+    const took = Date.now() - t0;
+    for (const r of replies) expect(r.json()).toEqual({ o: 1 });
+    expect(took).toBeLessThan(2_500);
+    expect(took).toBeGreaterThanOrEqual(900);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The OpenAPI description against a real validator, JSON Schema, the client's generated types, the
  * daemon's error classes, and the live router both ways: every documented operation is served and answers
- * as described; every method and path the description does not have answers 404 or 405.
+ * as described (the near cache's tiers, the status page behind auth included); every method and path the
+ * description does not have answers 404 or 405.
  */
 import { readFileSync } from "node:fs";
 import { Validator } from "@seriousme/openapi-schema-validator";
@@ -23,7 +24,10 @@ interface Operation {
   parameters?: { name: string; in: string; schema: Json }[];
   responses: Record<
     string,
-    { headers?: Record<string, { required?: boolean }>; content?: Record<string, { schema: Json }> }
+    {
+      headers?: Record<string, { required?: boolean; schema: Json }>;
+      content?: Record<string, { schema: Json }>;
+    }
   >;
 }
 type PathItem = Record<string, unknown> & { parameters?: Operation["parameters"] };
@@ -31,6 +35,7 @@ type PathItem = Record<string, unknown> & { parameters?: Operation["parameters"]
 const METHODS = ["get", "head", "put", "post", "delete", "patch", "options"] as const;
 const tag = uniqueTag();
 const table = `${tag}_wb`;
+const KEYSPACES = ["aside", "rt", "wb", "near"];
 let daemon: Daemon;
 let db: pg.Client;
 let http: Pool;
@@ -60,6 +65,7 @@ checker: { enabled: false }
 keyspaces:
   aside: { strategy: cache-aside, table: ${tag}_aside }
   rt: { strategy: read-through, table: ${tag}_rt }
+  near: { strategy: cache-aside, table: ${tag}_near, near_cache: { max_entries: 100, lease: 1s } }
   wb:
     strategy: write-behind
     table: ${table}
@@ -74,7 +80,7 @@ keyspaces:
 afterAll(async () => {
   await http?.close();
   await daemon?.stop();
-  await db?.query(`drop table if exists ${table}, ${tag}_aside, ${tag}_rt`);
+  await db?.query(`drop table if exists ${table}, ${tag}_aside, ${tag}_rt, ${tag}_near`);
   await db?.end();
   const { Redis } = await import("ioredis");
   const redis = new Redis(REDIS_URL);
@@ -120,10 +126,11 @@ function expectDescribed(op: Operation, method: string, reply: Reply): void {
   const response = op.responses[String(reply.status)];
   expect(response, `${where}: status not described`).toBeDefined();
   for (const [name, h] of Object.entries(response!.headers ?? {})) {
-    if (h.required || name === "ETag" || name === "X-Cache") {
-      if (name === "ETag" && reply.status === 202) continue;
-      expect(reply.headers[name.toLowerCase()], `${where}: header ${name}`).toBeDefined();
-    }
+    const value = reply.headers[name.toLowerCase()];
+    if (h.required) expect(value, `${where}: header ${name}`).toBeDefined();
+    if (value === undefined) continue;
+    const ok = validatorFor(h.schema)(/^\d+$/.test(String(value)) ? Number(value) : value);
+    expect(ok, `${where}: header ${name}: ${String(value)}`).toBe(true);
   }
   const content = response!.content;
   if (!content || method === "head") {
@@ -184,8 +191,12 @@ describe("the description", () => {
   });
 
   it("has a client call for every operation on values and keyspaces", () => {
+    // not the probes, metrics, this document or the status page: those are for other tools and browsers
     const ids = operations()
-      .filter(({ op }) => !(op as Operation & { tags: string[] }).tags.includes("ops"))
+      .filter(({ op }) => {
+        const tags = (op as Operation & { tags: string[] }).tags;
+        return !tags.includes("ops") && !tags.includes("ui");
+      })
       .map(({ op }) => op.operationId);
     expect([...CLIENT_OPERATIONS].sort()).toEqual(ids.sort());
   });
@@ -233,6 +244,12 @@ describe("the live router against the description", () => {
       ["flush", "/v1/keyspaces/wb/flush"],
       ["check", "/v1/keyspaces/aside/check", JSON.stringify({ sample: 10 })],
       ["listDeadLetters", "/v1/keyspaces/wb/dead-letters?count=10"],
+      ["warm", "/v1/keyspaces/aside/warm", JSON.stringify({ from: "hot", limit: 10 })],
+      ["warmProgress", "/v1/keyspaces/aside/warm"],
+      ["uiStatus", "/ui/status"],
+      ["uiStatusHead", "/ui/status"],
+      ["statusPage", "/ui"],
+      ["statusPageHead", "/ui"],
       ["replayDeadLetter", `/v1/keyspaces/wb/dead-letters/${letters[0]!.id}/replay`],
       ["dropDeadLetter", `/v1/keyspaces/wb/dead-letters/${letters[1]!.id}`],
       ["healthz", "/healthz"],
@@ -276,6 +293,15 @@ describe("the live router against the description", () => {
       ["listDeadLetters", "/v1/keyspaces/wb/dead-letters?count=0"],
       ["dropDeadLetter", "/v1/keyspaces/wb/dead-letters/1-0"],
       ["replayDeadLetter", "/v1/keyspaces/wb/dead-letters/bad/replay"],
+      ["warm", "/v1/keyspaces/aside/warm", JSON.stringify({ from: "cold" })],
+      ["warm", "/v1/keyspaces/aside/warm", JSON.stringify({ from: "query" })],
+      ["warm", "/v1/keyspaces/aside/warm", "{}"],
+      ["warm", "/v1/keyspaces/aside/warm", JSON.stringify({ limit: 0 })],
+      ["warm", "/v1/keyspaces/aside/warm", "[]", { "content-type": "text/plain" }],
+      ["warm", "/v1/keyspaces/aside/warm", JSON.stringify({ pad: "x".repeat(70_000) })],
+      ["warm", "/v1/keyspaces/nope/warm", "{}"],
+      ["warmProgress", "/v1/keyspaces/rt/warm"],
+      ["warmProgress", "/v1/keyspaces/nope/warm"],
     ];
     const seen = new Set<number>();
     for (const [id, path, body, headers] of cases) {
@@ -299,12 +325,19 @@ describe("the live router against the description", () => {
         names: [...t.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]!),
       }))
       .sort((a, b) => a.names.length - b.names.length);
-    const keyspaces = new Set(["aside", "rt", "wb"]);
+    const keyspaces = new Set(KEYSPACES);
 
     // Path segments the description and the routing code name: a route the description lacks uses some.
     const words = new Set<string>(["x", "1-0"]);
     for (const t of templates) for (const s of t.split("/")) if (s && !s.startsWith("{")) words.add(s);
-    for (const file of ["router.ts", "kv-routes.ts", "admin-routes.ts", "openapi.ts"]) {
+    for (const file of [
+      "router.ts",
+      "kv-routes.ts",
+      "admin-routes.ts",
+      "warm-routes.ts",
+      "ui-routes.ts",
+      "openapi.ts",
+    ]) {
       const src = readFileSync(`src/proxy/${file}`, "utf8");
       // literals a path or a segment is compared with, and path-like literals
       for (const m of src.matchAll(/(?:===|!==)\s*"([^"]*)"|"(\/[a-z][\w./-]*)"/g)) {
@@ -370,5 +403,169 @@ describe("the live router against the description", () => {
     };
     for (let i = 0; i < probes.length; i += 64) await Promise.all(probes.slice(i, i + 64).map(check));
     expect(failures).toEqual([]);
+  });
+});
+
+describe("the near cache as described", () => {
+  it("GET answers X-Cache-Tier DB, then L1; Cache-Control: no-cache skips the near cache (L2)", async () => {
+    const { method, op } = opById("getValue");
+    const mget = opById("mget");
+    expect((await send("PUT", "/v1/kv/near/n", JSON.stringify({ n: 1 }))).status).toBe(200);
+    const first = await send("GET", "/v1/kv/near/n");
+    expectDescribed(op, method, first);
+    expect([first.headers["x-cache"], first.headers["x-cache-tier"]]).toEqual(["MISS", "DB"]);
+    // the near cache serves once the daemon's lease on the invalidation channel runs
+    const deadline = Date.now() + 10_000;
+    let hit = await send("GET", "/v1/kv/near/n");
+    while (hit.headers["x-cache-tier"] !== "L1" && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      hit = await send("GET", "/v1/kv/near/n");
+    }
+    expectDescribed(op, method, hit);
+    expect([hit.headers["x-cache"], hit.headers["x-cache-tier"], JSON.parse(hit.text)]).toEqual([
+      "HIT",
+      "L1",
+      { n: 1 },
+    ]);
+    for (const cc of ["no-cache", "max-age=0, No-Cache"]) {
+      const skipped = await send("GET", "/v1/kv/near/n", undefined, { "cache-control": cc });
+      expectDescribed(op, method, skipped);
+      expect([skipped.headers["x-cache"], skipped.headers["x-cache-tier"]]).toEqual(["HIT", "L2"]);
+    }
+    // other directives do not skip it
+    const other = await send("GET", "/v1/kv/near/n", undefined, { "cache-control": "no-store" });
+    expect(other.headers["x-cache-tier"]).toBe("L1");
+
+    // _mget takes the header too; it answers X-Cache, not X-Cache-Tier
+    const many = await send("POST", "/v1/kv/near/_mget", JSON.stringify({ keys: ["n"] }), {
+      "cache-control": "no-cache",
+    });
+    expectDescribed(mget.op, mget.method, many);
+    expect(many.headers["x-cache"]).toBe("HIT");
+    expect(many.headers["x-cache-tier"]).toBeUndefined();
+  });
+
+  it("a 404 not_found carries X-Cache and X-Cache-Tier (ETag once a delete's version is known); unknown_keyspace does not", async () => {
+    const { method, op } = opById("getValue");
+    const absent = await send("GET", "/v1/kv/near/never");
+    expectDescribed(op, method, absent);
+    expect([absent.headers["x-cache"], absent.headers["x-cache-tier"], absent.headers.etag]).toEqual([
+      "MISS",
+      "DB",
+      undefined,
+    ]);
+    expect((await send("PUT", "/v1/kv/near/gone", "1")).status).toBe(200);
+    expect((await send("DELETE", "/v1/kv/near/gone")).status).toBe(204);
+    const deleted = await send("GET", "/v1/kv/near/gone");
+    expectDescribed(op, method, deleted);
+    expect(deleted.headers["x-cache-tier"]).toBeDefined();
+    const again = await send("GET", "/v1/kv/near/gone");
+    expectDescribed(op, method, again);
+    expect(again.status).toBe(404);
+    expect(again.headers.etag).toMatch(/^"\d+"$/);
+    const unknown = await send("GET", "/v1/kv/nope/k");
+    expectDescribed(op, method, unknown);
+    expect([unknown.headers["x-cache"], unknown.headers["x-cache-tier"]]).toEqual([undefined, undefined]);
+  });
+});
+
+describe("the status page and its data behind auth, as described", () => {
+  const authTag = uniqueTag();
+  const ADMIN = `admin-${authTag}-0123456789`;
+  const OPS = `ops-${authTag}-0123456789`;
+  const READER = `reader-${authTag}-0123456789`;
+  let secured: Daemon;
+  let get: (path: string, headers?: Record<string, string>, method?: string) => Promise<Reply>;
+
+  beforeAll(async () => {
+    secured = await startDaemon(`
+cache: { url: "${REDIS_URL}", prefix: ${authTag} }
+store: { url: "${PG_URL}" }
+checker: { enabled: false }
+auth:
+  protect_ops: true
+  tokens:
+    - { name: admin, token: "${ADMIN}", allow: { "*": admin } }
+    - { name: ops, token: "${OPS}", allow: { aside: admin } }
+    - { name: reader, token: "${READER}", allow: { aside: read } }
+keyspaces:
+  aside: { strategy: cache-aside, table: ${authTag}_aside }
+  wb: { strategy: write-behind, table: ${authTag}_wb }
+`);
+    const pool = new Pool(secured.url);
+    get = async (path, headers = {}, method = "GET") => {
+      const res = await pool.request({ method: method as "GET", path, headers });
+      return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+    };
+    return async () => {
+      await pool.close();
+      await secured.stop();
+      await db.query(`drop table if exists ${authTag}_aside, ${authTag}_wb`);
+      const { Redis } = await import("ioredis");
+      const redis = new Redis(REDIS_URL);
+      const keys = await redis.keys(`${authTag}:*`);
+      if (keys.length) await redis.del(...keys);
+      redis.disconnect();
+    };
+  });
+
+  const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+  const basic = (t: string) => ({ authorization: `Basic ${Buffer.from(`anyone:${t}`).toString("base64")}` });
+
+  it("/ui asks a browser for Basic auth, and takes the token as a bearer token or a Basic password", async () => {
+    for (const method of ["get", "head"] as const) {
+      const { op } = opById(method === "get" ? "statusPage" : "statusPageHead");
+      const none = await get("/ui", {}, method.toUpperCase());
+      expectDescribed(op, method, none);
+      expect(none.status).toBe(401);
+      expect(none.headers["www-authenticate"]).toBe('Basic realm="sidecache", charset="UTF-8"');
+      const wrong = await get("/ui", basic("not-a-token"), method.toUpperCase());
+      expect(wrong.status).toBe(401);
+      expectDescribed(op, method, wrong);
+      for (const h of [basic(READER), bearer(READER)]) {
+        const page = await get("/ui", h, method.toUpperCase());
+        expectDescribed(op, method, page);
+        expect(page.status).toBe(200);
+        expect(page.headers["content-type"]).toBe("text/html; charset=utf-8");
+      }
+    }
+    // also at /ui/, as the description says
+    const slash = await get("/ui/", bearer(READER));
+    expect([slash.status, slash.headers["content-type"]]).toEqual([200, "text/html; charset=utf-8"]);
+  });
+
+  it("/ui/status needs admin on some keyspace, and lists dead letters only where the token is admin", async () => {
+    const { method, op } = opById("uiStatus");
+    const none = await get("/ui/status");
+    expectDescribed(op, method, none);
+    expect([none.status, none.headers["www-authenticate"]]).toEqual([401, 'Bearer realm="sidecache"']);
+    const basicOnly = await get("/ui/status", basic(ADMIN));
+    expect(basicOnly.status).toBe(401);
+    const reader = await get("/ui/status", bearer(READER));
+    expectDescribed(op, method, reader);
+    expect(JSON.parse(reader.text).error.code).toBe("forbidden");
+
+    type Snapshot = { keyspaces: { name: string; dead_letters?: unknown[] }[] };
+    const seen = async (token: string) => {
+      const r = await get("/ui/status", bearer(token));
+      expectDescribed(op, method, r);
+      expect(r.status).toBe(200);
+      const wb = (JSON.parse(r.text) as Snapshot).keyspaces.find((k) => k.name === "wb")!;
+      return wb.dead_letters;
+    };
+    expect(await seen(ADMIN)).toEqual([]);
+    expect(await seen(OPS)).toBeUndefined();
+    const head = await get("/ui/status", bearer(OPS), "HEAD");
+    expectDescribed(opById("uiStatusHead").op, "head", head);
+    expect([head.status, head.text]).toEqual([200, ""]);
+  });
+
+  it("warming needs admin on the keyspace", async () => {
+    for (const id of ["warm", "warmProgress"]) {
+      const { method, op } = opById(id);
+      const r = await get("/v1/keyspaces/wb/warm", bearer(OPS), method.toUpperCase());
+      expectDescribed(op, method, r);
+      expect(JSON.parse(r.text).error.code).toBe("forbidden");
+    }
   });
 });

@@ -4,6 +4,7 @@ import type { Options } from "./context.js";
 import type { HitResult } from "../sections/hitpath.js";
 import type { WritesResult } from "../sections/writes.js";
 import type { StampedeResult } from "../sections/stampede.js";
+import type { NearResult } from "../sections/near.js";
 import type { HitRateResult } from "../sections/hitrate.js";
 import type { CostResult } from "../sections/cost.js";
 import type { RespBenchResult } from "../sections/resp.js";
@@ -17,6 +18,7 @@ export interface Results {
   hit?: HitResult;
   writes?: WritesResult;
   stampede?: StampedeResult;
+  near?: NearResult;
   hitrate?: HitRateResult;
   cost?: CostResult;
   resp?: RespBenchResult;

@@ -184,6 +184,32 @@ export function renderMarkdown(r: Results): string {
     }
   }
 
+  const nc = r.near;
+  if (nc) {
+    out.push("## Near cache");
+    out.push(
+      "Sequential writes through one daemon while every daemon holds a copy of the key (each read it just " +
+        "before): in coherent mode a write waits until every other daemon dropped its copy.",
+    );
+    out.push(
+      table(
+        ["daemons", "near cache", "writes", "p50 ms", "p99 ms"],
+        nc.writes.map((w) => [
+          f(w.daemons),
+          w.nearCache ? "coherent" : "none",
+          f(w.writes),
+          f(w.p50Ms),
+          f(w.p99Ms),
+        ]),
+      ),
+    );
+    out.push(
+      `RSS with ${f(nc.rss.entries)} near entries of ${f(nc.rss.valueBytes)}-byte values: ` +
+        `${f(nc.rss.afterMiB)} MiB (${f(nc.rss.beforeMiB)} MiB before they were read; the daemon's own ` +
+        `estimate of the entries: ${f(nc.rss.nearBytes / 2 ** 20)} MiB).`,
+    );
+  }
+
   const s = r.stampede;
   if (s) {
     out.push("## 3. Stampede");

@@ -27,11 +27,14 @@ import type { components, operations, paths } from "./schema.js";
 
 type Schemas = components["schemas"];
 export type CacheStatus = Schemas["CacheStatus"];
+export type CacheTier = Schemas["CacheTier"];
 export type CheckRequest = Schemas["CheckRequest"];
 export type CheckReport = Schemas["CheckReport"];
 export type KeyspaceStatus = Schemas["KeyspaceStatus"];
 export type DeadLetter = Schemas["DeadLetter"];
 export type Strategy = Schemas["Strategy"];
+export type WarmRequest = Schemas["WarmRequest"];
+export type WarmProgress = Schemas["WarmProgress"];
 type IfNoneMatch = NonNullable<operations["putValue"]["parameters"]["header"]>["If-None-Match"];
 
 /** The JSON body of an operation's answer of a given status, as the description has it. */
@@ -64,6 +67,8 @@ const ROUTES = {
   listDeadLetters: ["GET", "/v1/keyspaces/{keyspace}/dead-letters"],
   dropDeadLetter: ["DELETE", "/v1/keyspaces/{keyspace}/dead-letters/{id}"],
   replayDeadLetter: ["POST", "/v1/keyspaces/{keyspace}/dead-letters/{id}/replay"],
+  warm: ["POST", "/v1/keyspaces/{keyspace}/warm"],
+  warmProgress: ["GET", "/v1/keyspaces/{keyspace}/warm"],
 } as const satisfies { [O in keyof operations]?: RouteOf<O> };
 
 /** The operations the client calls. */
@@ -98,6 +103,11 @@ export interface CallOptions {
   requestId?: string;
 }
 
+export interface ReadOptions extends CallOptions {
+  /** not answered from the daemon's near cache (sends Cache-Control: no-cache); Redis still answers */
+  skipNear?: boolean;
+}
+
 export interface WriteOptions extends CallOptions {
   /** write only if the key is at this version: a number, an ETag, or a previous read or write */
   ifMatch?: VersionLike;
@@ -114,6 +124,8 @@ export interface Entry<T> {
   etag: string;
   /** HIT (cache), MISS (PostgreSQL) or STALE (an expired entry served while PostgreSQL fails) */
   cache: CacheStatus;
+  /** which tier answered: L1 (the daemon's near cache), L2 (Redis or the in-process cache), DB (PostgreSQL) */
+  tier: CacheTier;
 }
 
 export interface WriteResult {
@@ -227,6 +239,26 @@ export class SidecacheClient {
     await this.call("dropDeadLetter", { params: { keyspace, id } }, options);
   }
 
+  /**
+   * Starts warming a keyspace's cache (from its `warm:` section, or `{from, limit}`) and answers the run's
+   * progress at once; while a run goes on, answers that run's progress and starts nothing.
+   */
+  async warm(keyspace: string, request: WarmRequest = {}, options: CallOptions = {}): Promise<WarmProgress> {
+    const a = await this.call("warm", { params: { keyspace }, body: JSON.stringify(request) }, options);
+    return json<Body<"warm", 202>>(a);
+  }
+
+  /** The progress of the keyspace's last warming run, or null when none ran since the daemon started. */
+  async warmProgress(keyspace: string, options: CallOptions = {}): Promise<WarmProgress | null> {
+    const a = await this.call("warmProgress", { params: { keyspace }, pass: 404 }, options);
+    if (a.status === 404) {
+      const err = failure(a);
+      if (err.code === "not_found") return null;
+      throw err;
+    }
+    return json<Body<"warmProgress", 200>>(a);
+  }
+
   /** Closes the connections (only those of the client's own pool). */
   async close(): Promise<void> {
     if (this.ownsDispatcher) await this.dispatcher.close();
@@ -314,20 +346,26 @@ export class Keyspace<T = unknown> {
   }
 
   /** The value and its version, or null when the key is absent. */
-  async get(key: string, options: CallOptions = {}): Promise<Entry<T> | null> {
-    const a = await this.client.call("getValue", { path: this.at(key), pass: 404 }, options);
+  async get(key: string, options: ReadOptions = {}): Promise<Entry<T> | null> {
+    const a = await this.client.call(
+      "getValue",
+      { path: this.at(key), pass: 404, headers: options.skipNear ? NO_CACHE : undefined },
+      options,
+    );
     if (a.status === 404) {
       const err = failure(a);
       if (err.code === "not_found") return null;
       throw err;
     }
     const version = parseEtag(header(a, "etag")) ?? 0;
+    const cache = (header(a, "x-cache") ?? "MISS") as CacheStatus;
     return {
       key,
       value: JSON.parse(a.text) as T,
       version,
       etag: etag(version),
-      cache: (header(a, "x-cache") ?? "MISS") as CacheStatus,
+      cache,
+      tier: tierOf(header(a, "x-cache-tier"), cache),
     };
   }
 
@@ -363,7 +401,7 @@ export class Keyspace<T = unknown> {
    * Reads many keys: a value, or null for an absent key (and for a stored null), in the order asked.
    * More keys than the client's `maxBatch` are read in several requests.
    */
-  async mget(keys: Iterable<string>, options: CallOptions = {}): Promise<Map<string, T | null>> {
+  async mget(keys: Iterable<string>, options: ReadOptions = {}): Promise<Map<string, T | null>> {
     const unique = [...new Set(keys)];
     const chunks: string[][] = [];
     for (let i = 0; i < unique.length; i += this.client.maxBatch) {
@@ -374,7 +412,11 @@ export class Keyspace<T = unknown> {
         const body: Schemas["MgetRequest"] = { keys: chunk };
         return this.client.call(
           "mget",
-          { params: { keyspace: this.name }, body: JSON.stringify(body) },
+          {
+            params: { keyspace: this.name },
+            body: JSON.stringify(body),
+            headers: options.skipNear ? NO_CACHE : undefined,
+          },
           options,
         );
       }),
@@ -408,7 +450,7 @@ export class Keyspace<T = unknown> {
   async update(
     key: string,
     change: (current: T | undefined) => T,
-    options: CallOptions & { attempts?: number } = {},
+    options: ReadOptions & { attempts?: number } = {},
   ): Promise<WriteResult & { value: T }> {
     const attempts = options.attempts ?? 5;
     for (let i = 1; ; i++) {
@@ -431,9 +473,25 @@ export class Keyspace<T = unknown> {
     return this.client.check(this.name, request, options);
   }
 
+  warm(request?: WarmRequest, options?: CallOptions): Promise<WarmProgress> {
+    return this.client.warm(this.name, request, options);
+  }
+
+  warmProgress(options?: CallOptions): Promise<WarmProgress | null> {
+    return this.client.warmProgress(this.name, options);
+  }
+
   private at(key: string): string {
     return this.prefix + segment(key, "key");
   }
+}
+
+const NO_CACHE: Readonly<Record<string, string>> = { "cache-control": "no-cache" };
+
+/** X-Cache-Tier; a daemon without a near cache that does not send it answered a MISS from DB, the rest from L2. */
+function tierOf(value: string | undefined, cache: CacheStatus): CacheTier {
+  if (value === "L1" || value === "L2" || value === "DB") return value;
+  return cache === "MISS" ? "DB" : "L2";
 }
 
 function fill(template: string, params: Record<string, string> | undefined): string {

@@ -3,6 +3,7 @@ export {
   Keyspace,
   SidecacheClient,
   type CacheStatus,
+  type CacheTier,
   type CallOptions,
   type CheckReport,
   type CheckRequest,
@@ -13,7 +14,10 @@ export {
   type Entry,
   type KeyspaceStatus,
   type MsetResult,
+  type ReadOptions,
   type Strategy,
+  type WarmProgress,
+  type WarmRequest,
   type WriteOptions,
   type WriteResult,
 } from "./client.js";

@@ -195,6 +195,78 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/v1/keyspaces/{keyspace}/warm": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description A keyspace of the configuration, percent-encoded. */
+        keyspace: components["parameters"]["Keyspace"];
+      };
+      cookie?: never;
+    };
+    /** The progress of the keyspace's last cache warming run */
+    get: operations["warmProgress"];
+    put?: never;
+    /**
+     * Warm the keyspace's cache now
+     * @description Starts a run in the background: keys from the keyspace's `warm.query` or its hot keys, read through the keyspace's read path at most `warm.rate` a second. One run per keyspace at a time: while one runs, this answers its progress and starts nothing. 400 `invalid_request` for a bad field, a keyspace without a `warm:` section and no `from`, or `from: query` without a `warm.query`.
+     */
+    post: operations["warm"];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/ui": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The status page for operators
+     * @description One HTML page, its script and style inline, nothing loaded from elsewhere; it holds no data and polls `/ui/status`. Also served at `/ui/`. Open like the probes; with `auth.protect_ops` any valid token, as a bearer token or as the password of HTTP Basic auth (the 401 asks a browser for it).
+     */
+    get: operations["statusPage"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    /**
+     * The status page for operators (headers only)
+     * @description One HTML page, its script and style inline, nothing loaded from elsewhere; it holds no data and polls `/ui/status`. Also served at `/ui/`. Open like the probes; with `auth.protect_ops` any valid token, as a bearer token or as the password of HTTP Basic auth (the 401 asks a browser for it).
+     */
+    head: operations["statusPageHead"];
+    patch?: never;
+    trace?: never;
+  };
+  "/ui/status": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * What the status page shows, as JSON
+     * @description Needs what `GET /v1/keyspaces` needs (admin on some keyspace, when auth is on); a keyspace's dead letters are listed only to a token with admin on it.
+     */
+    get: operations["uiStatus"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    /**
+     * What the status page shows, as JSON (headers only)
+     * @description Needs what `GET /v1/keyspaces` needs (admin on some keyspace, when auth is on); a keyspace's dead letters are listed only to a token with admin on it.
+     */
+    head: operations["uiStatusHead"];
+    patch?: never;
+    trace?: never;
+  };
   "/healthz": {
     parameters: {
       query?: never;
@@ -279,6 +351,11 @@ export interface components {
     Version: number;
     /** @enum {string} */
     CacheStatus: "HIT" | "MISS" | "STALE";
+    /**
+     * @description `L1`: the daemon's near cache (the keyspace's `near_cache`); `L2`: the shared cache (Redis, or the in-process cache of `cache.url: memory:`); `DB`: PostgreSQL.
+     * @enum {string}
+     */
+    CacheTier: "L1" | "L2" | "DB";
     VersionResult: {
       version: components["schemas"]["Version"];
     };
@@ -387,6 +464,111 @@ export interface components {
     };
     DeadLetterList: {
       dead_letters: components["schemas"]["DeadLetter"][];
+    };
+    WarmRequest: {
+      /**
+       * @description `query`: the keys of the keyspace's `warm.query`; `hot`: the keys read most before the last shutdown. Default: the keyspace's `warm.from` (a keyspace without a `warm:` section needs `hot`).
+       * @enum {string}
+       */
+      from?: "query" | "hot";
+      /** @description Most keys to warm. Default: the keyspace's `warm.limit`, else 10000. */
+      limit?: number;
+    };
+    WarmProgress: {
+      keyspace: string;
+      /** @enum {string} */
+      from: "query" | "hot";
+      /**
+       * @description `stopped`: the daemon stopped, or the keyspace was removed by a reload, during the run.
+       * @enum {string}
+       */
+      state: "running" | "done" | "failed" | "stopped";
+      /** @description Keys to warm; null until the query or the hot-key list answered. */
+      total: number | null;
+      /** @description Keys read so far. */
+      warmed: number;
+      /** @description Of those, keys PostgreSQL had a row for (the others are cached as absent). */
+      found: number;
+      /** @description Most keys read per second (`warm.rate`). */
+      rate: number;
+      /** Format: date-time */
+      started_at: string;
+      /**
+       * Format: date-time
+       * @description Once the run ended.
+       */
+      finished_at?: string;
+      /** @description Why the run failed (`state: failed`). */
+      error?: string;
+    };
+    StatusPoint: {
+      /** @description End of the interval, milliseconds since the epoch. */
+      t: number;
+      hits: number;
+      misses: number;
+      /** @description write-behind only: the queue depth at the end of the interval. */
+      queue?: number;
+    };
+    CheckSummary: {
+      /** Format: date-time */
+      finished_at: string;
+      sampled: number;
+      inconsistent: number;
+      by_kind: {
+        [key: string]: number;
+      };
+      repaired: number;
+      ratio: number;
+      ratio_upper_95: number;
+      nines: {
+        estimate: number | null;
+        lower_95: number;
+      };
+      duration_ms: number;
+    };
+    StatusKeyspace: {
+      name: string;
+      strategy: components["schemas"]["Strategy"];
+      /**
+       * @description write-through only.
+       * @enum {string}
+       */
+      consistency?: "strict" | "eventual";
+      table: string;
+      hit_ratio: number | null;
+      /** @description Hits and misses per interval of `interval_ms`, oldest first: the last 90. */
+      points: components["schemas"]["StatusPoint"][];
+      /** @description write-behind only (null otherwise, and when Redis does not answer). */
+      queue: {
+        depth: number;
+        oldest_seconds: number;
+        dead_letters: number;
+      } | null;
+      /** @description write-behind only, and only for a token with admin on this keyspace: the oldest 20 (the dead-letter API pages through the rest). */
+      dead_letters?: components["schemas"]["DeadLetter"][];
+      /** @description The last 10 consistency checks this daemon ran, newest first. */
+      checks: components["schemas"]["CheckSummary"][];
+      /** @description The last warming run since start, or null. */
+      warm: components["schemas"]["WarmProgress"] | null;
+      /** @description The checker's cron schedule; null when it is disabled for this keyspace. */
+      checker: string | null;
+    };
+    StatusSnapshot: {
+      /** Format: date-time */
+      generated_at: string;
+      /** @description Length of one point. */
+      interval_ms: number | null;
+      ready: {
+        /** @enum {string} */
+        status: "ok" | "unavailable";
+        checks: {
+          [key: string]: "up" | "down";
+        };
+        breakers: {
+          [key: string]: "closed" | "half-open" | "open";
+        };
+      };
+      keyspaces: components["schemas"]["StatusKeyspace"][];
     };
     Health: {
       /** @constant */
@@ -531,6 +713,7 @@ export interface components {
     /** @description Auth is on and the request has no valid bearer token. */
     Unauthorized: {
       headers: {
+        "WWW-Authenticate": 'Bearer realm="sidecache"';
         [name: string]: unknown;
       };
       content: {
@@ -546,7 +729,7 @@ export interface components {
         "application/json": components["schemas"]["Error403"];
       };
     };
-    /** @description No value under the key (`not_found`), or no such keyspace (`unknown_keyspace`). */
+    /** @description No such keyspace (`unknown_keyspace`), or nothing under this key, dead letter or warming run (`not_found`). */
     NotFound: {
       headers: {
         [name: string]: unknown;
@@ -558,6 +741,8 @@ export interface components {
     /** @description The method is not served here, or the keyspace is read-through (no writes). */
     MethodNotAllowed: {
       headers: {
+        /** @description The methods this path answers. */
+        Allow: string;
         [name: string]: unknown;
       };
       content: {
@@ -594,6 +779,8 @@ export interface components {
     /** @description The write-behind queue is full; nothing was queued. Retry after `Retry-After` seconds. */
     QueueFull: {
       headers: {
+        /** @description Seconds to wait before trying again. */
+        "Retry-After": number;
         [name: string]: unknown;
       };
       content: {
@@ -612,6 +799,8 @@ export interface components {
     /** @description A backend the request needs is down (`backend_unavailable`: nothing was changed by a write-through strict or write-behind write), or the daemon is at its connection limit (`overloaded`, with `Retry-After`). */
     Unavailable: {
       headers: {
+        /** @description Seconds to wait before trying again. */
+        "Retry-After"?: number;
         [name: string]: unknown;
       };
       content: {
@@ -637,12 +826,19 @@ export interface components {
     IfMatch: string;
     /** @description `*`: write only if the key is absent (create); 412 `version_mismatch` when it exists. */
     IfNoneMatch: "*";
+    /**
+     * @description With the directive `no-cache` (case-insensitive, alone or in a list; other directives are ignored) the read is not answered from the daemon's near cache: Redis and PostgreSQL answer as for a keyspace without `near_cache` (`X-Cache-Tier` L2 or DB). No effect on keyspaces without a near cache.
+     * @example no-cache
+     */
+    CacheControl: string;
     DeadLetterId: string;
   };
   requestBodies: never;
   headers: {
-    /** @description Where the answer came from: `HIT` (cache), `MISS` (PostgreSQL, also when the cache is down) or `STALE` (an expired entry served while PostgreSQL fails). `_mget` answers `HIT` only when every key hit. */
+    /** @description Where the answer came from: `HIT` (a cache: `X-Cache-Tier` says which), `MISS` (PostgreSQL, also when the cache is down) or `STALE` (an expired entry served while PostgreSQL fails). `_mget` answers `HIT` only when every key hit. */
     "X-Cache": components["schemas"]["CacheStatus"];
+    /** @description Which tier answered: `L1` (the daemon's near cache), `L2` (Redis, or the in-process cache) or `DB` (PostgreSQL). A `HIT` or `STALE` comes from L1 or L2, a `MISS` from DB. `GET` only: `_mget` does not carry it. */
+    "X-Cache-Tier": components["schemas"]["CacheTier"];
     /** @description The version in quotes, as in `"1795239090025000"`: what `If-Match` takes back. */
     ETag: string;
     /** @description Seconds to wait before trying again. */
@@ -650,6 +846,11 @@ export interface components {
     /** @description The methods this path answers. */
     Allow: string;
     "WWW-Authenticate": 'Bearer realm="sidecache"';
+    /** @description The status page asks for HTTP Basic auth: a browser prompts, and the password is the token. */
+    "WWW-Authenticate-Basic": 'Basic realm="sidecache", charset="UTF-8"';
+    "Cache-Control": "no-store";
+    /** @description Only the page's own inline script and style (by hash) run; it connects only to this daemon. */
+    "Content-Security-Policy": string;
   };
   pathItems: never;
 }
@@ -658,7 +859,13 @@ export interface operations {
   getValue: {
     parameters: {
       query?: never;
-      header?: never;
+      header?: {
+        /**
+         * @description With the directive `no-cache` (case-insensitive, alone or in a list; other directives are ignored) the read is not answered from the daemon's near cache: Redis and PostgreSQL answer as for a keyspace without `near_cache` (`X-Cache-Tier` L2 or DB). No effect on keyspaces without a near cache.
+         * @example no-cache
+         */
+        "Cache-Control"?: components["parameters"]["CacheControl"];
+      };
       path: {
         /** @description A keyspace of the configuration, percent-encoded. */
         keyspace: components["parameters"]["Keyspace"];
@@ -672,8 +879,12 @@ export interface operations {
       /** @description The value. */
       200: {
         headers: {
-          "X-Cache": components["headers"]["X-Cache"];
-          ETag: components["headers"]["ETag"];
+          /** @description Where the answer came from: `HIT` (a cache: `X-Cache-Tier` says which), `MISS` (PostgreSQL, also when the cache is down) or `STALE` (an expired entry served while PostgreSQL fails). `_mget` answers `HIT` only when every key hit. */
+          "X-Cache": components["schemas"]["CacheStatus"];
+          /** @description Which tier answered: `L1` (the daemon's near cache), `L2` (Redis, or the in-process cache) or `DB` (PostgreSQL). A `HIT` or `STALE` comes from L1 or L2, a `MISS` from DB. `GET` only: `_mget` does not carry it. */
+          "X-Cache-Tier": components["schemas"]["CacheTier"];
+          /** @description The version in quotes, as in `"1795239090025000"`: what `If-Match` takes back. */
+          ETag: string;
           [name: string]: unknown;
         };
         content: {
@@ -683,7 +894,21 @@ export interface operations {
       400: components["responses"]["BadRequest"];
       401: components["responses"]["Unauthorized"];
       403: components["responses"]["Forbidden"];
-      404: components["responses"]["NotFound"];
+      /** @description No value under the key (`not_found`: with `X-Cache` and `X-Cache-Tier`, and `ETag` when the version of the delete is known), or no such keyspace (`unknown_keyspace`: without them). */
+      404: {
+        headers: {
+          /** @description Where the answer came from: `HIT` (a cache: `X-Cache-Tier` says which), `MISS` (PostgreSQL, also when the cache is down) or `STALE` (an expired entry served while PostgreSQL fails). `_mget` answers `HIT` only when every key hit. */
+          "X-Cache"?: components["schemas"]["CacheStatus"];
+          /** @description Which tier answered: `L1` (the daemon's near cache), `L2` (Redis, or the in-process cache) or `DB` (PostgreSQL). A `HIT` or `STALE` comes from L1 or L2, a `MISS` from DB. `GET` only: `_mget` does not carry it. */
+          "X-Cache-Tier"?: components["schemas"]["CacheTier"];
+          /** @description The version in quotes, as in `"1795239090025000"`: what `If-Match` takes back. */
+          ETag?: string;
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error404"];
+        };
+      };
       500: components["responses"]["Internal"];
       503: components["responses"]["Unavailable"];
       504: components["responses"]["Timeout"];
@@ -715,7 +940,8 @@ export interface operations {
       /** @description Stored. */
       200: {
         headers: {
-          ETag: components["headers"]["ETag"];
+          /** @description The version in quotes, as in `"1795239090025000"`: what `If-Match` takes back. */
+          ETag: string;
           [name: string]: unknown;
         };
         content: {
@@ -725,7 +951,8 @@ export interface operations {
       /** @description Queued durably (write-behind). */
       202: {
         headers: {
-          ETag: components["headers"]["ETag"];
+          /** @description The version in quotes, as in `"1795239090025000"`: what `If-Match` takes back. */
+          ETag: string;
           [name: string]: unknown;
         };
         content: {
@@ -796,7 +1023,13 @@ export interface operations {
   mget: {
     parameters: {
       query?: never;
-      header?: never;
+      header?: {
+        /**
+         * @description With the directive `no-cache` (case-insensitive, alone or in a list; other directives are ignored) the read is not answered from the daemon's near cache: Redis and PostgreSQL answer as for a keyspace without `near_cache` (`X-Cache-Tier` L2 or DB). No effect on keyspaces without a near cache.
+         * @example no-cache
+         */
+        "Cache-Control"?: components["parameters"]["CacheControl"];
+      };
       path: {
         /** @description A keyspace of the configuration, percent-encoded. */
         keyspace: components["parameters"]["Keyspace"];
@@ -812,7 +1045,8 @@ export interface operations {
       /** @description A value (or null) per key. */
       200: {
         headers: {
-          "X-Cache": components["headers"]["X-Cache"];
+          /** @description Where the answer came from: `HIT` (a cache: `X-Cache-Tier` says which), `MISS` (PostgreSQL, also when the cache is down) or `STALE` (an expired entry served while PostgreSQL fails). `_mget` answers `HIT` only when every key hit. */
+          "X-Cache": components["schemas"]["CacheStatus"];
           [name: string]: unknown;
         };
         content: {
@@ -1058,6 +1292,200 @@ export interface operations {
       403: components["responses"]["Forbidden"];
       404: components["responses"]["NotFound"];
       429: components["responses"]["QueueFull"];
+      500: components["responses"]["Internal"];
+      503: components["responses"]["Unavailable"];
+      504: components["responses"]["Timeout"];
+    };
+  };
+  warmProgress: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description A keyspace of the configuration, percent-encoded. */
+        keyspace: components["parameters"]["Keyspace"];
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The last run since start. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["WarmProgress"];
+        };
+      };
+      400: components["responses"]["BadRequest"];
+      401: components["responses"]["Unauthorized"];
+      403: components["responses"]["Forbidden"];
+      404: components["responses"]["NotFound"];
+      500: components["responses"]["Internal"];
+      503: components["responses"]["Unavailable"];
+      504: components["responses"]["Timeout"];
+    };
+  };
+  warm: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description A keyspace of the configuration, percent-encoded. */
+        keyspace: components["parameters"]["Keyspace"];
+      };
+      cookie?: never;
+    };
+    requestBody?: {
+      content: {
+        "application/json": components["schemas"]["WarmRequest"];
+      };
+    };
+    responses: {
+      /** @description Started (or running already): the run's progress. */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["WarmProgress"];
+        };
+      };
+      400: components["responses"]["BadRequest"];
+      401: components["responses"]["Unauthorized"];
+      403: components["responses"]["Forbidden"];
+      404: components["responses"]["NotFound"];
+      413: components["responses"]["ContentTooLarge"];
+      415: components["responses"]["UnsupportedMediaType"];
+      500: components["responses"]["Internal"];
+      503: components["responses"]["Unavailable"];
+      504: components["responses"]["Timeout"];
+    };
+  };
+  statusPage: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The page. */
+      200: {
+        headers: {
+          /** @description Only the page's own inline script and style (by hash) run; it connects only to this daemon. */
+          "Content-Security-Policy": string;
+          "Cache-Control": "no-store";
+          [name: string]: unknown;
+        };
+        content: {
+          "text/html": string;
+        };
+      };
+      /** @description `auth.protect_ops` is on and the request has no valid token. */
+      401: {
+        headers: {
+          /** @description The status page asks for HTTP Basic auth: a browser prompts, and the password is the token. */
+          "WWW-Authenticate": 'Basic realm="sidecache", charset="UTF-8"';
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error401"];
+        };
+      };
+      403: components["responses"]["Forbidden"];
+      500: components["responses"]["Internal"];
+      503: components["responses"]["Unavailable"];
+      504: components["responses"]["Timeout"];
+    };
+  };
+  statusPageHead: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description The page. */
+      200: {
+        headers: {
+          /** @description Only the page's own inline script and style (by hash) run; it connects only to this daemon. */
+          "Content-Security-Policy": string;
+          "Cache-Control": "no-store";
+          [name: string]: unknown;
+        };
+        content: {
+          "text/html": string;
+        };
+      };
+      /** @description `auth.protect_ops` is on and the request has no valid token. */
+      401: {
+        headers: {
+          /** @description The status page asks for HTTP Basic auth: a browser prompts, and the password is the token. */
+          "WWW-Authenticate": 'Basic realm="sidecache", charset="UTF-8"';
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["Error401"];
+        };
+      };
+      403: components["responses"]["Forbidden"];
+      500: components["responses"]["Internal"];
+      503: components["responses"]["Unavailable"];
+      504: components["responses"]["Timeout"];
+    };
+  };
+  uiStatus: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Readiness and every keyspace. */
+      200: {
+        headers: {
+          "Cache-Control": "no-store";
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["StatusSnapshot"];
+        };
+      };
+      401: components["responses"]["Unauthorized"];
+      403: components["responses"]["Forbidden"];
+      500: components["responses"]["Internal"];
+      503: components["responses"]["Unavailable"];
+      504: components["responses"]["Timeout"];
+    };
+  };
+  uiStatusHead: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description Readiness and every keyspace. */
+      200: {
+        headers: {
+          "Cache-Control": "no-store";
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["StatusSnapshot"];
+        };
+      };
+      401: components["responses"]["Unauthorized"];
+      403: components["responses"]["Forbidden"];
       500: components["responses"]["Internal"];
       503: components["responses"]["Unavailable"];
       504: components["responses"]["Timeout"];

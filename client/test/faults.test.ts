@@ -141,9 +141,21 @@ describe("deadlines: Redis frozen (SIGSTOP)", () => {
   let pid = 0;
   beforeAll(async () => {
     // Wait until the daemon reads from Redis again (it stops trusting a cache that went away until a
-    // repair sweep has run), so that the reads below meet the frozen Redis.
+    // repair sweep has run), so that the reads below meet the frozen Redis. The Redis restart above
+    // makes the first write wait about a second for the cache, past this daemon's 400 ms deadline.
     const sc = new SidecacheClient({ url: deadline.url });
-    await sc.keyspace("slow").put("warm", 1);
+    await until("a write within the deadline", () =>
+      sc
+        .keyspace("slow")
+        .put("warm", 1)
+        .then(
+          () => true,
+          (e: unknown) => {
+            if (e instanceof TimeoutError && e.status === 504) return false;
+            throw e;
+          },
+        ),
+    );
     await until("reads hit the cache", async () => (await sc.keyspace("slow").get("warm"))?.cache === "HIT");
     await sc.close();
     const direct = new Redis(redis.url);

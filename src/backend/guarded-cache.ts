@@ -71,6 +71,24 @@ export class GuardedCache implements CacheAdapter {
     return this.run("ping", () => this.inner.ping());
   }
 
+  get takeFillLease(): CacheAdapter["takeFillLease"] {
+    const inner = this.inner;
+    if (!inner.takeFillLease) return undefined;
+    return (ks, key, ms) => this.run("fill_lease", () => inner.takeFillLease!(ks, key, ms));
+  }
+
+  get watchFill(): CacheAdapter["watchFill"] {
+    const inner = this.inner;
+    if (!inner.watchFill) return undefined;
+    return (ks, key) => this.run("get", () => inner.watchFill!(ks, key));
+  }
+
+  get releaseFillLease(): CacheAdapter["releaseFillLease"] {
+    const inner = this.inner;
+    if (!inner.releaseFillLease) return undefined;
+    return (ks, key, token) => this.run("fill_lease", () => inner.releaseFillLease!(ks, key, token));
+  }
+
   private async run<T>(op: string, call: () => Promise<T>): Promise<T> {
     try {
       return await this.guard.run(op, call);

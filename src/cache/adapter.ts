@@ -78,6 +78,15 @@ export interface CacheAdapter {
   /** Throws when the cache can not be reached. */
   ping(): Promise<void>;
   /**
+   * Optional (a cache shared by daemons): takes the key's fill lease for ms, so that one daemon loads the
+   * key from PostgreSQL while the others wait for its fill. A token when taken, null when another holds it.
+   */
+  takeFillLease?(keyspace: string, key: string, ms: number): Promise<string | null>;
+  /** The key's entry, and whether its fill lease is held, in one round trip. */
+  watchFill?(keyspace: string, key: string): Promise<{ entry: CacheEntry | null; leased: boolean }>;
+  /** Gives the lease back if it is still this token's. */
+  releaseFillLease?(keyspace: string, key: string, token: string): Promise<void>;
+  /**
    * Optional: calls the listener when the connection to the cache drops or is made again; returns a
    * function that removes it. A cache living in the process never drops and need not implement it.
    */

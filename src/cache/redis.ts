@@ -3,7 +3,7 @@
  * the hash tag keeps a keyspace in one slot. Calls fail fast while Redis is unreachable (no offline queue,
  * a per-command timeout) and the client reconnects by itself, forever, with a capped backoff.
  */
-import { randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type { CacheAdapter, CacheEntry, ConnectionState } from "./adapter.js";
 import type { SetOptions } from "./adapter.js";
@@ -45,6 +45,12 @@ end
 return 0
 `;
 
+/** KEYS[1] the fill lease; ARGV[1] the token. Deletes the lease if it is still that token's. */
+const RELEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
 const SCAN_COUNT = 1000;
 const BACKOFF_BASE_MS = 50;
 const BACKOFF_CAP_MS = 1000;
@@ -65,6 +71,7 @@ type ScriptClient = Redis & {
   ): Promise<number>;
   sidecacheAdopt(marker: string, runId: string, candidate: string): Promise<string>;
   sidecacheDeleteIf(key: string, kind: string, version: string, incarnation: string): Promise<number>;
+  sidecacheRelease(lease: string, token: string): Promise<number>;
 };
 
 export class RedisCache implements CacheAdapter {
@@ -104,6 +111,7 @@ export class RedisCache implements CacheAdapter {
     this.redis.defineCommand("sidecacheSetIfNewer", { numberOfKeys: 2, lua: SET_IF_NEWER_LUA });
     this.redis.defineCommand("sidecacheAdopt", { numberOfKeys: 1, lua: ADOPT_LUA });
     this.redis.defineCommand("sidecacheDeleteIf", { numberOfKeys: 1, lua: DELETE_IF_LUA });
+    this.redis.defineCommand("sidecacheRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
     this.incarnations = new Incarnations(
       {
         runId: async () => {
@@ -239,6 +247,29 @@ export class RedisCache implements CacheAdapter {
     return n === 1;
   }
 
+  async takeFillLease(keyspace: string, key: string, ms: number): Promise<string | null> {
+    const token = randomBytes(8).toString("hex");
+    const ok = await this.call("fill lease", () =>
+      this.redis.set(this.fillLeaseKey(keyspace, key), token, "PX", Math.max(1, Math.ceil(ms)), "NX"),
+    );
+    return ok === "OK" ? token : null;
+  }
+
+  async watchFill(keyspace: string, key: string): Promise<{ entry: CacheEntry | null; leased: boolean }> {
+    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
+    const [text, lease] = await this.call("MGET", () =>
+      this.redis.mget(this.redisKey(keyspace, key), this.fillLeaseKey(keyspace, key)),
+    );
+    const entry = text === null || text === undefined ? null : this.current(keyspace, inc.incarnation, text);
+    return { entry, leased: lease !== null && lease !== undefined };
+  }
+
+  async releaseFillLease(keyspace: string, key: string, token: string): Promise<void> {
+    await this.call("release fill lease", () =>
+      this.redis.sidecacheRelease(this.fillLeaseKey(keyspace, key), token),
+    );
+  }
+
   /**
    * SCAN from a random cursor to the end, then from the start again, until n distinct keys are found or
    * a whole pass is done. Redis masks a cursor larger than its table, so any random number is a valid start.
@@ -296,6 +327,11 @@ export class RedisCache implements CacheAdapter {
           });
     this.redis.disconnect(false);
     await ended;
+  }
+
+  /** The key's fill lease: the keyspace's hash tag, so it shares the entry's slot. */
+  private fillLeaseKey(keyspace: string, key: string): string {
+    return `${this.config.prefix}:fl:{${keyspace}}:${key}`;
   }
 
   private incarnationMarker(keyspace: string): string {

@@ -46,6 +46,7 @@ export const KEYSPACE_DEFAULTS = {
   ttlMs: 60 * MINUTE,
   negativeTtlMs: 30 * SECOND,
   staleGraceMs: 5 * MINUTE,
+  fillLeaseMs: 2 * SECOND,
   /** refresh_ahead, as a share of the keyspace's TTL */
   refreshAheadShare: 0.2,
   ttlJitter: 0.1,

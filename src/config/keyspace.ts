@@ -28,6 +28,7 @@ const FIELDS = [
   "write_behind",
   "checker",
   "near_cache",
+  "fill_lease",
   "warm",
 ] as const;
 
@@ -77,6 +78,7 @@ export function readKeyspace(name: string, v: Value, ctx: KeyspaceContext): Keys
     writeBehind: readWriteBehind(f.write_behind),
     checker: readChecker(f.checker, ctx.checker),
     near: readNear(f.near_cache, ctx.cacheUrl),
+    fillLeaseMs: f.fill_lease.duration({ def: d.fillLeaseMs, positive: true }),
     warm: readWarm(f.warm),
   };
 }

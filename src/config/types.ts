@@ -131,6 +131,11 @@ export interface KeyspaceConfig {
   ttlJitter: number;
   writeBehind: WriteBehindConfig;
   checker: CheckerConfig;
+  /**
+   * the longest one daemon waits for another's load of a key (a fill lease in Redis) before it loads the
+   * key itself: what a daemon that died while loading costs the others
+   */
+  fillLeaseMs: number;
   /** an in-daemon cache in front of Redis; absent: none */
   near?: NearCacheConfig;
   /** absent: no warming configured */

@@ -174,6 +174,18 @@ export class NearCache implements CacheAdapter {
     return this.inner.ping();
   }
 
+  get takeFillLease(): CacheAdapter["takeFillLease"] {
+    return this.inner.takeFillLease?.bind(this.inner);
+  }
+
+  get watchFill(): CacheAdapter["watchFill"] {
+    return this.inner.watchFill?.bind(this.inner);
+  }
+
+  get releaseFillLease(): CacheAdapter["releaseFillLease"] {
+    return this.inner.releaseFillLease?.bind(this.inner);
+  }
+
   onConnectionChange(listener: (state: ConnectionState) => void): () => void {
     return this.inner.onConnectionChange?.(listener) ?? (() => {});
   }

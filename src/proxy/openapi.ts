@@ -26,6 +26,8 @@ export const ERROR_CODES = {
 } as const;
 
 type ErrorStatus = keyof typeof ERROR_CODES;
+/** The statuses as numbers (Object.keys gives strings). */
+const ERROR_STATUSES = Object.keys(ERROR_CODES).map(Number) as ErrorStatus[];
 
 const ref = (kind: "schemas" | "responses" | "parameters" | "headers", name: string) => ({
   $ref: `#/components/${kind}/${name}`,
@@ -39,7 +41,10 @@ const errorResponseNames: Record<ErrorStatus, [string, string]> = {
   400: ["BadRequest", "The request is malformed: a bad key, JSON body, header or field."],
   401: ["Unauthorized", "Auth is on and the request has no valid bearer token."],
   403: ["Forbidden", "The token may not do this on this keyspace (read < write < admin)."],
-  404: ["NotFound", "No value under the key (`not_found`), or no such keyspace (`unknown_keyspace`)."],
+  404: [
+    "NotFound",
+    "No such keyspace (`unknown_keyspace`), or nothing under this key, dead letter or warming run (`not_found`).",
+  ],
   405: ["MethodNotAllowed", "The method is not served here, or the keyspace is read-through (no writes)."],
   412: [
     "PreconditionFailed",
@@ -81,10 +86,10 @@ function errorSchema(status: ErrorStatus): object {
 function errorResponse(status: ErrorStatus): object {
   const [, description] = errorResponseNames[status];
   const headers: Record<string, object> = {};
-  if (status === 401) headers["WWW-Authenticate"] = ref("headers", "WWW-Authenticate");
-  if (status === 405) headers.Allow = ref("headers", "Allow");
-  if (status === 429) headers["Retry-After"] = { ...ref("headers", "Retry-After"), required: true };
-  if (status === 503) headers["Retry-After"] = ref("headers", "Retry-After");
+  if (status === 401) headers["WWW-Authenticate"] = must("WWW-Authenticate");
+  if (status === 405) headers.Allow = must("Allow");
+  if (status === 429) headers["Retry-After"] = must("Retry-After");
+  if (status === 503) headers["Retry-After"] = may("Retry-After");
   return {
     description,
     ...(Object.keys(headers).length ? { headers } : {}),
@@ -131,6 +136,12 @@ const schemas = {
   },
   Version: versionSchema,
   CacheStatus: { type: "string", enum: ["HIT", "MISS", "STALE"] },
+  CacheTier: {
+    type: "string",
+    enum: ["L1", "L2", "DB"],
+    description:
+      "`L1`: the daemon's near cache (the keyspace's `near_cache`); `L2`: the shared cache (Redis, or the in-process cache of `cache.url: memory:`); `DB`: PostgreSQL.",
+  },
   VersionResult: {
     type: "object",
     required: ["version"],
@@ -300,6 +311,180 @@ const schemas = {
     additionalProperties: false,
     properties: { dead_letters: { type: "array", items: ref("schemas", "DeadLetter") } },
   },
+  WarmRequest: {
+    type: "object",
+    additionalProperties: false,
+    properties: {
+      from: {
+        type: "string",
+        enum: ["query", "hot"],
+        description:
+          "`query`: the keys of the keyspace's `warm.query`; `hot`: the keys read most before the last shutdown. Default: the keyspace's `warm.from` (a keyspace without a `warm:` section needs `hot`).",
+      },
+      limit: {
+        type: "integer",
+        minimum: 1,
+        maximum: 10_000_000,
+        description: "Most keys to warm. Default: the keyspace's `warm.limit`, else 10000.",
+      },
+    },
+  },
+  WarmProgress: {
+    type: "object",
+    required: ["keyspace", "from", "state", "total", "warmed", "found", "rate", "started_at"],
+    additionalProperties: false,
+    properties: {
+      keyspace: { type: "string" },
+      from: { type: "string", enum: ["query", "hot"] },
+      state: {
+        type: "string",
+        enum: ["running", "done", "failed", "stopped"],
+        description:
+          "`stopped`: the daemon stopped, or the keyspace was removed by a reload, during the run.",
+      },
+      total: {
+        type: ["integer", "null"],
+        minimum: 0,
+        description: "Keys to warm; null until the query or the hot-key list answered.",
+      },
+      warmed: { type: "integer", minimum: 0, description: "Keys read so far." },
+      found: {
+        type: "integer",
+        minimum: 0,
+        description: "Of those, keys PostgreSQL had a row for (the others are cached as absent).",
+      },
+      rate: { type: "integer", minimum: 1, description: "Most keys read per second (`warm.rate`)." },
+      started_at: { type: "string", format: "date-time" },
+      finished_at: { type: "string", format: "date-time", description: "Once the run ended." },
+      error: { type: "string", description: "Why the run failed (`state: failed`)." },
+    },
+  },
+  StatusPoint: {
+    type: "object",
+    required: ["t", "hits", "misses"],
+    additionalProperties: false,
+    properties: {
+      t: { type: "integer", description: "End of the interval, milliseconds since the epoch." },
+      hits: { type: "integer", minimum: 0 },
+      misses: { type: "integer", minimum: 0 },
+      queue: {
+        type: "integer",
+        minimum: 0,
+        description: "write-behind only: the queue depth at the end of the interval.",
+      },
+    },
+  },
+  CheckSummary: {
+    type: "object",
+    required: [
+      "finished_at",
+      "sampled",
+      "inconsistent",
+      "by_kind",
+      "repaired",
+      "ratio",
+      "ratio_upper_95",
+      "nines",
+      "duration_ms",
+    ],
+    additionalProperties: false,
+    properties: {
+      finished_at: { type: "string", format: "date-time" },
+      sampled: { type: "integer", minimum: 0 },
+      inconsistent: { type: "integer", minimum: 0 },
+      by_kind: {
+        type: "object",
+        propertyNames: ref("schemas", "InconsistentKind"),
+        additionalProperties: { type: "integer", minimum: 1 },
+      },
+      repaired: { type: "integer", minimum: 0 },
+      ratio: { type: "number", minimum: 0, maximum: 1 },
+      ratio_upper_95: { type: "number", minimum: 0, maximum: 1 },
+      nines: {
+        type: "object",
+        required: ["estimate", "lower_95"],
+        additionalProperties: false,
+        properties: { estimate: { type: ["number", "null"] }, lower_95: { type: "number" } },
+      },
+      duration_ms: { type: "integer", minimum: 0 },
+    },
+  },
+  StatusKeyspace: {
+    type: "object",
+    required: ["name", "strategy", "table", "hit_ratio", "points", "queue", "checks", "warm", "checker"],
+    additionalProperties: false,
+    properties: {
+      name: { type: "string" },
+      strategy: ref("schemas", "Strategy"),
+      consistency: { type: "string", enum: ["strict", "eventual"], description: "write-through only." },
+      table: { type: "string" },
+      hit_ratio: { type: ["number", "null"], minimum: 0, maximum: 1 },
+      points: {
+        type: "array",
+        items: ref("schemas", "StatusPoint"),
+        description: "Hits and misses per interval of `interval_ms`, oldest first: the last 90.",
+      },
+      queue: {
+        description: "write-behind only (null otherwise, and when Redis does not answer).",
+        anyOf: [
+          {
+            type: "object",
+            required: ["depth", "oldest_seconds", "dead_letters"],
+            additionalProperties: false,
+            properties: {
+              depth: { type: "integer", minimum: 0 },
+              oldest_seconds: { type: "number", minimum: 0 },
+              dead_letters: { type: "integer", minimum: 0 },
+            },
+          },
+          { type: "null" },
+        ],
+      },
+      dead_letters: {
+        type: "array",
+        items: ref("schemas", "DeadLetter"),
+        maxItems: 20,
+        description:
+          "write-behind only, and only for a token with admin on this keyspace: the oldest 20 (the dead-letter API pages through the rest).",
+      },
+      checks: {
+        type: "array",
+        items: ref("schemas", "CheckSummary"),
+        description: "The last 10 consistency checks this daemon ran, newest first.",
+      },
+      warm: {
+        anyOf: [ref("schemas", "WarmProgress"), { type: "null" }],
+        description: "The last warming run since start, or null.",
+      },
+      checker: {
+        type: ["string", "null"],
+        description: "The checker's cron schedule; null when it is disabled for this keyspace.",
+      },
+    },
+  },
+  StatusSnapshot: {
+    type: "object",
+    required: ["generated_at", "interval_ms", "ready", "keyspaces"],
+    additionalProperties: false,
+    properties: {
+      generated_at: { type: "string", format: "date-time" },
+      interval_ms: { type: ["integer", "null"], minimum: 1, description: "Length of one point." },
+      ready: {
+        type: "object",
+        required: ["status", "checks", "breakers"],
+        additionalProperties: false,
+        properties: {
+          status: { type: "string", enum: ["ok", "unavailable"] },
+          checks: { type: "object", additionalProperties: { type: "string", enum: ["up", "down"] } },
+          breakers: {
+            type: "object",
+            additionalProperties: { type: "string", enum: ["closed", "half-open", "open"] },
+          },
+        },
+      },
+      keyspaces: { type: "array", items: ref("schemas", "StatusKeyspace") },
+    },
+  },
   Health: {
     type: "object",
     required: ["status"],
@@ -327,16 +512,19 @@ const schemas = {
     type: "string",
     enum: Object.values(ERROR_CODES).flat(),
   },
-  ...Object.fromEntries(
-    (Object.keys(ERROR_CODES) as unknown as ErrorStatus[]).map((s) => [`Error${s}`, errorSchema(s)]),
-  ),
+  ...Object.fromEntries(ERROR_STATUSES.map((s) => [`Error${s}`, errorSchema(s)])),
 };
 
 const headers = {
   "X-Cache": {
     description:
-      "Where the answer came from: `HIT` (cache), `MISS` (PostgreSQL, also when the cache is down) or `STALE` (an expired entry served while PostgreSQL fails). `_mget` answers `HIT` only when every key hit.",
+      "Where the answer came from: `HIT` (a cache: `X-Cache-Tier` says which), `MISS` (PostgreSQL, also when the cache is down) or `STALE` (an expired entry served while PostgreSQL fails). `_mget` answers `HIT` only when every key hit.",
     schema: ref("schemas", "CacheStatus"),
+  },
+  "X-Cache-Tier": {
+    description:
+      "Which tier answered: `L1` (the daemon's near cache), `L2` (Redis, or the in-process cache) or `DB` (PostgreSQL). A `HIT` or `STALE` comes from L1 or L2, a `MISS` from DB. `GET` only: `_mget` does not carry it.",
+    schema: ref("schemas", "CacheTier"),
   },
   ETag: {
     description: 'The version in quotes, as in `"1795239090025000"`: what `If-Match` takes back.',
@@ -348,7 +536,28 @@ const headers = {
   },
   Allow: { description: "The methods this path answers.", schema: { type: "string" } },
   "WWW-Authenticate": { schema: { type: "string", const: 'Bearer realm="sidecache"' } },
+  "WWW-Authenticate-Basic": {
+    description:
+      "The status page asks for HTTP Basic auth: a browser prompts, and the password is the token.",
+    schema: { type: "string", const: 'Basic realm="sidecache", charset="UTF-8"' },
+  },
+  "Cache-Control": { schema: { type: "string", const: "no-store" } },
+  "Content-Security-Policy": {
+    description:
+      "Only the page's own inline script and style (by hash) run; it connects only to this daemon.",
+    schema: { type: "string" },
+  },
 };
+
+/** A header the answer always carries: a Header Object of its own, since a $ref's siblings are ignored. */
+function must(name: keyof typeof headers): object {
+  return { ...headers[name], required: true };
+}
+
+/** A header the answer carries only at times (inline too, or generators take a $ref'd one as always there). */
+function may(name: keyof typeof headers): object {
+  return { ...headers[name] };
+}
 
 const parameters = {
   Keyspace: {
@@ -380,6 +589,15 @@ const parameters = {
     description: "`*`: write only if the key is absent (create); 412 `version_mismatch` when it exists.",
     schema: { type: "string", enum: ["*"] },
   },
+  CacheControl: {
+    name: "Cache-Control",
+    in: "header",
+    required: false,
+    description:
+      "With the directive `no-cache` (case-insensitive, alone or in a list; other directives are ignored) the read is not answered from the daemon's near cache: Redis and PostgreSQL answer as for a keyspace without `near_cache` (`X-Cache-Tier` L2 or DB). No effect on keyspaces without a near cache.",
+    schema: { type: "string" },
+    example: "no-cache",
+  },
   DeadLetterId: {
     name: "id",
     in: "path",
@@ -390,10 +608,10 @@ const parameters = {
 
 const kvParams = [ref("parameters", "Keyspace"), ref("parameters", "Key")];
 const ksParams = [ref("parameters", "Keyspace")];
-const cacheHeaders = { "X-Cache": ref("headers", "X-Cache"), ETag: ref("headers", "ETag") };
+const readHeaders = { "X-Cache": must("X-Cache"), "X-Cache-Tier": must("X-Cache-Tier"), ETag: must("ETag") };
 const versionBody = (description: string, etag: boolean) => ({
   description,
-  ...(etag ? { headers: { ETag: ref("headers", "ETag") } } : {}),
+  ...(etag ? { headers: { ETag: must("ETag") } } : {}),
   content: json(ref("schemas", "VersionResult")),
 });
 
@@ -409,9 +627,16 @@ const paths = {
       operationId: "getValue",
       summary: "Read one value",
       tags: ["kv"],
+      parameters: [ref("parameters", "CacheControl")],
       responses: {
-        "200": { description: "The value.", headers: cacheHeaders, content: json(ref("schemas", "Value")) },
-        ...errors(400, 404),
+        "200": { description: "The value.", headers: readHeaders, content: json(ref("schemas", "Value")) },
+        ...errors(400),
+        "404": {
+          description:
+            "No value under the key (`not_found`: with `X-Cache` and `X-Cache-Tier`, and `ETag` when the version of the delete is known), or no such keyspace (`unknown_keyspace`: without them).",
+          headers: { "X-Cache": may("X-Cache"), "X-Cache-Tier": may("X-Cache-Tier"), ETag: may("ETag") },
+          content: json(ref("schemas", "Error404")),
+        },
       },
     },
     put: {
@@ -447,11 +672,12 @@ const paths = {
       operationId: "mget",
       summary: "Read many values",
       tags: ["kv"],
+      parameters: [ref("parameters", "CacheControl")],
       requestBody: { required: true, content: json(ref("schemas", "MgetRequest")) },
       responses: {
         "200": {
           description: "A value (or null) per key.",
-          headers: { "X-Cache": ref("headers", "X-Cache") },
+          headers: { "X-Cache": must("X-Cache") },
           content: json(ref("schemas", "MgetResult")),
         },
         ...errors(400, 404, 413, 415),
@@ -555,6 +781,78 @@ const paths = {
       responses: { "202": versionBody("Queued.", false), ...errors(400, 404, 429) },
     },
   },
+  "/v1/keyspaces/{keyspace}/warm": {
+    parameters: ksParams,
+    get: {
+      operationId: "warmProgress",
+      summary: "The progress of the keyspace's last cache warming run",
+      tags: ["admin"],
+      responses: {
+        "200": { description: "The last run since start.", content: json(ref("schemas", "WarmProgress")) },
+        ...errors(400, 404),
+      },
+    },
+    post: {
+      operationId: "warm",
+      summary: "Warm the keyspace's cache now",
+      description:
+        "Starts a run in the background: keys from the keyspace's `warm.query` or its hot keys, read through the keyspace's read path at most `warm.rate` a second. One run per keyspace at a time: while one runs, this answers its progress and starts nothing. 400 `invalid_request` for a bad field, a keyspace without a `warm:` section and no `from`, or `from: query` without a `warm.query`.",
+      tags: ["admin"],
+      requestBody: { required: false, content: json(ref("schemas", "WarmRequest")) },
+      responses: {
+        "202": {
+          description: "Started (or running already): the run's progress.",
+          content: json(ref("schemas", "WarmProgress")),
+        },
+        ...errors(400, 404, 413, 415),
+      },
+    },
+  },
+  "/ui": (() => {
+    const get = {
+      operationId: "statusPage",
+      summary: "The status page for operators",
+      description:
+        "One HTML page, its script and style inline, nothing loaded from elsewhere; it holds no data and polls `/ui/status`. Also served at `/ui/`. Open like the probes; with `auth.protect_ops` any valid token, as a bearer token or as the password of HTTP Basic auth (the 401 asks a browser for it).",
+      tags: ["ui"],
+      security: [{ bearer: [] }, { basic: [] }, {}],
+      responses: {
+        "200": {
+          description: "The page.",
+          headers: {
+            "Content-Security-Policy": must("Content-Security-Policy"),
+            "Cache-Control": must("Cache-Control"),
+          },
+          content: { "text/html": { schema: { type: "string" } } },
+        },
+        ...opsErrors(),
+        "401": {
+          description: "`auth.protect_ops` is on and the request has no valid token.",
+          headers: { "WWW-Authenticate": must("WWW-Authenticate-Basic") },
+          content: json(ref("schemas", "Error401")),
+        },
+      },
+    };
+    return { get, head: { ...get, operationId: "statusPageHead", summary: `${get.summary} (headers only)` } };
+  })(),
+  "/ui/status": (() => {
+    const get = {
+      operationId: "uiStatus",
+      summary: "What the status page shows, as JSON",
+      description:
+        "Needs what `GET /v1/keyspaces` needs (admin on some keyspace, when auth is on); a keyspace's dead letters are listed only to a token with admin on it.",
+      tags: ["ui"],
+      responses: {
+        "200": {
+          description: "Readiness and every keyspace.",
+          headers: { "Cache-Control": must("Cache-Control") },
+          content: json(ref("schemas", "StatusSnapshot")),
+        },
+        ...errors(),
+      },
+    };
+    return { get, head: { ...get, operationId: "uiStatusHead", summary: `${get.summary} (headers only)` } };
+  })(),
   "/healthz": opsPath("healthz", "The process is alive", {
     description: "Alive.",
     content: json(ref("schemas", "Health")),
@@ -593,20 +891,17 @@ export const openapiDocument = {
     { name: "kv", description: "Values" },
     {
       name: "admin",
-      description: "Keyspaces: status, write-behind queue, consistency check (admin permission)",
+      description:
+        "Keyspaces: status, write-behind queue, dead letters, consistency check, cache warming (admin permission)",
     },
     { name: "ops", description: "Probes, metrics and this document (a token only with `auth.protect_ops`)" },
+    { name: "ui", description: "The operators' status page and the data it shows" },
   ],
   security: [{ bearer: [] }, {}],
   paths,
   components: {
     schemas,
-    responses: Object.fromEntries(
-      (Object.keys(ERROR_CODES) as unknown as ErrorStatus[]).map((s) => [
-        errorResponseNames[s][0],
-        errorResponse(s),
-      ]),
-    ),
+    responses: Object.fromEntries(ERROR_STATUSES.map((s) => [errorResponseNames[s][0], errorResponse(s)])),
     parameters,
     headers,
     securitySchemes: {
@@ -614,6 +909,11 @@ export const openapiDocument = {
         type: "http",
         scheme: "bearer",
         description: "A token of `auth.tokens`; without `auth` no token is asked for.",
+      },
+      basic: {
+        type: "http",
+        scheme: "basic",
+        description: "The status page only: any user name, the token as the password.",
       },
     },
   },

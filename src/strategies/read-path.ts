@@ -41,6 +41,16 @@ interface Seen {
   kind: CacheEntry["kind"] | null;
 }
 
+/** What a load brings: the row, whether it came from another daemon's fill, the fill lease to give back. */
+interface Loaded {
+  row: StoredRow | null;
+  fromCache?: boolean;
+  release?: () => Promise<void>;
+}
+
+/** How often a daemon waiting for another's fill looks at the cache. */
+const FILL_POLL_MS = 5;
+
 /** A load older than this is not joined on the strength of the cache's word (half the markers' life). */
 const JOIN_WINDOW_MS = WRITE_MARKER_MIN_MS / 2;
 
@@ -172,7 +182,7 @@ export class ReadPath {
       for (const m of fresh)
         this.startFlight(
           m.key,
-          batch.then((rows) => rows.get(m.key) ?? null),
+          batch.then((rows) => ({ row: rows.get(m.key) ?? null })),
         );
     }
     this.telemetry.emit({ type: "cache_miss", keyspace: this.ks.name, n: misses.length });
@@ -211,7 +221,7 @@ export class ReadPath {
     const f = this.flights.get(key);
     if (f && !f.done) return;
     this.telemetry.emit({ type: "refresh_ahead", keyspace: this.ks.name });
-    this.startLoad(key).catch(() => {
+    this.startLoad(key, true).catch(() => {
       // the entry is still served until it expires; the next read retries
     });
   }
@@ -225,7 +235,7 @@ export class ReadPath {
     let vouched = seen !== undefined;
     for (;;) {
       const f = this.flights.get(key);
-      if (!f) return this.startLoad(key);
+      if (!f) return this.startLoad(key, seen !== undefined);
       if (f.seq > since) {
         this.telemetry.emit({ type: "coalesced", keyspace: this.ks.name });
         return f.promise;
@@ -244,23 +254,82 @@ export class ReadPath {
     }
   }
 
-  private startLoad(key: string): Promise<StoredRow | null> {
-    this.telemetry.emit({ type: "store_read", keyspace: this.ks.name, statements: 1 });
-    return this.startFlight(key, this.load(key));
+  /** fleet: the cache vouches for what it holds, so another daemon's load may serve (a fill lease). */
+  private startLoad(key: string, fleet: boolean): Promise<StoredRow | null> {
+    return this.startFlight(key, fleet ? this.fleetLoad(key) : this.storeLoad(key));
   }
 
-  private startFlight(key: string, loading: Promise<StoredRow | null>): Promise<StoredRow | null> {
+  private async storeLoad(key: string): Promise<Loaded> {
+    this.telemetry.emit({ type: "store_read", keyspace: this.ks.name, statements: 1 });
+    return { row: await this.load(key) };
+  }
+
+  /**
+   * One PostgreSQL load per key across every daemon that shares the cache: the daemon that takes the key's
+   * fill lease loads and fills; the others watch the cache for that fill and use it, or load themselves
+   * once the lease is gone without one (a loader that died costs them at most `fill_lease`). A fill found
+   * in the cache landed after every write acknowledged before this load began (a write's marker refuses an
+   * older fill), so it serves the readers of this flight as a load would.
+   */
+  private async fleetLoad(key: string): Promise<Loaded> {
+    const c = this.cache;
+    if (!c.takeFillLease || !c.watchFill || !c.releaseFillLease) return this.storeLoad(key);
+    const ks = this.ks.name;
+    const generation = c.generation();
+    let token: string | null;
+    try {
+      token = await c.takeFillLease(ks, key, this.ks.fillLeaseMs);
+    } catch {
+      return this.storeLoad(key);
+    }
+    if (token !== null) {
+      const release = () => c.releaseFillLease!(ks, key, token!).catch(() => {});
+      try {
+        return { ...(await this.storeLoad(key)), release };
+      } catch (err) {
+        await release();
+        throw err;
+      }
+    }
+    const deadline = Date.now() + this.ks.fillLeaseMs;
+    while (Date.now() < deadline && c.generation() === generation && (this.options.trusted?.() ?? true)) {
+      await new Promise((r) => setTimeout(r, FILL_POLL_MS));
+      let seen: { entry: CacheEntry | null; leased: boolean };
+      try {
+        seen = await c.watchFill(ks, key);
+      } catch {
+        break;
+      }
+      const e = seen.entry;
+      if (e && e.kind !== "tombstone" && e.freshUntil > Date.now() && c.generation() === generation) {
+        this.telemetry.emit({ type: "coalesced", keyspace: ks });
+        return {
+          row: e.kind === "value" ? { key, value: e.value!, version: e.version } : null,
+          fromCache: true,
+        };
+      }
+      if (!seen.leased) break;
+    }
+    return this.storeLoad(key);
+  }
+
+  private startFlight(key: string, loading: Promise<Loaded>): Promise<StoredRow | null> {
     const flight: Flight = {
-      promise: loading,
+      promise: Promise.resolve(null),
       seq: ++this.seq,
       at: Date.now(),
       generation: this.cache.generation(),
       done: false,
     };
     flight.promise = loading
-      .then(async (row) => {
+      .then(async ({ row, fromCache, release }) => {
         if (row) observeVersion(row.version);
-        if (this.flights.get(key) === flight) await this.fill(key, row, flight.generation);
+        try {
+          if (!fromCache && this.flights.get(key) === flight) await this.fill(key, row, flight.generation);
+        } finally {
+          // after the fill: the daemons watching for it see it before the lease goes
+          await release?.();
+        }
         return row;
       })
       .finally(() => {

@@ -1,6 +1,8 @@
 /**
- * Taking over writes a flusher left behind: entries idle in the pending entries list of any consumer (a
- * daemon that died, this one before a restart, or a write PostgreSQL refused that waits for its next try)
+ * Taking over writes a flusher left behind. Every consumer keeps a heartbeat key alive (twice its flush
+ * interval); the writes pending at a consumer whose heartbeat is gone (a daemon killed, or stopped without
+ * draining) are taken at once, so a restarted or surviving daemon flushes them within about one flush
+ * interval. Entries idle in any consumer's list (a write PostgreSQL refused that waits for its next try)
  * are claimed with XAUTOCLAIM once idle for a few flush intervals. Consumers long idle with nothing
  * pending are removed from the group now and then, so restarts do not pile them up.
  */
@@ -10,6 +12,8 @@ import type { WriteQueue } from "./queue.js";
 
 const JANITOR_EVERY_MS = 60_000;
 const CONSUMER_IDLE_LIMIT_MS = 10 * 60_000;
+/** A heartbeat outlives two flush intervals by this much: a round that runs a little late is not death. */
+const HEARTBEAT_MARGIN_MS = 250;
 
 export class Claims {
   private cursor = "0-0";
@@ -29,8 +33,11 @@ export class Claims {
   /** Idle entries, at most count, when a look is due (or forced); none otherwise. */
   async take(count: number, force = false): Promise<QueuedWrite[]> {
     const now = Date.now();
+    await this.queue.heartbeat(this.consumer, 2 * this.everyMs + HEARTBEAT_MARGIN_MS);
     if (!force && now - this.lastClaim < this.everyMs) return [];
     this.lastClaim = now;
+    const orphans = await this.fromDead(count);
+    if (orphans.length > 0) return orphans;
     const { next, writes } = await this.queue.claim(this.consumer, this.minIdleMs, this.cursor, count);
     this.cursor = next;
     if (writes.length > 0) {
@@ -41,6 +48,22 @@ export class Claims {
       await this.sweepConsumers();
     }
     return writes;
+  }
+
+  /** The writes of consumers whose heartbeat is gone, at most count. */
+  private async fromDead(count: number): Promise<QueuedWrite[]> {
+    const holding = (await this.queue.consumers()).filter((c) => c.pending > 0 && c.name !== this.consumer);
+    for (const name of await this.queue.dead(holding.map((c) => c.name))) {
+      const writes = await this.queue.takeFrom(name, this.consumer, count);
+      if (writes.length > 0) {
+        this.log.info(
+          { from: name, writes: writes.length },
+          "write-behind: took over the writes of a dead flusher",
+        );
+        return writes;
+      }
+    }
+    return [];
   }
 
   private async sweepConsumers(): Promise<void> {

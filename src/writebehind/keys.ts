@@ -17,6 +17,8 @@ export interface WbKeys {
   attempts: string;
   /** writes PostgreSQL refused for good (fields id, k, n, op, v, reason, attempts) */
   dead: string;
+  /** the prefix of each consumer's heartbeat key (`<alive><consumer>`, with a TTL) */
+  alive: string;
 }
 
 export function wbKeys(prefix: string, keyspace: string): WbKeys {
@@ -27,6 +29,7 @@ export function wbKeys(prefix: string, keyspace: string): WbKeys {
     clock: `${base}clock`,
     attempts: `${base}attempts`,
     dead: `${base}dead`,
+    alive: `${base}alive:`,
   };
 }
 

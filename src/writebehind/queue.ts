@@ -227,6 +227,34 @@ export class WriteQueue {
     return r.length > 0;
   }
 
+  /** Says this consumer is alive for ttlMs: the others leave its pending writes alone meanwhile. */
+  async heartbeat(consumer: string, ttlMs: number): Promise<void> {
+    await this.conn.call("SET", (redis) =>
+      redis.set(`${this.keys.alive}${consumer}`, "1", "PX", Math.max(1, Math.ceil(ttlMs))),
+    );
+  }
+
+  /** Of these consumers, those whose heartbeat is gone: dead, or stopped without draining. */
+  async dead(consumers: string[]): Promise<string[]> {
+    if (consumers.length === 0) return [];
+    const alive = await this.conn.call("MGET", (redis) =>
+      redis.mget(consumers.map((c) => `${this.keys.alive}${c}`)),
+    );
+    return consumers.filter((_, i) => alive[i] === null);
+  }
+
+  /** Takes over up to count writes a consumer holds, whatever their idle time (a consumer found dead). */
+  async takeFrom(from: string, to: string, count: number): Promise<QueuedWrite[]> {
+    const pending = (await this.conn.call("XPENDING", (redis) =>
+      redis.call("XPENDING", this.keys.stream, GROUP, "-", "+", count, from),
+    )) as [string, string, number, number][];
+    if (pending.length === 0) return [];
+    const reply = (await this.conn.call("XCLAIM", (redis) =>
+      redis.call("XCLAIM", this.keys.stream, GROUP, to, 0, ...pending.map((p) => p[0])),
+    )) as RawEntries;
+    return entries(reply);
+  }
+
   /** The consumers of the group: name, entries pending, ms idle. */
   async consumers(): Promise<{ name: string; pending: number; idle: number }[]> {
     const rows = (await this.conn.call("XINFO CONSUMERS", (redis) =>
