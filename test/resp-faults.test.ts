@@ -37,7 +37,7 @@ beforeAll(async () => {
   [redis, postgres] = await Promise.all([startPrivateRedis(), startPrivatePostgres()]);
   const yaml = `
 server: { request_deadline: 800ms, resp: { port: 0 } }
-cache: { url: ${redis.url}, prefix: ${tag}, timeout: 200ms, breaker: { failures: 3, cooldown: 300ms } }
+cache: { url: ${redis.url}, prefix: ${tag}, timeout: 200ms, trust_lease: 400ms, breaker: { failures: 3, cooldown: 300ms } }
 store: { url: ${postgres.url}, timeout: 3s, breaker: { failures: 3, cooldown: 300ms } }
 checker: { enabled: false }
 keyspaces:
