@@ -111,6 +111,16 @@ export class StoreRejectedError extends SidecacheError {
   }
 }
 
+/**
+ * A write announced at a version (write-through strict's tombstone) found the key already at or above it:
+ * nothing was written. The writer takes a version above `current` and tries again; it is never answered.
+ */
+export class VersionTakenError extends SidecacheError {
+  constructor(readonly current: Map<string, number>) {
+    super("version_taken", 409, `The key(s) ${[...current.keys()].join(", ")} already have a newer version.`);
+  }
+}
+
 /** A configuration file that can not be used; the message names file, line, path and what is allowed. */
 export class ConfigError extends Error {
   constructor(

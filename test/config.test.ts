@@ -92,6 +92,9 @@ describe("defaults", () => {
       ttlJitter: 0.1,
       writeBehind: { flushIntervalMs: 1000, batchSize: 500, maxQueue: 100_000, maxAttempts: 5 },
       checker: c.checker,
+      fillLeaseMs: 2_000,
+      near: undefined,
+      warm: undefined,
     });
   });
 

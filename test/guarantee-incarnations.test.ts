@@ -98,6 +98,14 @@ async function cacheOld(s: Setup, ks: Ks, key: string): Promise<void> {
   }
 }
 
+async function until(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 beforeAll(async () => {
   db = new pg.Client({ connectionString: PG_URL });
   await db.connect();
@@ -125,7 +133,8 @@ describe("a Redis restarted from a snapshot taken before an acknowledged write",
     for (const ks of Object.keys(KEYSPACES) as Ks[]) {
       await readsNeverOlder(s.daemons, ks, "k", { v: 2 }, 300);
     }
-    // and the cache warms again: the second read of a key is a hit
+    // and the cache warms again, once the daemon trusts it (ready): the second read of a key is a hit
+    await until(async () => (await call(s.daemons[0]!.url, "GET", "/readyz")).status === 200);
     for (const ks of Object.keys(KEYSPACES) as Ks[]) {
       await call(s.daemons[0]!.url, "GET", `/v1/kv/${ks}/k`);
       const again = await call(s.daemons[0]!.url, "GET", `/v1/kv/${ks}/k`);
@@ -137,6 +146,7 @@ describe("a Redis restarted from a snapshot taken before an acknowledged write",
   it("a daemon started after the restart adopts the new incarnation and keeps the cache warm", async () => {
     const late = await startDaemon(yaml(s.redis.url, s.prefix));
     s.daemons.push(late);
+    await until(async () => (await call(late.url, "GET", "/readyz")).status === 200);
     const r = await call(late.url, "GET", `/v1/kv/wts/k`);
     expect(r.headers["x-cache"]).toBe("HIT");
     expect(r.json()).toEqual({ v: 2 });

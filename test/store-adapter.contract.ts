@@ -4,8 +4,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StoreRejectedError, VersionMismatchError } from "../src/errors.js";
-import type { StoreAdapter, TableStore, WriteResult } from "../src/store/adapter.js";
+import { StoreRejectedError, VersionMismatchError, VersionTakenError } from "../src/errors.js";
+import type { StoreAdapter, TableStore } from "../src/store/adapter.js";
 import { quoteIdent } from "../src/store/sql-store.js";
 
 /** Runs SQL on the adapter's own database (for fixtures such as a mapped table). */
@@ -216,28 +216,31 @@ export function storeAdapterContract(
       expect([...(await t.getMany(["a", "b", "z"])).keys()].sort()).toEqual(["a", "z"]);
     });
 
-    it("rolls back when beforeCommit throws, and hands it the results otherwise", async () => {
+    it("writes at an announced version, or nothing when the key already has it", async () => {
       const t = await fresh();
-      const boom = new Error("cache refused");
-      await expect(
-        t.write([{ key: "k", value: "1" }], {
-          minVersion: 5,
-          beforeCommit: async () => {
-            throw boom;
-          },
-        }),
-      ).rejects.toBe(boom);
+      const [a] = await t.write([{ key: "k", value: "1", atVersion: 500 }], at(1));
+      expect(a).toMatchObject({ key: "k", version: 500 });
+      const taken = await t.write([{ key: "k", value: "2", atVersion: 500 }], at(1)).catch((e: unknown) => e);
+      expect(taken).toBeInstanceOf(VersionTakenError);
+      expect((taken as VersionTakenError).current).toEqual(new Map([["k", 500]]));
+      await t.write([{ key: "k", value: null }], at(900));
+      // the tombstone counts: a version at or below the delete's is taken too
+      const below = await t.write([{ key: "k", value: "3", atVersion: 900 }], at(1)).catch((e: unknown) => e);
+      expect((below as VersionTakenError).current).toEqual(new Map([["k", 900]]));
+      // a batch is all or nothing: one taken version writes none of it
+      const batch = t.write(
+        [
+          { key: "fresh", value: "1", atVersion: 1_000 },
+          { key: "k", value: "4", atVersion: 800 },
+        ],
+        at(1),
+      );
+      await expect(batch).rejects.toBeInstanceOf(VersionTakenError);
+      expect(await t.get("fresh")).toBeNull();
       expect(await t.get("k")).toBeNull();
-      expect(await t.currentVersion("k")).toBe(0);
-      let seen: WriteResult[] = [];
-      const results = await t.write([{ key: "k", value: "1" }], {
-        minVersion: 5,
-        beforeCommit: async (r) => {
-          seen = r;
-        },
-      });
-      expect(seen).toEqual(results);
-      expect(await t.get("k")).toMatchObject({ version: 5 });
+      const [b] = await t.write([{ key: "k", value: "5", atVersion: 901 }], at(1));
+      expect(await t.get("k")).toEqual({ key: "k", value: "5", version: b!.version });
+      expect(b!.version).toBe(901);
     });
 
     it("reads many keys at once", async () => {

@@ -16,6 +16,8 @@ export interface StatementCounts {
   commits: number;
   /** statements by kind: begin, commit, rollback, lock (advisory), select, insert, update, delete, with, other */
   byKind: Map<string, number>;
+  /** statements whose text matches a pattern given to watch(), by its name */
+  watched: Map<string, number>;
 }
 
 const SSL_REQUEST = 80877103;
@@ -30,8 +32,10 @@ export class PgProxy {
     writes: 0,
     commits: 0,
     byKind: new Map(),
+    watched: new Map(),
   };
   port = 0;
+  private readonly watches: { name: string; pattern: RegExp }[] = [];
 
   constructor(
     private readonly target: { host: string; port: number },
@@ -56,6 +60,16 @@ export class PgProxy {
     return `postgres://postgres@127.0.0.1:${this.port}/test`;
   }
 
+  /** Counts, under `name`, the statements whose text matches `pattern`. */
+  watch(name: string, pattern: RegExp): void {
+    this.watches.push({ name, pattern });
+    this.counts.watched.set(name, 0);
+  }
+
+  watched(name: string): number {
+    return this.counts.watched.get(name) ?? 0;
+  }
+
   selectsOn(table: string): number {
     return this.counts.selects.get(table) ?? 0;
   }
@@ -66,6 +80,7 @@ export class PgProxy {
     commits: number;
     selects: Record<string, number>;
     byKind: Record<string, number>;
+    watched: Record<string, number>;
   } {
     return {
       statements: this.counts.statements,
@@ -73,6 +88,7 @@ export class PgProxy {
       commits: this.counts.commits,
       selects: Object.fromEntries(this.counts.selects),
       byKind: Object.fromEntries(this.counts.byKind),
+      watched: Object.fromEntries(this.counts.watched),
     };
   }
 
@@ -174,6 +190,8 @@ export class PgProxy {
         ? word
         : "other";
     c.byKind.set(kind, (c.byKind.get(kind) ?? 0) + 1);
+    for (const w of this.watches)
+      if (w.pattern.test(sql)) c.watched.set(w.name, (c.watched.get(w.name) ?? 0) + 1);
     if (head.startsWith("commit")) c.commits++;
     else if (/^(insert|update|delete|with)\b/.test(head)) c.writes++;
     else if (head.startsWith("select") && !sql.includes("pg_advisory")) {

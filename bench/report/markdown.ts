@@ -128,25 +128,33 @@ export function renderMarkdown(r: Results): string {
   if (w) {
     out.push("## 2. Writes");
     out.push(
-      `PUT with a ${w.bodyBytes}-byte JSON body on ${w.hotKeys} hot keys drawn uniformly (wrk with a Lua script, ` +
-        `${w.connections} connections, ${w.warmupS} s warm-up then ${w.durationS} s measured), one daemon per strategy ` +
-        `with a pool of 10. The daemon reaches PostgreSQL through a pass-through proxy run by the bench that counts ` +
-        `every statement on the wire (simple-protocol queries and extended-protocol Executes, BEGIN and COMMIT ` +
-        `included), from the start of the window until every acknowledged write is in PostgreSQL (write-behind: ` +
-        `until \`POST /v1/keyspaces/{ks}/flush\` returns). Rows written come from pg_stat_user_tables ` +
-        `(n_tup_ins + n_tup_upd, read after the daemon stopped, warm-up included, divided by all acks).`,
+      `PUT with a ${w.bodyBytes}-byte JSON body on ${w.hotKeys} hot keys drawn uniformly (wrk with a Lua script), ` +
+        `one daemon per strategy with a pool of 10, beside an in-app server that does per request what a team ` +
+        `writes by hand: a plain upsert in autocommit (\`INSERT ... ON CONFLICT ... RETURNING\`), then a Redis ` +
+        `\`SET\` (pool 10, the same PostgreSQL and Redis, measured first and again last in the same run). Each ` +
+        `server is measured with 1 connection (${w.oneDurationS} s) and with ${w.connections} (${w.warmupS} s ` +
+        `warm-up then ${w.durationS} s measured). Every server reaches PostgreSQL through a pass-through proxy run ` +
+        `by the bench that counts every statement on the wire (simple-protocol queries and extended-protocol ` +
+        `Executes, BEGIN and COMMIT included, the daemon's background work too), from the start of the window ` +
+        `until every acknowledged write is in PostgreSQL (write-behind: until ` +
+        `\`POST /v1/keyspaces/{ks}/flush\` returns). Rows written come from pg_stat_user_tables (n_tup_ins + ` +
+        `n_tup_upd, read after the server stopped, warm-up included, divided by all acks).`,
     );
     out.push(
       table(
         [
-          "strategy",
-          "acks/s",
+          "server",
+          `acks/s (${w.connections} conn.)`,
+          "× in-app",
           "p50 ms",
           "p99 ms",
-          "statements per 1,000 acks",
+          `statements per write (${w.connections} conn.)`,
+          "statements per write (1 conn.)",
+          "acks/s (1 conn.)",
+          "p50 ms (1 conn.)",
           "commits per 1,000 acks",
           "rows written per 1,000 acks",
-          "daemon CPU",
+          "server CPU",
           "errors",
         ],
         w.rows.map((x) =>
@@ -154,15 +162,19 @@ export function renderMarkdown(r: Results): string {
             ? [
                 x.strategy,
                 f(x.ackRps),
+                x.vsBaseline !== undefined ? `${f(x.vsBaseline, 2)}×` : "",
                 ms(x.p50Ms),
                 ms(x.p99Ms),
-                f(x.statementsPer1k, 1),
+                f(x.statementsPer1k / 1000, 3),
+                x.one ? f(x.one.statementsPerWrite, 3) : "",
+                x.one ? f(x.one.ackRps) : "",
+                x.one ? ms(x.one.p50Ms) : "",
                 f(x.commitsPer1k, 1),
                 f(x.rowWritesPer1k, 1),
                 pct(x.serverCpuUtil),
                 f(x.errors),
               ]
-            : [x.strategy, "not available", "", "", "", "", "", "", ""],
+            : [x.strategy, "not available", "", "", "", "", "", "", "", "", "", "", ""],
         ),
       ),
     );
@@ -173,7 +185,7 @@ export function renderMarkdown(r: Results): string {
           .sort((a, b) => b[1] - a[1])
           .map(([k, n]) => `${k} ${f(n, n < 10 ? 1 : 0)}`)
           .join(", ");
-        out.push(`- ${x.strategy}, statements per 1,000 acks by kind: ${kinds}.`);
+        out.push(`- ${x.strategy}, statements per 1,000 acks (${w.connections} conn.) by kind: ${kinds}.`);
       }
       if (!x.available) out.push(`- ${x.strategy}: ${x.note}`);
       else if (x.flushMs !== undefined)

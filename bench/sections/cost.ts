@@ -176,7 +176,7 @@ export async function costSection(ctx: Context, results: Results): Promise<CostR
     });
   }
   for (const w of results.writes?.rows ?? []) {
-    if (!w.available || !w.run) continue;
+    if (!w.available || !w.run || w.baseline) continue;
     rows.push({
       scenario: `PUT, ${w.strategy}, ${results.writes!.hotKeys} hot keys`,
       requests: w.run.load.requests,

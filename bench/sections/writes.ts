@@ -1,26 +1,51 @@
 /**
- * Writes: PUTs with a ~100-byte JSON body on a hot set of keys, through write-through,
- * write-around and write-behind, one daemon per strategy. The daemon reaches PostgreSQL through a
- * pass-through proxy (no delay) that counts every statement on the wire, so "statements per 1,000
- * acknowledged writes" is measured where PostgreSQL receives them; pg_stat_user_tables gives the rows.
+ * Writes: PUTs with a ~100-byte JSON body on a hot set of keys, through every strategy that writes (one
+ * daemon per strategy), beside the baseline a team writes by hand: an in-app server doing a plain upsert in
+ * autocommit and a Redis SET per request (pool 10 too, same PostgreSQL and Redis, same run; measured first
+ * and again last, as the machine's load drifts). Each server is measured with one connection, then with 50.
+ * Every server reaches PostgreSQL through a pass-through proxy (no delay) that counts every statement on
+ * the wire, so "statements per write" is measured where PostgreSQL receives them; pg_stat_user_tables
+ * gives the rows.
  */
 import { PG_TARGET } from "../lib/backends.js";
 import { measure, round, sleep, type Context, type Measured } from "../lib/context.js";
 import { PgProxy } from "../lib/pgproxy.js";
-import { call, metrics, metricSum, startDaemon, type KeyspaceSpec, type Server } from "../lib/servers.js";
+import {
+  call,
+  metrics,
+  metricSum,
+  startDaemon,
+  startInApp,
+  type KeyspaceSpec,
+  type Server,
+} from "../lib/servers.js";
+import { REDIS_URL } from "../lib/backends.js";
 import { VALUE_100B } from "./hitpath.js";
+
+/** One connection: acknowledgements, latency and statements per write. */
+export interface OneConnection {
+  acked: number;
+  ackRps: number;
+  p50Ms: number;
+  p99Ms: number;
+  statementsPerWrite: number;
+}
 
 export interface WriteRow {
   strategy: string;
+  /** the in-app baseline rather than a sidecache strategy */
+  baseline?: boolean;
   available: boolean;
   note?: string;
   run?: Measured;
-  /** 2xx/3xx answers in the measured window */
+  /** 2xx/3xx answers in the measured window (50 connections) */
   acked: number;
   ackRps: number;
   meanMs: number;
   p50Ms: number;
   p99Ms: number;
+  /** acks/s over the mean of the baseline's two runs */
+  vsBaseline?: number;
   /** answers by status class other than success, if any */
   errors: number;
   /** statements that reached PostgreSQL from the start of the window until the queue (if any) was flushed */
@@ -35,6 +60,8 @@ export interface WriteRow {
   metricStatements?: number;
   /** write-behind: how long the final flush took */
   flushMs?: number;
+  /** the same server with one connection */
+  one?: OneConnection;
   serverCpuUtil: number;
   cpuSPer10k: number;
   rssMiB: number;
@@ -45,13 +72,27 @@ export interface WritesResult {
   connections: number;
   durationS: number;
   warmupS: number;
+  oneDurationS: number;
   bodyBytes: number;
   rows: WriteRow[];
 }
 
-const STRATEGIES: { label: string; ks: Omit<KeyspaceSpec, "table"> }[] = [
+interface Subject {
+  label: string;
+  /** absent: the in-app baseline */
+  ks?: Omit<KeyspaceSpec, "table">;
+}
+
+const BASELINE = "in-app: upsert + Redis SET";
+const SUBJECTS: Subject[] = [
+  { label: BASELINE },
   { label: "write-through (strict)", ks: { strategy: "write-through", consistency: "strict", ttl: "1h" } },
+  {
+    label: "write-through (eventual)",
+    ks: { strategy: "write-through", consistency: "eventual", ttl: "1h" },
+  },
   { label: "write-around", ks: { strategy: "write-around", ttl: "1h" } },
+  { label: "cache-aside", ks: { strategy: "cache-aside", ttl: "1h" } },
   {
     label: "write-behind",
     ks: {
@@ -60,36 +101,48 @@ const STRATEGIES: { label: string; ks: Omit<KeyspaceSpec, "table"> }[] = [
       writeBehind: { flushInterval: "1s", batchSize: 500, maxQueue: 100_000 },
     },
   },
+  { label: `${BASELINE} (again)` },
 ];
+
+interface Plan {
+  durationS: number;
+  warmupS: number;
+  oneDurationS: number;
+  connections: number;
+  hotKeys: number;
+}
 
 export async function writes(ctx: Context): Promise<WritesResult> {
   const q = ctx.options.quick;
-  const durationS = q ? 3 : 10;
-  const warmupS = q ? 1 : 2;
-  const connections = 50;
-  const hotKeys = 100;
+  const plan: Plan = {
+    durationS: q ? 3 : 10,
+    warmupS: q ? 1 : 2,
+    oneDurationS: q ? 2 : 5,
+    connections: 50,
+    hotKeys: 100,
+  };
   const rows: WriteRow[] = [];
-  for (const s of STRATEGIES) {
-    rows.push(await oneStrategy(ctx, s.label, s.ks, { durationS, warmupS, connections, hotKeys }));
+  for (const s of SUBJECTS) rows.push(await oneSubject(ctx, s, plan));
+  const base = rows.filter((r) => r.baseline && r.available).map((r) => r.ackRps);
+  const baseRps = base.length > 0 ? base.reduce((a, b) => a + b, 0) / base.length : 0;
+  for (const r of rows) if (r.available && baseRps > 0) r.vsBaseline = r.ackRps / baseRps;
+  for (const r of rows) {
+    if (!r.available || r.baseline) continue;
+    ctx.log(`  ${r.strategy}: ${round(r.vsBaseline ?? 0, 2)}x the in-app server's acks/s`);
   }
-  return { hotKeys, connections, durationS, warmupS, bodyBytes: Buffer.byteLength(VALUE_100B), rows };
+  return {
+    hotKeys: plan.hotKeys,
+    connections: plan.connections,
+    durationS: plan.durationS,
+    warmupS: plan.warmupS,
+    oneDurationS: plan.oneDurationS,
+    bodyBytes: Buffer.byteLength(VALUE_100B),
+    rows,
+  };
 }
 
-async function oneStrategy(
-  ctx: Context,
-  label: string,
-  ks: Omit<KeyspaceSpec, "table">,
-  p: { durationS: number; warmupS: number; connections: number; hotKeys: number },
-): Promise<WriteRow> {
-  const tag = ctx.tag();
-  const table = `bench_${tag}_w`;
-  const prefix = `bench-${tag}`;
-  ctx.tables.push(table);
-  ctx.prefixes.push(prefix);
-  const proxy = new PgProxy(PG_TARGET, 0, [table]);
-  await proxy.listen();
-  let daemon: Server | undefined;
-  const empty = (note: string): WriteRow => ({
+function empty(label: string, note: string): WriteRow {
+  return {
     strategy: label,
     available: false,
     note,
@@ -107,25 +160,53 @@ async function oneStrategy(
     serverCpuUtil: 0,
     cpuSPer10k: 0,
     rssMiB: 0,
-  });
+  };
+}
+
+async function startSubject(
+  ctx: Context,
+  s: Subject,
+  table: string,
+  prefix: string,
+  proxy: PgProxy,
+): Promise<Server> {
+  if (!s.ks) {
+    await ctx.backends.pg.query(
+      `create table if not exists "${table}" ("key" text collate "C" primary key, "value" jsonb not null,
+         "version" bigint not null, "updated_at" timestamptz not null default now())`,
+    );
+    return startInApp(
+      { redisUrl: REDIS_URL, pgUrl: proxy.url, pool: 10, prefix, tables: { w: table }, ttlMs: 3_600_000 },
+      ctx.serverCore,
+    );
+  }
+  return startDaemon(
+    { cachePrefix: prefix, storeUrl: proxy.url, pool: 10, keyspaces: { w: { ...s.ks, table } } },
+    { core: ctx.serverCore },
+  );
+}
+
+async function oneSubject(ctx: Context, s: Subject, p: Plan): Promise<WriteRow> {
+  const tag = ctx.tag();
+  const table = `bench_${tag}_w`;
+  const prefix = `bench-${tag}`;
+  ctx.tables.push(table);
+  ctx.prefixes.push(prefix);
+  const proxy = new PgProxy(PG_TARGET, 0, [table]);
+  await proxy.listen();
+  let server: Server | undefined;
+  const writeBehind = s.ks?.strategy === "write-behind";
+  const flush = () => call(`${server!.base}/v1/keyspaces/w/flush`, { method: "POST" });
   try {
     try {
-      daemon = await startDaemon(
-        { cachePrefix: prefix, storeUrl: proxy.url, pool: 10, keyspaces: { w: { ...ks, table } } },
-        { core: ctx.serverCore },
-      );
+      server = await startSubject(ctx, s, table, prefix, proxy);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
-      const why = /no strategy named|strategy/i.exec(msg)
-        ? msg.split("\n").find((l) => /strateg/i.test(l))
-        : undefined;
-      ctx.log(`  ${label}: not available (${(why ?? msg).slice(0, 300)})`);
-      return empty(
-        `not available in this build: the daemon did not start (${(why ?? msg.split("\n")[0] ?? "").slice(0, 200).trim()})`,
-      );
+      ctx.log(`  ${s.label}: not available (${msg.slice(0, 300)})`);
+      return empty(s.label, `not available: the server did not start (${msg.split("\n")[0]!.slice(0, 200)})`);
     }
-    const spec = {
-      base: daemon.base,
+    const spec = (connections: number, durationS: number) => ({
+      base: server!.base,
       pattern: {
         kind: "put" as const,
         pathPrefix: "/v1/kv/w/",
@@ -133,38 +214,59 @@ async function oneStrategy(
         keys: p.hotKeys,
         body: VALUE_100B,
       },
-      connections: p.connections,
+      connections,
       threads: 1,
-    };
+      durationS,
+    });
     ctx.log(
-      `  ${label}: ${p.warmupS}s warm-up, ${p.durationS}s measured, ${p.connections} connections, ${p.hotKeys} hot keys`,
+      `  ${s.label}: 1 connection for ${p.oneDurationS}s, then ${p.warmupS}s warm-up and ${p.durationS}s measured ` +
+        `with ${p.connections} connections, ${p.hotKeys} hot keys`,
     );
-    const warm = await measure(ctx, daemon, { ...spec, durationS: p.warmupS });
-    if (ks.strategy === "write-behind") await call(`${daemon.base}/v1/keyspaces/w/flush`, { method: "POST" });
+
+    // One connection: each write alone.
+    await measure(ctx, server, spec(1, Math.min(1, p.warmupS)));
+    if (writeBehind) await flush();
+    await sleep(200);
+    const one0 = proxy.snapshot();
+    const oneRun = await measure(ctx, server, spec(1, p.oneDurationS));
+    if (writeBehind) await flush();
+    const one1 = proxy.snapshot();
+    const one: OneConnection = {
+      acked: oneRun.load.ok,
+      ackRps: oneRun.load.okRps,
+      p50Ms: oneRun.load.p50Ms,
+      p99Ms: oneRun.load.p99Ms,
+      statementsPerWrite: oneRun.load.ok > 0 ? (one1.statements - one0.statements) / oneRun.load.ok : 0,
+    };
+
+    // Fifty connections.
+    const warm = await measure(ctx, server, spec(p.connections, p.warmupS));
+    if (writeBehind) await flush();
     await sleep(200);
     const before = proxy.snapshot();
-    const m0 = await metrics(daemon);
-    const run = await measure(ctx, daemon, { ...spec, durationS: p.durationS });
+    const m0 = s.ks ? await metrics(server) : "";
+    const run = await measure(ctx, server, spec(p.connections, p.durationS));
     let flushMs: number | undefined;
-    if (ks.strategy === "write-behind") {
+    if (writeBehind) {
       const t = performance.now();
-      const f = await call(`${daemon.base}/v1/keyspaces/w/flush`, { method: "POST" });
+      const f = await flush();
       flushMs = performance.now() - t;
       if (f.status !== 200) throw new Error(`flush answered ${f.status}: ${f.body}`);
     }
     await sleep(300);
     const after = proxy.snapshot();
-    const m1 = await metrics(daemon);
-    await daemon.stop("SIGTERM");
-    daemon = undefined;
+    const m1 = s.ks ? await metrics(server) : "";
+    await server.stop("SIGTERM");
+    server = undefined;
     const t = await ctx.backends.settledTableStats(table);
     const acked = run.load.ok;
-    const ackedAll = acked + warm.load.ok;
+    const ackedAll = acked + warm.load.ok + one.acked;
     const statements = after.statements - before.statements;
     const per1k = (n: number) => (acked > 0 ? (n / acked) * 1000 : 0);
     const metricName = "sidecache_store_write_statements_total";
     const row: WriteRow = {
-      strategy: label,
+      strategy: s.label,
+      baseline: !s.ks,
       available: true,
       run,
       acked,
@@ -184,17 +286,22 @@ async function oneStrategy(
         ? metricSum(m1, metricName, { keyspace: "w" }) - metricSum(m0, metricName, { keyspace: "w" })
         : undefined,
       flushMs,
+      one,
       serverCpuUtil: run.serverCpuUtil,
       cpuSPer10k: run.load.requests > 0 ? (run.serverCpuS / run.load.requests) * 10_000 : 0,
       rssMiB: run.serverRssMiB,
     };
     ctx.log(
-      `    ${round(row.ackRps, 0)} acks/s, p50 ${round(row.p50Ms, 2)} ms, p99 ${round(row.p99Ms, 2)} ms, ` +
-        `${round(row.statementsPer1k, 1)} statements per 1,000 acks, errors ${row.errors}`,
+      `    1 connection: ${round(one.ackRps, 0)} acks/s, p50 ${round(one.p50Ms, 2)} ms, ` +
+        `${round(one.statementsPerWrite, 3)} statements per write`,
+    );
+    ctx.log(
+      `    ${p.connections} connections: ${round(row.ackRps, 0)} acks/s, p50 ${round(row.p50Ms, 2)} ms, ` +
+        `p99 ${round(row.p99Ms, 2)} ms, ${round(row.statementsPer1k / 1000, 3)} statements per write, errors ${row.errors}`,
     );
     return row;
   } finally {
-    await daemon?.stop("SIGTERM");
+    await server?.stop("SIGTERM");
     await proxy.close();
   }
 }

@@ -2,6 +2,8 @@
  * The baseline users write today: cache-aside inside the application process, with ioredis and pg.
  * GET /v1/kv/{ks}/{key}: Redis GET; on a miss a PostgreSQL SELECT and a Redis SET with a TTL. No single
  * flight, no versions guard, no negative cache: what a hand-written helper usually is.
+ * PUT /v1/kv/{ks}/{key}: what an application writing through its cache does, per request: one upsert in
+ * autocommit (INSERT ... ON CONFLICT ... RETURNING the new version), then a Redis SET of the value.
  * Bench-only routes: POST /_warm {"ks", "keys"} loads keys in one query and caches them; GET /_stats.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -49,6 +51,21 @@ async function get(ks: string, table: string, key: string, res: ServerResponse):
   send(res, 200, row.value, { "x-cache": "MISS", etag: `"${row.version}"` });
 }
 
+async function put(ks: string, table: string, key: string, req: IncomingMessage, res: ServerResponse) {
+  let text = "";
+  for await (const chunk of req) text += String(chunk);
+  const r = await pool.query<{ version: string }>(
+    `insert into "${table}" as t ("key", "value", "version", "updated_at") values ($1, $2::jsonb, 1, now())
+     on conflict ("key") do update
+       set "value" = excluded."value", "version" = t."version" + 1, "updated_at" = excluded."updated_at"
+     returning "version"`,
+    [key, text],
+  );
+  const version = r.rows[0]!.version;
+  await redis.set(cacheKey(ks, key), `${version}:${text}`, "PX", options.ttlMs);
+  send(res, 200, `{"version":${version}}`);
+}
+
 async function warm(req: IncomingMessage, res: ServerResponse): Promise<void> {
   let text = "";
   for await (const chunk of req) text += String(chunk);
@@ -73,6 +90,12 @@ const server = createServer((req, res) => {
     const ks = decodeURIComponent(m[1]!);
     const table = options.tables[ks];
     work = table ? get(ks, table, decodeURIComponent(m[2]!), res) : Promise.resolve(send(res, 404, "{}"));
+  } else if (m && req.method === "PUT") {
+    const ks = decodeURIComponent(m[1]!);
+    const table = options.tables[ks];
+    work = table
+      ? put(ks, table, decodeURIComponent(m[2]!), req, res)
+      : Promise.resolve(send(res, 404, "{}"));
   } else if (url === "/_warm" && req.method === "POST") {
     work = warm(req, res);
   } else if (url === "/_stats") {

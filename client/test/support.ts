@@ -28,13 +28,15 @@ export async function cleanup(tag: string, tables: string[], redisUrl = REDIS_UR
 export async function metric(base: string, name: string, labels: Record<string, string>): Promise<number> {
   const text = await (await fetch(`${base}/metrics`)).text();
   const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  // the sum over every series with these labels (others, such as protocol, may split it)
+  let sum = 0;
   for (const line of text.split("\n")) {
     if (!line.startsWith(`${name}{`)) continue;
     const inner = line.slice(name.length + 1, line.indexOf("}"));
     const have = inner.split(",");
-    if (want.every((w) => have.includes(w))) return Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (want.every((w) => have.includes(w))) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
-  return 0;
+  return sum;
 }
 
 export async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {

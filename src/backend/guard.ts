@@ -55,8 +55,11 @@ export class BackendGuard {
     return this.breaker.state;
   }
 
-  /** Runs one backend call under the timeout and the breaker. */
-  async run<T>(op: string, call: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one backend call under the timeout and the breaker. `onGiveUp` runs when the guard stops waiting
+   * for the call (its timeout): the call may still be under way.
+   */
+  async run<T>(op: string, call: () => Promise<T>, onGiveUp?: () => void): Promise<T> {
     const { backend, label, timeoutMs } = this.options;
     const request = currentRequest();
     if (!this.breaker.tryAcquire()) {
@@ -85,6 +88,7 @@ export class BackendGuard {
     try {
       const result = timeout ? await Promise.race([call(), timeout]) : await call();
       if (result === TIMED_OUT) {
+        onGiveUp?.();
         // Only the call's own timeout says something about the backend; a request deadline does not.
         const own = limit === timeoutMs;
         if (own) this.breaker.failure();

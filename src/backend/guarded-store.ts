@@ -76,7 +76,13 @@ export class GuardedTable implements TableStore {
   }
 
   write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {
-    return this.guard.run("write", () => this.inner.write(ops, options));
+    // A write that times out while it still waits to be sent is dropped rather than written later.
+    const giveUp = new AbortController();
+    return this.guard.run(
+      "write",
+      () => this.inner.write(ops, { ...options, signal: giveUp.signal }),
+      () => giveUp.abort(),
+    );
   }
 
   applyVersioned(ops: VersionedOp[]): Promise<number> {

@@ -19,6 +19,11 @@ export interface WriteOp {
   ifMatch?: number;
   /** If-None-Match: *: the write happens only when the key is absent */
   ifNoneMatch?: boolean;
+  /**
+   * The version to write at, announced before the write (write-through strict puts a tombstone of it in
+   * the cache first): when the key is already at it or above, nothing is written (VersionTakenError).
+   */
+  atVersion?: number;
 }
 
 export interface WriteResult {
@@ -39,8 +44,8 @@ export interface VersionedOp {
 export interface WriteOptions {
   /** the lowest version to give (the daemon's clock); the store goes above the row and its tombstone too */
   minVersion: number;
-  /** runs inside the transaction after the writes and before the commit; throwing rolls it back */
-  beforeCommit?: (results: WriteResult[]) => Promise<void>;
+  /** the caller stopped waiting: a write not yet sent to PostgreSQL is dropped (nothing written) */
+  signal?: AbortSignal;
 }
 
 export interface TableStore {
@@ -50,8 +55,10 @@ export interface TableStore {
   getMany(keys: string[]): Promise<Map<string, StoredRow>>;
   /**
    * Puts and deletes in one transaction, all or nothing, each with a version above every version the key
-   * ever had (row or tombstone). Throws VersionMismatchError when a precondition fails (nothing written),
-   * StoreRejectedError when PostgreSQL refuses the data, BackendUnavailableError when it can not be reached.
+   * ever had (row or tombstone); one op per key. Throws VersionMismatchError when a precondition fails
+   * (nothing written), VersionTakenError when an announced version is taken, StoreRejectedError when
+   * PostgreSQL refuses the data, BackendUnavailableError when it can not be reached (marked as an unknown
+   * outcome when it may have committed). Concurrent writes of a table may share one statement.
    */
   write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]>;
   /**

@@ -17,6 +17,11 @@ export interface Queryable {
 export interface Driver extends Queryable {
   /** "postgres" or "pglite" */
   readonly kind: string;
+  /**
+   * Runs one statement in its own implicit transaction (autocommit). When the connection fails after the
+   * statement was sent, the error is marked as an outcome unknown (isCommitUnknown): it may have committed.
+   */
+  autocommit(text: string, params?: unknown[]): Promise<QueryResult>;
   /** Runs fn inside BEGIN/COMMIT on one connection; fn throwing rolls back and rethrows. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;

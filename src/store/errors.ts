@@ -98,8 +98,27 @@ const unknownCommits = new WeakSet<object>();
  * or may not have committed. Marks the error so that callers (through any wrapping cause) can tell.
  */
 export function markCommitUnknown(err: unknown): unknown {
-  if (typeof err === "object" && err !== null && sqlStateOf(err) === undefined) unknownCommits.add(err);
+  if (sqlStateOf(err) === undefined) markOutcomeUnknown(err);
   return err;
+}
+
+/**
+ * A statement in its own implicit transaction whose connection failed after it was sent (no answer, or
+ * the server's shutdown message, which may come after the commit): it may have committed.
+ */
+export function markOutcomeUnknown(err: unknown): unknown {
+  if (typeof err === "object" && err !== null) unknownCommits.add(err);
+  return err;
+}
+
+/**
+ * The server answered the statement with an error of its own (refused data, a constraint, a trigger's
+ * exception, a bug in the SQL): nothing of it was written, and the same statement would fail again.
+ * Not a connection that failed, a server going away or overloaded, a timeout or a conflict worth a retry.
+ */
+export function isRefusedByServer(err: unknown): boolean {
+  const state = sqlStateOf(err);
+  return state !== undefined && !isUnavailable(err) && !isRetryable(err) && !isCommitUnknown(err);
 }
 
 /** Whether the error, or one of its causes, is a commit whose outcome is unknown. */

@@ -33,6 +33,11 @@ export class PgliteDriver implements Driver {
     return toResult(await this.db.query(text, params));
   }
 
+  /** In the process: there is no connection to lose, so no outcome is ever unknown. */
+  autocommit(text: string, params: unknown[] = []): Promise<QueryResult> {
+    return this.query(text, params);
+  }
+
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     this.check();
     return this.db.transaction(async (tx: Transaction) =>

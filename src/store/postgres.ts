@@ -2,7 +2,7 @@
 import pg from "pg";
 import type { Logger } from "../log.js";
 import type { Driver, Queryable, QueryResult } from "./driver.js";
-import { markCommitUnknown, sqlStateOf } from "./errors.js";
+import { markCommitUnknown, markOutcomeUnknown, sqlStateOf } from "./errors.js";
 
 export interface PostgresDriverOptions {
   url: string;
@@ -51,6 +51,23 @@ export class PostgresDriver implements Driver {
 
   async query(text: string, params: unknown[] = []): Promise<QueryResult> {
     return toResult(await this.pool.query(text, params));
+  }
+
+  async autocommit(text: string, params: unknown[] = []): Promise<QueryResult> {
+    // A failure to get a connection sent nothing: it stays a plain error.
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return toResult(await client.query(text, params));
+    } catch (err) {
+      if (brokenConnection(err)) {
+        broken = err instanceof Error ? err : new Error(String(err));
+        throw markOutcomeUnknown(err);
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
   }
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {

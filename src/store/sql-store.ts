@@ -3,6 +3,7 @@
  * and managed tables, checks mapped ones, and hands out a SqlTableStore per table.
  *
  * - sidecache_tombstones holds the version of each deleted key (table-store.ts).
+ * - sidecache_under_key_locks runs each writing statement under its keys' locks (sql.ts).
  * - sidecache_cache_repairs holds the cache updates that failed after a commit (docs/design.md, cache
  *   repairs) until the cache entry is known to be repaired.
  */
@@ -11,7 +12,7 @@ import type { Logger } from "../log.js";
 import type { RepairIntent, StoreAdapter, TableMapping, TableStore } from "./adapter.js";
 import type { Driver } from "./driver.js";
 import { managedShape, mappedShape } from "./shape.js";
-import { clearRepair, guarded, num, quoteIdent, REPAIRS, str, TOMBSTONES } from "./sql.js";
+import { clearRepair, guarded, keyLocksFunction, num, quoteIdent, REPAIRS, str, TOMBSTONES } from "./sql.js";
 import { SqlTableStore } from "./table-store.js";
 import { SqlWarmSource } from "./warm-sql.js";
 
@@ -39,7 +40,7 @@ export class SqlStoreAdapter implements StoreAdapter {
     });
   }
 
-  /** The tables every keyspace shares: tombstones and repair intents. */
+  /** What every keyspace shares: tombstones, the key-lock function and repair intents. */
   private ensureTombstones(): Promise<void> {
     this.tombstones ??= (async () => {
       await this.ddl(
@@ -47,6 +48,7 @@ export class SqlStoreAdapter implements StoreAdapter {
            tbl text not null, key text not null, version bigint not null, deleted_at timestamptz not null,
            primary key (tbl, key))`,
       );
+      await this.ddl(keyLocksFunction());
       await this.ddl(
         `create table if not exists ${REPAIRS} (
            tbl text not null, key text not null, version bigint not null,

@@ -1,8 +1,8 @@
 /**
  * The small pieces the store's statements are built from, shared by the adapter (sql-store.ts) and its
  * tables (table-store.ts): the names of the shared tables, quoting, reading numbers and text out of rows,
- * the error mapping every call goes through, the unnest of a batch's parameter arrays, the key locks and
- * the clearing of a repair intent.
+ * the error mapping every call goes through, the unnest of a batch's parameter arrays, the function that
+ * runs a statement under its keys' locks and the clearing of a repair intent.
  * Identifiers come only from the configuration and are always quoted; keys and values travel only as
  * bound parameters (arrays of them for batches).
  */
@@ -46,19 +46,53 @@ export function arrays(
 export const UNNEST = (a: string, b: string, c: string) =>
   `unnest(${a}::text[], ${b}::text[], ${c}::int8[]) as u(k, v, n)`;
 
+/** The function that runs one statement under the key locks (keyLocksFunction). */
+export const UNDER_KEY_LOCKS = "sidecache_under_key_locks";
+/** How many text[] parameters a statement run by UNDER_KEY_LOCKS may take, after the table name ($1). */
+export const LOCKED_PARAMS = 7;
+
 /**
- * Locks every key of the batch for the rest of the transaction, in one fixed order: a transaction-scoped
- * advisory lock on (hashtext(table), hashtext(key)), so writes of one key are serialized (also a key that
- * does not exist yet, where `for update` has no row to lock) and two writes of overlapping keys can not
- * deadlock each other.
+ * The function every write goes through: it locks each key of the statement for the rest of its
+ * transaction, in one fixed order (a transaction-scoped advisory lock on (hashtext(table), hashtext(key))),
+ * then runs the statement `q` with $1 = the table name and $2.. = its text[] parameters (cast in q).
+ *
+ * - One call is one statement from the client: its own implicit transaction, one round trip.
+ * - The locks serialize the writes of a key (also of a key with no row yet, where `for update` has nothing
+ *   to lock), and two statements over overlapping keys can not deadlock each other.
+ * - `q` runs with a snapshot taken after the locks were granted (a VOLATILE function takes one per query
+ *   it runs), so it sees every write that held a lock before it. A lock taken inside a plain statement
+ *   (a CTE calling pg_advisory_xact_lock) would not: the statement's snapshot predates the wait.
  */
-export async function lockKeys(tx: Queryable, table: string, keys: string[]): Promise<void> {
-  await tx.query(
-    `select count(pg_advisory_xact_lock(l.t, l.k)) from (
-       select distinct hashtext($1) as t, hashtext(k) as k from unnest($2::text[]) as k order by 1, 2
-     ) as l`,
-    [table, keys],
-  );
+export function keyLocksFunction(): string {
+  const params = Array.from({ length: LOCKED_PARAMS }, (_, i) => `p${i + 1} text[] default null`);
+  const using = Array.from({ length: LOCKED_PARAMS }, (_, i) => `p${i + 1}`);
+  return `create or replace function ${UNDER_KEY_LOCKS}(tbl text, keys text[], q text, ${params.join(", ")})
+    returns setof record language plpgsql volatile as $fn$
+    begin
+      perform count(pg_advisory_xact_lock(l.t, l.k)) from (
+        select distinct hashtext(tbl) as t, hashtext(k) as k from unnest(keys) as k order by 1, 2
+      ) as l;
+      return query execute q using tbl, ${using.join(", ")};
+    end $fn$`;
+}
+
+/**
+ * The call of `q` under the locks of `keys`: `columns` declares what q returns ("version int8, ...");
+ * params are q's $2.. (text[] arrays; q casts them).
+ */
+export function underKeyLocks(
+  table: string,
+  keys: string[],
+  q: string,
+  columns: string,
+  params: (readonly (string | null)[])[],
+): { text: string; values: unknown[] } {
+  if (params.length > LOCKED_PARAMS) throw new Error(`at most ${LOCKED_PARAMS} parameters under key locks`);
+  const placeholders = params.map((_, i) => `$${i + 4}`);
+  return {
+    text: `select * from ${UNDER_KEY_LOCKS}($1, $2, $3${placeholders.map((p) => `, ${p}`).join("")}) as r(${columns})`,
+    values: [table, [...new Set(keys)], q, ...params],
+  };
 }
 
 /** Drops the repair intent of a key if it is still at `version` (a newer failure keeps its own). */

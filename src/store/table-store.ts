@@ -2,28 +2,56 @@
  * One table of the store: reads, versioned writes, the replay of write-behind batches, repair intents and
  * key sampling, over either Shape.
  *
- * - Every key a write touches is first locked (lockKeys), so a key's writes are serialized.
+ * - Every statement that writes runs under its keys' locks (UNDER_KEY_LOCKS in sql.ts): one statement, one
+ *   round trip, its own implicit transaction; a key's writes are serialized and each sees the last.
+ * - Concurrent writes share statements (group commit, group-commit.ts; the statement in write-batch.ts).
  * - Deleted keys leave a tombstone in sidecache_tombstones holding the version of the delete; the next
  *   version of a key is above its row and its tombstone, so it only grows.
  */
-import { BackendUnavailableError, StoreRejectedError, VersionMismatchError } from "../errors.js";
+import { BackendUnavailableError, InvalidRequestError } from "../errors.js";
 import { observeVersion } from "../version.js";
 import type { StoredRow, TableStore, VersionedOp, WriteOp, WriteOptions, WriteResult } from "./adapter.js";
-import type { Driver, Queryable, Row } from "./driver.js";
-import { isRetryable, mapStoreError } from "./errors.js";
+import type { Driver, Row } from "./driver.js";
+import { isRefusedByServer, isRetryable, mapStoreError } from "./errors.js";
+import { GroupCommit, type GroupLimits, type Settled } from "./group-commit.js";
 import { checkObject, type Shape } from "./shape.js";
-import { arrays, clearRepair, guarded, lockKeys, num, REPAIRS, str, TOMBSTONES, UNNEST } from "./sql.js";
+import { arrays, clearRepair, guarded, num, REPAIRS, str, TOMBSTONES, underKeyLocks, UNNEST } from "./sql.js";
+import {
+  batchParams,
+  batchWriteSql,
+  OUTCOME_COLUMNS,
+  outcomeOf,
+  unitResult,
+  type BatchOp,
+  type OpOutcome,
+} from "./write-batch.js";
 
 const WRITE_ATTEMPTS = 4;
 /** Below this many rows sampleKeys just sorts the whole table at random. */
 const SMALL_TABLE = 5000;
 
-/** An error thrown by the caller's beforeCommit, carried through the transaction unchanged. */
-class CallerError {
-  constructor(readonly error: unknown) {}
+/**
+ * One statement of at most 128 writes at a time per table; writes that waited 4 times as long as a
+ * statement usually takes (5 to 100 ms) start another, up to 4 at once.
+ */
+export const GROUP_LIMITS: GroupLimits = {
+  maxOps: 128,
+  inFlight: 1,
+  minWaitMs: 5,
+  maxWaitMs: 100,
+  maxInFlight: 4,
+};
+
+/** One request's writes: all or nothing. */
+interface WriteUnit {
+  ops: WriteOp[];
+  minVersion: number;
 }
 
 export class SqlTableStore implements TableStore {
+  private readonly group: GroupCommit<WriteUnit, WriteResult[]>;
+  private readonly batchSql: string;
+
   constructor(
     private readonly driver: Driver,
     /** the table name as configured: the tombstones' `tbl` */
@@ -31,7 +59,11 @@ export class SqlTableStore implements TableStore {
     private readonly shape: Shape,
     /** a mapped table's listed columns: the fields a value may have */
     private readonly columns?: string[],
-  ) {}
+    limits: GroupLimits = GROUP_LIMITS,
+  ) {
+    this.batchSql = batchWriteSql(shape);
+    this.group = new GroupCommit(limits, (units) => this.runUnits(units));
+  }
 
   private rowOf(r: Row): StoredRow {
     return { key: str(r.key), value: str(r.value), version: num(r.version) };
@@ -88,7 +120,7 @@ export class SqlTableStore implements TableStore {
 
   async currentVersion(key: string): Promise<number> {
     try {
-      return await this.versionOf(this.driver, key);
+      return await this.versionOf(key);
     } catch (err) {
       if (this.badKey(err)) return 0;
       throw mapStoreError(err);
@@ -96,20 +128,26 @@ export class SqlTableStore implements TableStore {
   }
 
   async settledVersion(key: string): Promise<number> {
+    // This daemon's own writes of the key first (one may still wait to be sent), then everyone's: the lock.
+    await this.group.idle(key);
+    const s = this.shape;
+    const q = `select greatest(
+         (select ${s.version} from ${s.table} as d where ${s.keyIs("$2[1]")}),
+         (select t.version from ${TOMBSTONES} as t where t.tbl = $1 and t.key = $2[1]),
+         0)::int8`;
     try {
-      return await this.driver.transaction(async (tx) => {
-        await lockKeys(tx, this.name, [key]);
-        return this.versionOf(tx, key);
-      });
+      const call = underKeyLocks(this.name, [key], q, "version int8", [[key]]);
+      const r = await this.driver.query(call.text, call.values);
+      return num(r.rows[0]?.version);
     } catch (err) {
       if (this.badKey(err)) return 0;
       throw mapStoreError(err);
     }
   }
 
-  private async versionOf(q: Queryable, key: string): Promise<number> {
+  private async versionOf(key: string): Promise<number> {
     const s = this.shape;
-    const r = await q.query(
+    const r = await this.driver.query(
       `select greatest(
          (select ${s.version} from ${s.table} as d where ${s.keyIs("$1")}),
          (select t.version from ${TOMBSTONES} as t where t.tbl = $2 and t.key = $1),
@@ -143,120 +181,66 @@ export class SqlTableStore implements TableStore {
   async write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {
     if (ops.length === 0) return [];
     this.checkValues(ops);
+    const keys = [...new Set(ops.map((o) => o.key))];
+    if (keys.length < ops.length) throw new InvalidRequestError("A write names the same key twice.");
+    const results = await this.group.submit(
+      { ops, minVersion: options.minVersion },
+      keys,
+      ops.length,
+      options.signal,
+    );
+    for (const r of results) observeVersion(r.version);
+    return results;
+  }
+
+  /** One statement for these units (keys distinct across them); one answer per unit. */
+  private async runUnits(units: WriteUnit[]): Promise<Settled<WriteResult[]>[]> {
     for (let attempt = 1; ; attempt++) {
+      let outcomes: OpOutcome[];
       try {
-        const results = await this.driver.transaction((tx) => this.writeIn(tx, ops, options));
-        for (const r of results) observeVersion(r.version);
-        return results;
+        outcomes = await this.statement(units);
       } catch (err) {
-        if (err instanceof CallerError) throw err.error;
         if (isRetryable(err) && attempt < WRITE_ATTEMPTS) {
           await new Promise((resolve) => setTimeout(resolve, 5 * attempt + Math.random() * 20));
           continue;
         }
-        if (isRetryable(err)) {
-          throw new BackendUnavailableError(
-            "store",
-            "PostgreSQL kept aborting the write as a conflict.",
-            err,
-          );
+        // Refused by the server (a constraint, a bad value, a deferred check at the commit): nothing was
+        // written; each unit alone finds out which one it was.
+        if (units.length > 1 && isRefusedByServer(err)) {
+          return Promise.all(units.map(async (u) => (await this.runUnits([u]))[0]!));
         }
-        throw mapStoreError(err);
+        const error = isRetryable(err)
+          ? new BackendUnavailableError("store", "PostgreSQL kept aborting the write as a conflict.", err)
+          : mapStoreError(err);
+        return units.map(() => ({ ok: false, error }));
       }
+      let at = 0;
+      return units.map((u) => {
+        const mine = outcomes.slice(at, (at += u.ops.length));
+        try {
+          return { ok: true, value: unitResult(u.ops, mine) };
+        } catch (error) {
+          return { ok: false, error };
+        }
+      });
     }
   }
 
-  private async writeIn(tx: Queryable, ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {
-    const s = this.shape;
-    const keys = [...new Set(ops.map((o) => o.key))].sort();
-    await lockKeys(tx, this.name, keys);
-
-    if (s.canonicalKey) {
-      const r = await tx.query(
-        `select u.k, ${s.canonicalKey("u.k")} as canon from unnest($1::text[]) as u(k)`,
-        [keys],
-      );
-      for (const row of r.rows) {
-        if (row.canon !== row.k) {
-          throw new StoreRejectedError(
-            `The key ${JSON.stringify(row.k)} is not in the form the key column stores (${JSON.stringify(row.canon)}).`,
-          );
-        }
-      }
-    }
-    // The rows (locked) and their tombstones in one round trip.
-    const current = await tx.query(
-      `with r as (select ${s.keyText} as key, ${s.version} as version from ${s.table} as d ` +
-        `where ${s.keyIn("$1")} for update of d) ` +
-        `select u.k as key, r.key is not null as has_row, r.version as row_version, t.version as tomb_version ` +
-        `from unnest($1::text[]) as u(k) left join r on r.key = u.k ` +
-        `left join ${TOMBSTONES} as t on t.tbl = $2 and t.key = u.k`,
-      [keys, this.name],
+  private async statement(units: WriteUnit[]): Promise<OpOutcome[]> {
+    const ops: BatchOp[] = units.flatMap((u, unit) =>
+      u.ops.map((o) => ({ ...o, unit, minVersion: u.minVersion })),
     );
-    const state = new Map<string, { row: number | null; tomb: number; value: string | null }>();
-    for (const k of keys) state.set(k, { row: null, tomb: 0, value: null });
-    for (const r of current.rows) {
-      const st = state.get(str(r.key))!;
-      // a mapped row whose version column is null counts as version 0
-      if (r.has_row) st.row = num(r.row_version);
-      if (r.tomb_version !== null) st.tomb = num(r.tomb_version);
-    }
-
-    // Apply the ops in their order to the state first: preconditions see the effect of earlier ops.
-    const results: WriteResult[] = [];
-    for (const op of ops) {
-      const st = state.get(op.key)!;
-      if (op.ifMatch !== undefined && st.row !== op.ifMatch) {
-        throw new VersionMismatchError(
-          st.row === null
-            ? `The key ${JSON.stringify(op.key)} does not exist, so it is not at version ${op.ifMatch}.`
-            : `The key ${JSON.stringify(op.key)} is at version ${st.row}, not ${op.ifMatch}.`,
-        );
-      }
-      if (op.ifNoneMatch && st.row !== null) {
-        throw new VersionMismatchError(
-          `The key ${JSON.stringify(op.key)} already exists (version ${st.row}).`,
-        );
-      }
-      const version = Math.max(options.minVersion, (st.row ?? 0) + 1, st.tomb + 1);
-      if (op.value === null) {
-        results.push({ key: op.key, version, deleted: true, existed: st.row !== null });
-        st.row = null;
-        st.tomb = version;
-      } else {
-        results.push({ key: op.key, version, deleted: false, existed: st.row !== null });
-        st.row = version;
-      }
-      st.value = op.value;
-    }
-
-    const puts: { key: string; value: string | null; version: number }[] = [];
-    const deletes: { key: string; value: string | null; version: number }[] = [];
-    for (const [key, st] of state) {
-      if (st.row !== null) puts.push({ key, value: st.value, version: st.row });
-      else deletes.push({ key, value: null, version: st.tomb });
-    }
-    if (puts.length > 0) {
-      await tx.query(s.upsert(UNNEST("$1", "$2", "$3"), "true", false), arrays(puts));
-    }
-    if (deletes.length > 0) {
-      await tx.query(s.deleteUsing(UNNEST("$1", "$2", "$3"), false), arrays(deletes));
-      await tx.query(
-        `insert into ${TOMBSTONES} as t (tbl, key, version, deleted_at)
-         select $1, u.k, u.n, now() from unnest($2::text[], $3::int8[]) as u(k, n)
-         on conflict (tbl, key) do update
-           set version = greatest(t.version, excluded.version), deleted_at = excluded.deleted_at`,
-        [this.name, deletes.map((d) => d.key), deletes.map((d) => String(d.version))],
-      );
-    }
-    if (options.beforeCommit) {
-      try {
-        await options.beforeCommit(results);
-      } catch (err) {
-        throw new CallerError(err);
-      }
-    }
-    return results;
+    const call = underKeyLocks(
+      this.name,
+      ops.map((o) => o.key),
+      this.batchSql,
+      OUTCOME_COLUMNS,
+      batchParams(ops),
+    );
+    const r = await this.driver.autocommit(call.text, call.values);
+    if (r.rows.length !== ops.length)
+      throw new Error(`the write returned ${r.rows.length} rows for ${ops.length} writes`);
+    return r.rows.map(outcomeOf);
   }
 
   async applyVersioned(batch: VersionedOp[]): Promise<number> {
@@ -283,17 +267,20 @@ export class SqlTableStore implements TableStore {
         where t.version < excluded.version
         returning 1
       )
-      select (select count(*) from puts) + (select count(*) from dels) as changed`;
-    const keys = [...new Set(ops.map((o) => o.key))].sort();
+      select ((select count(*) from puts) + (select count(*) from dels))::int8 as changed`;
+    // The key locks make the tombstone check exact against a concurrent write() of the same key.
+    const call = underKeyLocks(
+      this.name,
+      ops.map((o) => o.key),
+      sql,
+      "changed int8",
+      arrays(ops),
+    );
     return guarded(async () => {
       for (let attempt = 1; ; attempt++) {
         try {
-          // The lock makes the tombstone check exact against a concurrent write() of the same key.
-          return await this.driver.transaction(async (tx) => {
-            await lockKeys(tx, this.name, keys);
-            const r = await tx.query(sql, [this.name, ...arrays(ops)]);
-            return num(r.rows[0]?.changed);
-          });
+          const r = await this.driver.autocommit(call.text, call.values);
+          return num(r.rows[0]?.changed);
         } catch (err) {
           if (!isRetryable(err) || attempt >= WRITE_ATTEMPTS) throw err;
         }

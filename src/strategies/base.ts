@@ -69,20 +69,20 @@ export abstract class BaseStrategy implements Strategy {
   }
 
   /**
-   * Writes to PostgreSQL; the hook runs inside the transaction, before the commit. A write whose outcome
-   * is unknown (a timeout, the connection lost around the commit) may have committed: its keys' entries
-   * are invalidated before the error is answered, so the entry it would have replaced does not outlive it.
+   * Writes to PostgreSQL (one statement, maybe shared with other writes: src/store/group-commit.ts). A
+   * write whose outcome is unknown (a timeout, the connection lost while the statement ran) may have
+   * committed: its keys' entries are invalidated before the error is answered, so the entry it would have
+   * replaced does not outlive it.
    */
   protected async storeWrite(
     ops: WriteOp[],
-    beforeCommit?: (results: WriteResult[]) => Promise<void>,
-    /** tombstones the hook put in the cache before the commit, by key (write-through strict) */
+    /** tombstones put in the cache before the write, by key (write-through strict) */
     pending?: Map<string, number>,
   ): Promise<WriteResult[]> {
     const minVersion = nextVersion();
     let results: WriteResult[];
     try {
-      results = await this.ctx.store.write(ops, { minVersion, beforeCommit });
+      results = await this.ctx.store.write(ops, { minVersion });
     } catch (err) {
       if (outcomeUnknown(err)) this.invalidateUnknown(ops, pending);
       throw err;
@@ -93,11 +93,12 @@ export abstract class BaseStrategy implements Strategy {
   }
 
   /**
-   * A write that may or may not have committed. Once it has settled (the key's lock is free: committed or
-   * rolled back), a tombstone at the key's version in PostgreSQL replaces every older entry and leaves an
-   * entry of that version (the write's own, or the old one if it did not commit) in place; a tombstone the
-   * write put before its commit goes when PostgreSQL is below it (it did not commit). Done in the
-   * background, retried until PostgreSQL answers; meanwhile this daemon's reads of the key skip the cache.
+   * A write that may or may not have committed. Once it has settled (its statement ended here and the
+   * key's lock is free: committed or rolled back), a tombstone at the key's version in PostgreSQL replaces
+   * every older entry and leaves an entry of that version (the write's own, or the old one if it did not
+   * commit) in place; a tombstone the write put before it went out goes when PostgreSQL is below it (it did
+   * not commit). Done in the background, retried until PostgreSQL answers; meanwhile this daemon's reads of
+   * the key skip the cache.
    */
   private invalidateUnknown(ops: WriteOp[], pending?: Map<string, number>): void {
     const ks = this.ctx.keyspace;

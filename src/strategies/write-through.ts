@@ -1,18 +1,24 @@
 /**
  * write-through: PostgreSQL and the cache both hold the new value before the answer.
- * strict: inside the PostgreSQL transaction, before the commit, the cache takes a tombstone at the new
- * version (if it can not, the transaction rolls back and the write fails with 503); after the commit the
- * value replaces it. Readers meanwhile miss and read PostgreSQL's committed row, whose fill the tombstone
- * refuses: nobody is served a value before PostgreSQL committed it. A commit that fails for sure (a refused
- * deferred constraint, a failed precondition) takes its tombstone back if it is still there; one whose
- * outcome is unknown leaves it, and the key is settled against PostgreSQL (BaseStrategy.storeWrite).
+ * strict: before the write goes to PostgreSQL, the cache takes a tombstone at the version the write will
+ * have (if it can not, nothing is written and the write fails with 503); the write is one statement that
+ * takes exactly that version or nothing (VersionTakenError: another writer got there first, so it tries
+ * again a version higher); after the commit the value replaces the tombstone. Readers meanwhile miss and
+ * read PostgreSQL's committed row, whose fill the tombstone refuses: nobody is served a value before
+ * PostgreSQL committed it. A write that fails for sure (a refused row or commit, a failed precondition)
+ * takes its tombstone back if it is still there; one whose outcome is unknown leaves it, and the key is
+ * settled against PostgreSQL (BaseStrategy.storeWrite).
  * eventual: the commit is the point of truth; a failed cache update is repaired in the background.
  */
-import { WRITE_MARKER_MIN_MS } from "../cache/adapter.js";
-import { BackendUnavailableError } from "../errors.js";
+import { WRITE_MARKER_MIN_MS, type CacheEntry } from "../cache/adapter.js";
+import { BackendUnavailableError, VersionTakenError } from "../errors.js";
 import type { WriteOp, WriteResult } from "../store/adapter.js";
+import { nextVersion, observeVersion } from "../version.js";
 import { BaseStrategy, conditionsOp, outcomeUnknown, versionsOf } from "./base.js";
 import type { Conditions, DeleteAck, ManyWriteAck, WriteAck } from "./strategy.js";
+
+/** Versions tried when other writers keep holding newer ones (in the cache, or in PostgreSQL). */
+const ANNOUNCE_ATTEMPTS = 6;
 
 export class WriteThroughStrategy extends BaseStrategy {
   readonly name = "write-through";
@@ -44,46 +50,93 @@ export class WriteThroughStrategy extends BaseStrategy {
 
   private async strict(ops: WriteOp[]): Promise<WriteResult[]> {
     const ks = this.ctx.keyspace;
-    // Tombstones this write put in the cache before its commit, by key.
+    // The version the write takes, by key, and the tombstones of it the write put in the cache.
+    const versions = new Map<string, number>();
     const pending = new Map<string, number>();
-    let results: WriteResult[];
+    let results!: WriteResult[];
     try {
-      const hook = async (uncommitted: WriteResult[]) => {
-        const ttlMs = Math.max(ks.ttlMs, WRITE_MARKER_MIN_MS);
-        await Promise.all(
-          uncommitted.map(async (r) => {
-            pending.set(r.key, r.version);
-            const entry = { kind: "tombstone" as const, version: r.version, freshUntil: 0 };
-            try {
-              await this.ctx.cache.setIfNewer(ks.name, r.key, entry, ttlMs);
-            } catch (err) {
-              throw new BackendUnavailableError(
-                "cache",
-                `The cache could not take the write, so PostgreSQL was rolled back (${ks.name} is write-through strict).`,
-                err,
-              );
-            }
-          }),
-        );
-      };
-      results = await this.storeWrite(ops, hook, pending);
+      for (let attempt = 1; ; attempt++) {
+        await Promise.all(ops.map((o) => this.announce(o.key, versions, pending)));
+        try {
+          results = await this.storeWrite(
+            ops.map((o) => ({ ...o, atVersion: versions.get(o.key) })),
+            pending,
+          );
+          break;
+        } catch (err) {
+          if (!(err instanceof VersionTakenError)) throw err;
+          for (const v of err.current.values()) observeVersion(v);
+          if (attempt >= ANNOUNCE_ATTEMPTS) {
+            throw new BackendUnavailableError(
+              "store",
+              `Other writers kept taking the versions this write announced (${ks.name} is write-through strict); nothing was written.`,
+            );
+          }
+        }
+      }
     } catch (err) {
-      // Not committed for sure: the tombstones go, unless a later write replaced them. Unknown: they stay
+      // Not written for sure: the tombstones go, unless a later write replaced them. Unknown: they stay
       // (they let the write's own value in, should it have committed).
       if (!outcomeUnknown(err)) await Promise.all([...pending].map(([k, v]) => this.takeBack(k, v)));
       throw err;
     }
     await Promise.all(
       results.map(async (r, i) => {
-        const { entry, ttlMs } = this.entryFor(r, ops[i]!.value);
+        const update = this.entryFor(r, ops[i]!.value);
+        // Without a tombstone of its own the write must not be answered on a cache update that failed:
+        // the durable repair of eventual does it.
+        if (pending.get(r.key) !== r.version) return this.afterCommit(r.key, update);
         const set = async () => {
-          await this.ctx.cache.setIfNewer(ks.name, r.key, entry, ttlMs);
+          await this.ctx.cache.setIfNewer(ks.name, r.key, update.entry, update.ttlMs);
         };
         // The tombstone keeps readers on PostgreSQL until the value lands, so the write is acknowledged.
         await set().catch(() => this.repairs.schedule(r.key, set, async () => {}));
       }),
     );
     return results;
+  }
+
+  /**
+   * Puts a tombstone in the cache at a version above anything it holds of the key (and above anything
+   * this daemon has seen): the version the write takes. When the cache already holds a newer tombstone
+   * (another write of the key, under way), that one hides the key as well as the write's own would: the
+   * write goes on at its version without one (pending has no entry for the key).
+   */
+  private async announce(
+    key: string,
+    versions: Map<string, number>,
+    pending: Map<string, number>,
+  ): Promise<void> {
+    const ks = this.ctx.keyspace;
+    const ttlMs = Math.max(ks.ttlMs, WRITE_MARKER_MIN_MS);
+    for (let attempt = 1; ; attempt++) {
+      const version = nextVersion();
+      versions.set(key, version);
+      let cached: CacheEntry | null = null;
+      try {
+        const entry = { kind: "tombstone" as const, version, freshUntil: 0 };
+        if (await this.ctx.cache.setIfNewer(ks.name, key, entry, ttlMs)) {
+          pending.set(key, version);
+          return;
+        }
+        cached = await this.ctx.cache.get(ks.name, key, { skipNear: true });
+      } catch (err) {
+        throw new BackendUnavailableError(
+          "cache",
+          `The cache could not take the write, so nothing was written (${ks.name} is write-through strict).`,
+          err,
+        );
+      }
+      pending.delete(key);
+      if (cached?.kind === "tombstone" && cached.version >= version) return;
+      if (cached) observeVersion(cached.version);
+      if (attempt >= ANNOUNCE_ATTEMPTS) {
+        throw new BackendUnavailableError(
+          "cache",
+          `The cache kept holding newer entries of ${JSON.stringify(key)} than this write; nothing was written.`,
+        );
+      }
+    }
   }
 
   private async takeBack(key: string, version: number): Promise<void> {
