@@ -32,7 +32,13 @@ keyspaces:
   around: { strategy: write-around, table: ${tag}_around }
   wb: { strategy: write-behind, table: ${tag}_wb, write_behind: { flush_interval: 100ms } }
 `);
-  redis = new Redis({ port: daemon.respPort!, host: "127.0.0.1", maxRetriesPerRequest: 0 });
+  redis = new Redis({
+    port: daemon.respPort!,
+    host: "127.0.0.1",
+    maxRetriesPerRequest: 0,
+    lazyConnect: true,
+  });
+  await redis.connect(); // resolves once ready: after AUTH, CLIENT SETINFO and the INFO ready check
   db = new pg.Client({ connectionString: PG_URL });
   await db.connect();
 });
