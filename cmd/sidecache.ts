@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The command line: serve (default), validate, check. Exit 0 ok, 1 invalid or inconsistent, 2 usage. */
 import { parseArgs } from "node:util";
+import { checkCdcServer } from "../src/cdc/index.js";
 import { loadConfig } from "../src/config/load.js";
 import { ConfigError } from "../src/errors.js";
 import { createLogger, flushLogs } from "../src/log.js";
@@ -10,7 +11,8 @@ const HELP = `sidecache — a caching sidecar in front of Redis and PostgreSQL
 
 Usage:
   sidecache [--config FILE]                 start the daemon
-  sidecache validate [--config FILE]        check the configuration file; exit 0, or 1 with the problem
+  sidecache validate [--config FILE]        check the configuration file (and, with store.cdc, that
+                                            PostgreSQL can stream changes); exit 0, or 1 with the problem
   sidecache check [--config FILE] [--keyspace KS] [--full]
                                             run one consistency check and print the report;
                                             exit 0 when consistent, 1 when not
@@ -77,6 +79,13 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (command === "validate") {
+    // With store.cdc the file alone does not say whether it can work: PostgreSQL is asked.
+    const cdc = config.store.cdc;
+    const problems = cdc ? await checkCdcServer(config.store.url, cdc, config.store.timeoutMs) : [];
+    if (problems.length > 0) {
+      for (const p of problems) process.stderr.write(`sidecache: ${file}: store.cdc: ${p}\n`);
+      return 1;
+    }
     process.stdout.write(
       `${file}: valid, ${config.keyspaces.size} keyspace(s): ${[...config.keyspaces.keys()].join(", ")}\n`,
     );

@@ -5,10 +5,12 @@
 import type { AddressInfo } from "node:net";
 import { guardCache, guardStore, type GuardedCache, type GuardedStore } from "./backend/index.js";
 import { createCache } from "./cache/index.js";
+import { CdcReader, type CdcTiming } from "./cdc/index.js";
 import { createChecker, type Checker, type CreateCheckerOptions } from "./checker/index.js";
 import type { Config, KeyspaceConfig } from "./config/types.js";
 import { KeyspaceRegistry, type Keyspace } from "./keyspaces.js";
 import { createLogger, type Logger } from "./log.js";
+import { CdcMetrics } from "./metrics/cdc-metrics.js";
 import { Metrics } from "./metrics/metrics.js";
 import { Authorizer } from "./proxy/auth.js";
 import type { CheckRunner, Health, ProxyContext } from "./proxy/context.js";
@@ -34,6 +36,8 @@ export interface DaemonOptions {
   status?: { intervalMs?: number };
   /** how often hot keys are saved for warming (tests: short) */
   warm?: { saveEveryMs?: number };
+  /** change data capture's timings (tests: quicker lease tries) */
+  cdc?: Partial<CdcTiming>;
 }
 
 export class Daemon implements Health {
@@ -58,6 +62,8 @@ export class Daemon implements Health {
   readonly status: StatusHistory;
   /** cache warming runs and the hot keys they start from */
   readonly warming: Warming;
+  /** with store.cdc: reads changes made outside sidecache; its invalidations go through `view` */
+  cdc?: CdcReader;
 
   private constructor(
     public config: Config,
@@ -121,6 +127,8 @@ export class Daemon implements Health {
       options.warm,
     );
     try {
+      // PostgreSQL is asked first: a server that can not stream changes gets nothing created in it.
+      if (config.store.cdc) await daemon.createCdc(options.cdc).check();
       for (const ks of config.keyspaces.values()) daemon.keyspaces.set(await daemon.build(ks));
       daemon.checker = await createChecker(config, {
         ...options.checker,
@@ -132,6 +140,7 @@ export class Daemon implements Health {
       });
       daemon.setChecker(daemon.checker);
       daemon.checker.start();
+      await daemon.cdc?.start();
       // Repairs a daemon that died left behind are applied before the first request is served.
       await daemon.trust.start();
       if (/^postgres(ql)?:/.test(config.store.url) && config.keyspaces.size > 0) {
@@ -237,6 +246,7 @@ export class Daemon implements Health {
     this.near?.configure([...next.keyspaces.values()]);
     this.checker?.reload();
     if (built.size > 0) this.trust.wake();
+    if (built.size > 0 || removed.length > 0) await this.cdc?.sync();
     await Promise.all(retired.map((ks) => ks.strategy.stop(this.config.server.shutdownTimeoutMs)));
     this.log.info({ added, changed, removed, ignored }, "configuration reloaded");
     if (ignored.length > 0) this.log.warn({ sections: ignored }, "these sections change only on restart");
@@ -252,6 +262,7 @@ export class Daemon implements Health {
       await this.warming.stop();
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
+      await this.cdc?.stop().catch((err: unknown) => this.log.warn({ err: String(err) }, "cdc stop failed"));
       this.trust.stop();
       await Promise.allSettled([this.view.close(), this.store.close(), this.presence?.close()]);
       this.log.info("sidecache stopped");
@@ -292,6 +303,25 @@ export class Daemon implements Health {
 
   hitRatio(keyspace: string): number | null {
     return this.metrics.hitRatio(keyspace);
+  }
+
+  /** Reads the replication slot when this daemon holds its lease (start() catches up before listening). */
+  private createCdc(timing?: Partial<CdcTiming>): CdcReader {
+    const metrics = new CdcMetrics(this.metrics.registry);
+    this.telemetry.subscribe(metrics.onEvent);
+    this.cdc = new CdcReader({
+      config: this.config.store.cdc!,
+      storeUrl: this.config.store.url,
+      storeTimeoutMs: this.config.store.timeoutMs,
+      cacheTimeoutMs: this.config.cache.timeoutMs,
+      // through the near caches: every daemon's copies of a changed row go too
+      cache: this.view,
+      keyspaces: () => this.keyspaces.all().map((ks) => ks.config),
+      telemetry: this.telemetry,
+      log: this.log,
+      timing,
+    });
+    return this.cdc;
   }
 
   private async build(config: KeyspaceConfig): Promise<Keyspace> {

@@ -133,3 +133,12 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
+
+/** PostgreSQL can not stream changes for store.cdc (a setting, a privilege, a table); the message says the fix. */
+export class CdcSetupError extends Error {
+  readonly code = "cdc_setup";
+  constructor(message: string) {
+    super(message);
+    this.name = "CdcSetupError";
+  }
+}

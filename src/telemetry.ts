@@ -50,7 +50,15 @@ export type TelemetryEvent =
       finishedAt: number;
       seconds: number;
     }
-  | { type: "consistency_alert"; keyspace: string; state: "firing" | "resolved"; outcome: "sent" | "failed" };
+  | { type: "consistency_alert"; keyspace: string; state: "firing" | "resolved"; outcome: "sent" | "failed" }
+  /** change data capture (src/cdc): one committed transaction applied, commit to invalidation */
+  | { type: "cdc_lag"; seconds: number }
+  | { type: "cdc_invalidated"; keyspace: string; n: number }
+  | { type: "cdc_dropped"; keyspace: string; reason: string }
+  | { type: "cdc_retained_wal"; bytes: number }
+  | { type: "cdc_slot_lost"; reason: "dropped" | "invalidated" }
+  /** this daemon took (true) or gave up (false) the reading of the slot */
+  | { type: "cdc_reader"; active: boolean };
 
 export interface Telemetry {
   emit(event: TelemetryEvent): void;

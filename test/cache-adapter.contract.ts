@@ -43,6 +43,7 @@ export function cacheAdapterContract(name: string, make: () => Promise<CacheAdap
         "getMany",
         "setIfNewer",
         "delete",
+        "deleteKeyspace",
         "sampleKeys",
         "ping",
         "close",
@@ -203,6 +204,25 @@ export function cacheAdapterContract(name: string, make: () => Promise<CacheAdap
       expect(await cache.get(space, "k")).toBeNull();
       expect(await cache.setIfNewer(space, "k", value(1, '"lower after delete"'), TTL)).toBe(true);
       await expect(cache.delete(space, "never-there")).resolves.toBeUndefined();
+    });
+
+    it("deleteKeyspace removes every entry of that keyspace only, whatever its kind and version", async () => {
+      const space = ks("drop");
+      const other = ks("drop-other");
+      const keys = Array.from({ length: 2500 }, (_, i) => `k:${i}/é*?[`);
+      await Promise.all(
+        keys.map((key, i) =>
+          cache.setIfNewer(space, key, i % 3 === 0 ? tombstone(i + 1) : value(i + 1, String(i)), TTL),
+        ),
+      );
+      await cache.setIfNewer(other, "k:1/é*?[", value(5, '"kept"'), TTL);
+      expect(await cache.deleteKeyspace(space)).toBe(keys.length);
+      expect(await cache.getMany(space, keys.slice(0, 50))).toEqual(keys.slice(0, 50).map(() => null));
+      expect(await cache.sampleKeys(space, 10)).toEqual([]);
+      expect((await cache.get(other, "k:1/é*?["))?.value).toBe('"kept"');
+      // emptied, it takes any version again
+      expect(await cache.setIfNewer(space, keys[3]!, value(1, '"again"'), TTL)).toBe(true);
+      expect(await cache.deleteKeyspace(ks("never-used"))).toBe(0);
     });
 
     it("sampleKeys returns distinct keys of that keyspace only, at most n", async () => {

@@ -63,6 +63,10 @@ export class GuardedCache implements CacheAdapter {
     return this.run("delete", () => this.inner.deleteIf(keyspace, key, observed));
   }
 
+  deleteKeyspace(keyspace: string): Promise<number> {
+    return this.run("delete_keyspace", () => this.inner.deleteKeyspace(keyspace));
+  }
+
   sampleKeys(keyspace: string, n: number): Promise<string[]> {
     return this.run("sample", () => this.inner.sampleKeys(keyspace, n));
   }

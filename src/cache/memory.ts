@@ -37,6 +37,10 @@ class KeyIndex {
       this.pos.set(last, i);
     }
   }
+  /** Every key, as a copy. */
+  all(): string[] {
+    return [...this.keys];
+  }
   /** Up to n distinct keys, in random order. */
   pick(n: number): string[] {
     const size = this.keys.length;
@@ -123,6 +127,13 @@ export class MemoryCache implements CacheAdapter {
     if (!cached || cached.kind !== observed.kind || cached.version !== observed.version) return false;
     this.lru.delete(k);
     return true;
+  }
+
+  async deleteKeyspace(keyspace: string): Promise<number> {
+    const keys = this.indexes.get(keyspace)?.all() ?? [];
+    let removed = 0;
+    for (const key of keys) if (this.lru.delete(lruKey(keyspace, key))) removed++;
+    return removed;
   }
 
   async sampleKeys(keyspace: string, n: number): Promise<string[]> {

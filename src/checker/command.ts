@@ -14,6 +14,7 @@ import type { Strategy } from "../strategies/strategy.js";
 import { noTelemetry } from "../telemetry.js";
 import { Alerts } from "./alerts.js";
 import { Checker } from "./checker.js";
+import { CDC_LAG_MS } from "./within-lag.js";
 import { LocalCoordination } from "./lock.js";
 import type { CheckReport } from "./types.js";
 
@@ -44,6 +45,7 @@ export async function runCheckCommand(
     alerts: new Alerts([], coordination, noTelemetry, log),
     telemetry: noTelemetry,
     log,
+    limits: config.store.cdc ? { cdcLagMs: CDC_LAG_MS } : undefined,
   });
   const reports: CheckReport[] = [];
   let failed = false;

@@ -12,6 +12,7 @@ import { Checker } from "./checker.js";
 import { LocalCoordination, RedisCoordination } from "./lock.js";
 import type { CheckLimits } from "./run.js";
 import type { TickSource } from "./scheduler.js";
+import { CDC_LAG_MS } from "./within-lag.js";
 
 export { Checker } from "./checker.js";
 export type { CheckReport, CheckOptions } from "./types.js";
@@ -65,7 +66,7 @@ export async function createChecker(config: Config, o: CreateCheckerOptions): Pr
     alerts,
     telemetry: o.telemetry,
     log,
-    limits: o.limits,
+    limits: config.store.cdc ? { cdcLagMs: CDC_LAG_MS, ...o.limits } : o.limits,
     ticks: o.ticks,
     close: async () => {
       await Promise.allSettled(owned.map((c) => c()));

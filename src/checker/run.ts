@@ -16,6 +16,7 @@ import { Repairer } from "./repair.js";
 import { buildReport, type Tally } from "./report.js";
 import { cacheKeyBatches, sampleKeys, storeKeyBatches } from "./sampler.js";
 import type { CheckOptions, CheckReport, InconsistentKind } from "./types.js";
+import { WithinLag } from "./within-lag.js";
 
 export interface CheckLimits {
   /** keys read per round trip */
@@ -29,6 +30,8 @@ export interface CheckLimits {
    * entry (the margin covers clock differences between daemons and Redis)
    */
   lostWriteMarginMs: number;
+  /** with change data capture: the lag within which changes should be reflected (consistent_within_lag) */
+  cdcLagMs?: number;
 }
 
 export const DEFAULT_LIMITS: CheckLimits = {
@@ -72,6 +75,7 @@ class CheckRun {
   private readonly tally: Tally;
   private readonly startedAt = Date.now();
   private paced = 0;
+  private readonly lag?: WithinLag;
 
   constructor(
     private readonly t: CheckTarget,
@@ -83,6 +87,7 @@ class CheckRun {
     const m = t.ks.mapped;
     if (m) this.columns = m.columns.filter((c) => c !== m.keyColumn && c !== m.versionColumn);
     this.tally = { checked: {}, repaired: {}, skipped: 0, findings: [], repairErrors: 0 };
+    if (this.limits.cdcLagMs !== undefined) this.lag = new WithinLag(this.limits.cdcLagMs);
   }
 
   async execute(): Promise<CheckOutcome> {
@@ -103,6 +108,7 @@ class CheckRun {
       startedAt: this.startedAt,
       tally: this.tally,
     });
+    if (this.lag) report.consistent_within_lag = this.lag.report();
     return { report, checked: { ...this.tally.checked }, repaired: { ...this.tally.repaired } };
   }
 
@@ -110,15 +116,21 @@ class CheckRun {
   private async batch(keys: string[], cacheSide: boolean): Promise<void> {
     if (keys.length === 0) return;
     await this.pace(keys.length);
+    const readAt = Date.now();
     let first = await this.read(keys);
     if (cacheSide) first = new Map([...first].filter(([, s]) => s.row === null));
     const suspects: string[] = [];
     for (const [key, sides] of first) {
       const verdict = this.verdict(sides);
+      this.lag?.first(key, sides, verdict, readAt);
       if (verdict === "skip") this.tally.skipped++;
       else if (verdict === "consistent") this.count("consistent");
       else suspects.push(key);
     }
+    await this.lag?.settle(
+      (k) => this.read(k),
+      (s) => this.verdict(s),
+    );
     if (suspects.length === 0) return;
     await sleep(this.limits.recheckDelayMs);
     const second = await this.read(suspects);

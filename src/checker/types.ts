@@ -1,5 +1,6 @@
 /** The vocabulary of the consistency checker (docs/protocol.md). */
 import type { RepairPolicy } from "../config/types.js";
+import type { WithinLagReport } from "./within-lag.js";
 
 export const INCONSISTENT_KINDS = ["stale", "orphan", "missing_write", "mismatch"] as const;
 export type InconsistentKind = (typeof INCONSISTENT_KINDS)[number];
@@ -43,4 +44,6 @@ export interface CheckReport {
   findings: KeyFinding[];
   /** repairs that failed (the cache or the store was down) */
   repair_errors: number;
+  /** with change data capture: the share of the changes seen that the cache reflected within the lag */
+  consistent_within_lag?: WithinLagReport;
 }

@@ -1,4 +1,5 @@
 /** Readers for the top-level sections other than keyspaces. */
+import { readCdc } from "./cdc.js";
 import { checkCacheUrl, checkCron, checkKeyspaceName, checkStoreUrl, checkWebhookUrl } from "./checks.js";
 import {
   BREAKER_DEFAULTS,
@@ -119,18 +120,20 @@ export function readCache(v: Value): CacheConfig {
 }
 
 export function readStore(v: Value): StoreConfig {
-  const f = v.fields(["url", "pool", "timeout", "breaker"]);
+  const f = v.fields(["url", "pool", "timeout", "breaker", "cdc"]);
   const d = STORE_DEFAULTS;
+  const url = f.url.str({
+    expect: "postgres://..., postgresql://..., pglite:PATH or pglite:memory",
+    def: d.url,
+    check: checkStoreUrl,
+    secret: true,
+  });
   return {
-    url: f.url.str({
-      expect: "postgres://..., postgresql://..., pglite:PATH or pglite:memory",
-      def: d.url,
-      check: checkStoreUrl,
-      secret: true,
-    }),
+    url,
     poolSize: f.pool.int({ min: 1, max: 1000, def: d.poolSize }),
     timeoutMs: f.timeout.duration({ def: d.timeoutMs, positive: true }),
     breaker: readBreaker(f.breaker),
+    cdc: readCdc(f.cdc, url),
   };
 }
 

@@ -62,6 +62,15 @@ export interface StoreConfig {
   timeoutMs: number;
   /** absent: the defaults (5 failures, 2s) */
   breaker?: BreakerConfig;
+  /** change data capture: set to have changes made outside sidecache invalidate the cache (docs/cdc.md) */
+  cdc?: CdcConfig;
+}
+
+export interface CdcConfig {
+  /** the logical replication slot, created when missing */
+  slot: string;
+  /** the publication over every keyspace's table, created when missing */
+  publication: string;
 }
 
 export interface AuthToken {

@@ -138,6 +138,14 @@ export class NearCache implements CacheAdapter {
     }
   }
 
+  async deleteKeyspace(keyspace: string): Promise<number> {
+    try {
+      return await this.inner.deleteKeyspace(keyspace);
+    } finally {
+      await this.invalidate(keyspace, null, 0);
+    }
+  }
+
   async deleteIf(
     keyspace: string,
     key: string,

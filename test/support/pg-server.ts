@@ -64,7 +64,10 @@ function alive(pid: number): boolean {
   }
 }
 
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+/** Server settings beyond the defaults, as `-c name=value` (e.g. `{ wal_level: "logical" }` for change data capture). */
+export type PostgresSettings = Record<string, string | number>;
+
+export async function startPrivatePostgres(settings: PostgresSettings = {}): Promise<PrivatePostgres> {
   const dir = await mkdtemp(join(tmpdir(), "sidecache-pg-"));
   const { uid, gid } = await postgresIds();
   await chown(dir, uid, gid);
@@ -82,7 +85,10 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     "--no-locale",
     "--no-sync",
   ]);
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`;
+  const extra = Object.entries(settings)
+    .map(([name, value]) => ` -c ${name}=${value}`)
+    .join("");
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off${extra}`;
   let running = false;
 
   async function postmasterPid(): Promise<number | null> {
