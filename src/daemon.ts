@@ -347,6 +347,7 @@ export class Daemon implements Health {
       checkerEnabled: config.checker.enabled,
       alertRatio: config.checker.alertRatio,
       at: Date.now(),
+      protocols: this.config.server.resp ? ["http", "resp"] : ["http"],
     });
     return { config, strategy, ...(hot ? { hot } : {}) };
   }
