@@ -443,7 +443,7 @@ describe("the checker with change data capture", () => {
     await db.query(`update ${T.users} set value = '{"n":3}' where key = 'w0'`);
     await seenByBoth("the change before the planted entry", "users", "w0", (r) => r.text.includes("3"));
     const stale = JSON.stringify({ n: 2 });
-    await peek.redis.set(`${tag}:kv:{users}:w0`, `v1:${Date.now() + 600_000}:${stale}`, "PX", 600_000);
+    await peek.redis.set(`${tag}:kv:{users}:w0`, `v1::${Date.now() + 600_000}:${stale}`, "PX", 600_000);
     const missed = (
       await call(b.url, "POST", "/v1/keyspaces/users/check", { full: true })
     ).json() as typeof clean;
