@@ -62,7 +62,7 @@ export class Daemon implements Health {
   readonly status: StatusHistory;
   /** cache warming runs and the hot keys they start from */
   readonly warming: Warming;
-  /** with store.cdc: reads changes made outside sidecache; near caches subscribe to its invalidations */
+  /** with store.cdc: reads changes made outside sidecache; its invalidations go through `view` */
   cdc?: CdcReader;
 
   private constructor(
@@ -314,7 +314,7 @@ export class Daemon implements Health {
       storeUrl: this.config.store.url,
       storeTimeoutMs: this.config.store.timeoutMs,
       cacheTimeoutMs: this.config.cache.timeoutMs,
-      // through the near caches: an invalidation is dropped there too (and announced) before it counts
+      // through the near caches: every daemon's copies of a changed row go too
       cache: this.view,
       keyspaces: () => this.keyspaces.all().map((ks) => ks.config),
       telemetry: this.telemetry,
@@ -347,6 +347,7 @@ export class Daemon implements Health {
       checkerEnabled: config.checker.enabled,
       alertRatio: config.checker.alertRatio,
       at: Date.now(),
+      protocols: this.config.server.resp ? ["http", "resp"] : ["http"],
     });
     return { config, strategy, ...(hot ? { hot } : {}) };
   }

@@ -116,6 +116,8 @@ export class StoreRejectedError extends SidecacheError {
  * nothing was written. The writer takes a version above `current` and tries again; it is never answered.
  */
 export class VersionTakenError extends SidecacheError {
+  /** never answered to a client: the writer retries */
+  static readonly internal = true;
   constructor(readonly current: Map<string, number>) {
     super("version_taken", 409, `The key(s) ${[...current.keys()].join(", ")} already have a newer version.`);
   }

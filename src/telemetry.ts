@@ -14,6 +14,8 @@ export type TelemetryEvent =
       checkerEnabled: boolean;
       alertRatio: number;
       at: number;
+      /** the front ends requests come in by ("http", and "resp" with server.resp); absent: http only */
+      protocols?: ("http" | "resp")[];
     }
   | {
       type: "cache_hit" | "cache_miss" | "cache_stale" | "coalesced" | "refresh_ahead";

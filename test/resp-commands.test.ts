@@ -32,7 +32,13 @@ keyspaces:
   around: { strategy: write-around, table: ${tag}_around }
   wb: { strategy: write-behind, table: ${tag}_wb, write_behind: { flush_interval: 100ms } }
 `);
-  redis = new Redis({ port: daemon.respPort!, host: "127.0.0.1", maxRetriesPerRequest: 0 });
+  redis = new Redis({
+    port: daemon.respPort!,
+    host: "127.0.0.1",
+    maxRetriesPerRequest: 0,
+    lazyConnect: true,
+  });
+  await redis.connect(); // resolves once ready: after AUTH, CLIENT SETINFO and the INFO ready check
   db = new pg.Client({ connectionString: PG_URL });
   await db.connect();
 });
@@ -326,6 +332,35 @@ describe("the value rule", () => {
 });
 
 describe("metrics", () => {
+  it('every keyspace exports its request series at 0 from start-up for protocol="resp" too; without server.resp, none', async () => {
+    const text = (await call(daemon.url, "GET", "/metrics")).text;
+    expect(text).toMatch(
+      /^sidecache_requests_total\{keyspace="rt",op="get",status="503",protocol="resp"\} 0$/m,
+    );
+    expect(text).toMatch(
+      /^sidecache_requests_total\{keyspace="wb",op="put",status="429",protocol="resp"\} 0$/m,
+    );
+    expect(text).toMatch(
+      /^sidecache_requests_total\{keyspace="wb",op="put",status="429",protocol="http"\} 0$/m,
+    );
+    const plainHttp = await startDaemon(`
+cache: { url: "memory:" }
+store: { url: "pglite:memory" }
+checker: { enabled: false }
+keyspaces:
+  solo: { strategy: cache-aside }
+`);
+    try {
+      const other = (await call(plainHttp.url, "GET", "/metrics")).text;
+      expect(other).toMatch(
+        /^sidecache_requests_total\{keyspace="solo",op="get",status="200",protocol="http"\} 0$/m,
+      );
+      expect(other).not.toContain('protocol="resp"');
+    } finally {
+      await plainHttp.stop();
+    }
+  });
+
   it('requests over RESP count under protocol="resp", HTTP ones under protocol="http", by keyspace, op and status', async () => {
     await redis.set("aside:metric", "1");
     await redis.get("aside:metric");

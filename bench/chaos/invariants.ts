@@ -1,146 +1,163 @@
 /**
- * The invariants a chaos run must end with:
- * 1. no acknowledged write is missing from PostgreSQL (its version or a later one is there);
- * 2. no read returned a value older than a write acknowledged before the read began;
- * 3. every value read or stored was written by a client (nothing made up, nothing mixed);
- * 4. after one full consistency check, the cache agrees with PostgreSQL.
+ * What every read of a chaos run must satisfy, checked on the history alone (end-state.ts checks what the
+ * backends hold at the end):
+ * - read your writes: no read returns a version older than a write acknowledged before the read began,
+ *   whichever daemon acknowledged it and whichever answered the read;
+ * - monotonic reads: a client never reads a key at a version older than one it read before;
+ * - no dirty read: no read returns a value whose write was refused for sure (4xx), nor, where PostgreSQL
+ *   commits every write (all but write-behind), a value that never committed;
+ * - nothing made up: every value read was written to that key, by a write that had begun, and carries the
+ *   version it was acknowledged or committed with.
  */
-import type { CacheEntry } from "../../src/cache/adapter.js";
-import { id, type History, type WriteRecord, type Written } from "./history.js";
+import { id, type ReadRecord } from "./history.js";
+import { refused, slot, type HistoryIndex } from "./index.js";
+
+export type ViolationKind =
+  | "lost_write"
+  | "stale_read"
+  | "monotonic_read"
+  | "dirty_read"
+  | "refused_committed"
+  | "phantom_value"
+  | "future_read"
+  | "version_mismatch"
+  | "cache_diverges"
+  | "final_read_diverges"
+  | "bad_answer";
 
 export interface Violation {
-  kind: "lost_write" | "stale_read" | "phantom_value" | "version_mismatch" | "cache_diverges" | "bad_answer";
+  kind: ViolationKind;
   detail: string;
+  /** the operations involved (ids in the saved history) */
+  ops?: number[];
 }
 
-export interface Row {
-  version: number;
-  value: Written;
+/** Reads that answered: 200 or 404 (an _mget null counts as a 404). */
+const answered = (r: ReadRecord) => r.status === 200 || r.status === 404;
+
+const describe = (r: ReadRecord) =>
+  `read #${r.op} (client ${r.client}, d${r.daemon}, ${r.start.toFixed(0)}-${r.end.toFixed(0)} ms, ` +
+  `${r.found ? id(r.value!) : "not found"}, ${r.mget ? "_mget" : `X-Cache ${r.cache ?? "-"}`})`;
+
+/** The version a read saw: its ETag, or the version its value was written with; undefined when unknown. */
+export function versionRead(r: ReadRecord, index: HistoryIndex): number | undefined {
+  if (r.version !== undefined) return r.version;
+  if (!r.found) return 0;
+  return index.versionOf(r.ks, r.key, r.value!);
 }
 
-const slot = (ks: string, key: string) => `${ks}\u0000${key}`;
-
-function byKey(writes: WriteRecord[]): Map<string, WriteRecord[]> {
-  const out = new Map<string, WriteRecord[]>();
-  for (const w of writes) {
-    const k = slot(w.ks, w.key);
-    let list = out.get(k);
-    if (!list) out.set(k, (list = []));
-    list.push(w);
+export function checkReadYourWrites(reads: ReadRecord[], index: HistoryIndex): Violation[] {
+  const out: Violation[] = [];
+  for (const r of reads) {
+    if (!answered(r)) continue;
+    const version = versionRead(r, index);
+    if (version === undefined) continue;
+    const w = index.newestAckedBefore(r.ks, r.key, r.start);
+    if (!w || version >= w.version!) continue;
+    out.push({
+      kind: "stale_read",
+      ops: [r.op, w.op],
+      detail:
+        `${r.ks}/${r.key}: ${describe(r)} got version ${version}, but write #${w.op} ` +
+        `(client ${w.client}, d${w.daemon}) of ${id(w.value)} was acknowledged at version ${w.version} ` +
+        `${(r.start - w.end).toFixed(0)} ms before the read began; ${index.faultsDuring(w.start, r.end)}`,
+    });
   }
   return out;
 }
 
-/** Every value ever sent, by id, with the version it was acknowledged at (if it was). */
-function sent(history: History): Map<string, WriteRecord> {
-  const out = new Map<string, WriteRecord>();
-  for (const w of history.writes) out.set(`${w.ks}\u0000${w.key}\u0000${id(w.value)}`, w);
+export function checkMonotonicReads(reads: ReadRecord[], index: HistoryIndex): Violation[] {
+  const out: Violation[] = [];
+  const byClient = new Map<number, ReadRecord[]>();
+  for (const r of reads) {
+    if (r.client < 0 || !answered(r)) continue;
+    const list = byClient.get(r.client) ?? [];
+    list.push(r);
+    byClient.set(r.client, list);
+  }
+  for (const list of byClient.values()) {
+    list.sort((a, b) => a.start - b.start);
+    const newest = new Map<string, { version: number; read: ReadRecord }>();
+    for (const r of list) {
+      const version = versionRead(r, index);
+      if (version === undefined) continue;
+      const k = slot(r.ks, r.key);
+      const before = newest.get(k);
+      if (before && version < before.version) {
+        const w = index.writeOf(r.ks, r.key, before.read.value!);
+        const ackedFirst = w?.acked === true && w.end < r.start;
+        out.push({
+          kind: "monotonic_read",
+          ops: [before.read.op, r.op],
+          detail:
+            `${r.ks}/${r.key}: ${describe(r)} got version ${version} after ${describe(before.read)} ` +
+            `got version ${before.version} (its write #${w?.op ?? "?"} ${ackedFirst ? "acknowledged" : `not acknowledged (${String(w?.status)})`} ` +
+            `before the second read began); ${index.faultsDuring(before.read.start, r.end)}`,
+        });
+      }
+      if (!before || version > before.version) newest.set(k, { version, read: r });
+    }
+  }
   return out;
 }
 
-export function checkReads(history: History): Violation[] {
-  const violations: Violation[] = [];
-  const writes = byKey(history.writes.filter((w) => w.acked));
-  for (const list of writes.values()) list.sort((a, b) => a.end - b.end);
-  const all = sent(history);
-  for (const r of history.reads) {
-    if (r.status !== 200 && r.status !== 404) continue;
-    let needed = 0;
-    let by: WriteRecord | undefined;
-    for (const w of writes.get(slot(r.ks, r.key)) ?? []) {
-      if (w.end >= r.start) break;
-      if ((w.version ?? 0) > needed) {
-        needed = w.version ?? 0;
-        by = w;
-      }
-    }
-    if (r.version < needed) {
-      violations.push({
-        kind: "stale_read",
+export function checkDirtyReads(reads: ReadRecord[], index: HistoryIndex): Violation[] {
+  const out: Violation[] = [];
+  for (const r of reads) {
+    if (!answered(r) || !r.found) continue;
+    const w = index.writeOf(r.ks, r.key, r.value!);
+    if (!w) continue; // made up: checkMadeUp
+    if (refused(w)) {
+      out.push({
+        kind: "dirty_read",
+        ops: [r.op, w.op],
         detail:
-          `${r.ks}/${r.key}: read at ${r.start.toFixed(0)} ms got version ${r.version} (${r.status}, ` +
-          `X-Cache ${r.cache}) after version ${needed} (${id(by!.value)}) was acknowledged at ${by!.end.toFixed(0)} ms`,
+          `${r.ks}/${r.key}: ${describe(r)} returned the value of write #${w.op} (d${w.daemon}, ` +
+          `${w.start.toFixed(0)}-${w.end.toFixed(0)} ms), which was refused with ${String(w.status)}; ` +
+          index.faultsDuring(w.start, r.end),
       });
-    }
-    if (r.status === 200 && r.value) {
-      const w = all.get(`${r.ks}\u0000${r.key}\u0000${id(r.value)}`);
-      if (!w) {
-        violations.push({
-          kind: "phantom_value",
-          detail: `${r.ks}/${r.key}: read ${JSON.stringify(r.value)}, never written there`,
-        });
-      } else if (w.acked && w.version !== r.version) {
-        violations.push({
-          kind: "version_mismatch",
-          detail: `${r.ks}/${r.key}: read ${id(r.value)} with version ${r.version}; it was acknowledged as ${w.version}`,
-        });
-      }
+    } else if (index.synchronous(r.ks) && index.commitsOf(r.ks, r.key, r.value!).length === 0) {
+      out.push({
+        kind: "dirty_read",
+        ops: [r.op, w.op],
+        detail:
+          `${r.ks}/${r.key}: ${describe(r)} returned the value of write #${w.op} (d${w.daemon}, answered ` +
+          `${String(w.status)}), which PostgreSQL never committed; ${index.faultsDuring(w.start, r.end)}`,
+      });
     }
   }
-  return violations;
+  return out;
 }
 
-/** rows: the PostgreSQL row of every key written, by keyspace and key (absent: no row). */
-export function checkStore(history: History, rows: Map<string, Map<string, Row>>): Violation[] {
-  const violations: Violation[] = [];
-  const all = sent(history);
-  for (const [k, list] of byKey(history.writes)) {
-    const [ks, key] = k.split("\u0000") as [string, string];
-    const row = rows.get(ks)?.get(key);
-    const acked = list.filter((w) => w.acked);
-    const last = acked.reduce<WriteRecord | undefined>(
-      (m, w) => ((w.version ?? 0) > (m?.version ?? 0) ? w : m),
-      undefined,
-    );
-    if (last && (!row || row.version < last.version!)) {
-      violations.push({
-        kind: "lost_write",
-        detail: `${ks}/${key}: ${id(last.value)} acknowledged at version ${last.version}; PostgreSQL has ${row ? `version ${row.version}` : "no row"}`,
-      });
-    }
-    if (!row) continue;
-    const w = all.get(`${ks}\u0000${key}\u0000${id(row.value)}`);
-    if (!w)
-      violations.push({
+export function checkMadeUp(reads: ReadRecord[], index: HistoryIndex): Violation[] {
+  const out: Violation[] = [];
+  for (const r of reads) {
+    if (!answered(r) || !r.found) continue;
+    const w = index.writeOf(r.ks, r.key, r.value!);
+    if (!w) {
+      out.push({
         kind: "phantom_value",
-        detail: `${ks}/${key}: PostgreSQL holds ${JSON.stringify(row.value)}, never written there`,
+        ops: [r.op],
+        detail: `${r.ks}/${r.key}: ${describe(r)} returned ${JSON.stringify(r.value)}, never written there`,
       });
-    else if (w.acked && w.version !== row.version) {
-      violations.push({
+      continue;
+    }
+    if (w.start > r.end) {
+      out.push({
+        kind: "future_read",
+        ops: [r.op, w.op],
+        detail: `${r.ks}/${r.key}: ${describe(r)} ended before write #${w.op} of its value began (${w.start.toFixed(0)} ms)`,
+      });
+    }
+    if (r.version === undefined) continue;
+    const expected = index.versionOf(r.ks, r.key, r.value!);
+    if (expected !== undefined && expected !== r.version) {
+      out.push({
         kind: "version_mismatch",
-        detail: `${ks}/${key}: PostgreSQL holds ${id(row.value)} at version ${row.version}; it was acknowledged as ${w.version}`,
+        ops: [r.op, w.op],
+        detail: `${r.ks}/${r.key}: ${describe(r)} carried version ${r.version}; write #${w.op} was ${w.acked ? "acknowledged" : "committed"} at version ${expected}`,
       });
     }
   }
-  return violations;
-}
-
-/** entries: what the cache holds for each key written, null for nothing. */
-export function checkCache(
-  rows: Map<string, Map<string, Row>>,
-  entries: Map<string, Map<string, CacheEntry | null>>,
-): Violation[] {
-  const violations: Violation[] = [];
-  for (const [ks, byKey] of entries) {
-    for (const [key, entry] of byKey) {
-      if (!entry || entry.kind === "tombstone") continue;
-      const row = rows.get(ks)?.get(key);
-      if (entry.kind === "absent") {
-        if (row)
-          violations.push({
-            kind: "cache_diverges",
-            detail: `${ks}/${key}: cached as absent; PostgreSQL has version ${row.version}`,
-          });
-        continue;
-      }
-      const value = JSON.parse(entry.value ?? "null") as Written | null;
-      if (!row || row.version !== entry.version || !value || id(value) !== id(row.value)) {
-        violations.push({
-          kind: "cache_diverges",
-          detail: `${ks}/${key}: cached ${value ? id(value) : "?"} at version ${entry.version}; PostgreSQL has ${row ? `${id(row.value)} at version ${row.version}` : "no row"}`,
-        });
-      }
-    }
-  }
-  return violations;
+  return out;
 }

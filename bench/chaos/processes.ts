@@ -1,11 +1,13 @@
 /**
  * The processes a chaos run kills: a redis-server with an append-only file fsynced on every write (so a
- * SIGKILL loses nothing it acknowledged, as write-behind requires), and the daemon as a child process on a
- * fixed port, so clients keep their URL across restarts.
+ * SIGKILL loses nothing it acknowledged, as write-behind requires) that can also be sent back to an older
+ * RDB snapshot or emptied, and the daemons as child processes on fixed ports, so clients keep their URLs
+ * across restarts.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Redis } from "ioredis";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -39,6 +41,16 @@ abstract class Restartable {
   /** The last few kilobytes of its output, for reports. */
   output(): string {
     return this.tail;
+  }
+
+  /** SIGSTOP: the process hangs, its sockets stay open. */
+  freeze(): void {
+    this.proc?.kill("SIGSTOP");
+  }
+
+  /** SIGCONT after freeze(). */
+  thaw(): void {
+    this.proc?.kill("SIGCONT");
   }
 
   async signal(sig: NodeJS.Signals): Promise<void> {
@@ -83,7 +95,8 @@ export class DurableRedis extends Restartable {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  async start(): Promise<void> {
+  /** Starts it from its append-only file (from its RDB snapshot with aof false). */
+  async start(aof = true): Promise<void> {
     if (this.proc) return;
     const child = this.launch("redis-server", [
       "--port",
@@ -95,7 +108,7 @@ export class DurableRedis extends Restartable {
       "--save",
       "",
       "--appendonly",
-      "yes",
+      aof ? "yes" : "no",
       "--appendfsync",
       "always",
       "--maxmemory-policy",
@@ -111,7 +124,56 @@ export class DurableRedis extends Restartable {
     );
   }
 
+  /** An RDB snapshot of what it holds now (SAVE). */
+  async save(): Promise<void> {
+    await this.command(["save"]);
+  }
+
+  /**
+   * Killed and started again from the last snapshot (its append-only file removed): every write since the
+   * snapshot is gone, as after a restart of a Redis that persists with RDB only. The append-only file is
+   * then turned on again (a rewrite from what was loaded), so later kills lose nothing.
+   */
+  async restartFromSnapshot(): Promise<void> {
+    await this.signal("SIGKILL");
+    rmSync(join(this.dir, "appendonlydir"), { recursive: true, force: true });
+    await this.start(false);
+    await this.command(["config", "set", "appendonly", "yes"]);
+    await until(
+      "the append-only file rewritten after a snapshot restart",
+      async () => {
+        const info = String(await this.command(["info", "persistence"]));
+        return (
+          /aof_enabled:1/.test(info) &&
+          /aof_rewrite_in_progress:0/.test(info) &&
+          /aof_rewrite_scheduled:0/.test(info)
+        );
+      },
+      15_000,
+    );
+  }
+
+  /** FLUSHALL: every key gone, the server the same. */
+  async flushAll(): Promise<void> {
+    await this.command(["flushall"]);
+  }
+
+  private async command(args: [string, ...string[]]): Promise<unknown> {
+    const client = new Redis(this.url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+    });
+    try {
+      await client.connect();
+      return await client.call(...args);
+    } finally {
+      client.disconnect();
+    }
+  }
+
   async cleanup(): Promise<void> {
+    this.thaw();
     await this.signal("SIGKILL");
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -152,13 +214,16 @@ export class ChildDaemon extends Restartable {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Starts it and waits until /healthz answers; starts it again while it exits (a backend still down). */
-  async start(deadlineMs = 60_000): Promise<void> {
+  /**
+   * Starts it and waits until /healthz answers; starts it again while it exits (it does not start while
+   * PostgreSQL is down). Resolves to the number of starts it took.
+   */
+  async start(deadlineMs = 60_000): Promise<number> {
     const deadline = Date.now() + deadlineMs;
-    for (;;) {
+    for (let starts = 1; ; starts++) {
       const child = this.launch(process.execPath, [this.entry, "--config", this.file]);
       while (child.exitCode === null && child.signalCode === null) {
-        if (await healthy(this.port)) return;
+        if (await healthy(this.port)) return starts;
         if (Date.now() > deadline) {
           await this.signal("SIGKILL");
           throw new Error(`the daemon did not answer /healthz within ${deadlineMs} ms:\n${this.tail}`);
@@ -171,6 +236,7 @@ export class ChildDaemon extends Restartable {
   }
 
   async cleanup(): Promise<void> {
+    this.thaw();
     await this.signal("SIGKILL");
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -59,12 +59,12 @@ export class GuardedCache implements CacheAdapter {
     return this.run("delete", () => this.inner.delete(keyspace, key));
   }
 
-  deleteKeyspace(keyspace: string): Promise<number> {
-    return this.run("delete_keyspace", () => this.inner.deleteKeyspace(keyspace));
-  }
-
   deleteIf(keyspace: string, key: string, observed: Pick<CacheEntry, "kind" | "version">): Promise<boolean> {
     return this.run("delete", () => this.inner.deleteIf(keyspace, key, observed));
+  }
+
+  deleteKeyspace(keyspace: string): Promise<number> {
+    return this.run("delete_keyspace", () => this.inner.deleteKeyspace(keyspace));
   }
 
   sampleKeys(keyspace: string, n: number): Promise<string[]> {

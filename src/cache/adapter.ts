@@ -69,15 +69,15 @@ export interface CacheAdapter {
   /** Removes the entry whatever its version (tests, tools). */
   delete(keyspace: string, key: string): Promise<void>;
   /**
-   * Removes every entry of the keyspace whatever its version (its table was truncated, or changes to it
-   * may have been missed); returns how many were removed. Not atomic: an entry set meanwhile may stay.
-   */
-  deleteKeyspace(keyspace: string): Promise<number>;
-  /**
    * Removes the entry only if it is still the one observed (same kind and version): a repair never
    * removes an entry a later write left. Atomic. Returns whether it was removed.
    */
   deleteIf(keyspace: string, key: string, observed: Pick<CacheEntry, "kind" | "version">): Promise<boolean>;
+  /**
+   * Removes every entry of the keyspace whatever its version (its table was truncated, or changes to it
+   * may have been missed); returns how many were removed. Not atomic: an entry set meanwhile may stay.
+   */
+  deleteKeyspace(keyspace: string): Promise<number>;
   /** Up to n keys of the keyspace picked at random (the checker's sample); may return fewer. */
   sampleKeys(keyspace: string, n: number): Promise<string[]>;
   /** Throws when the cache can not be reached. */

@@ -117,13 +117,6 @@ export class MemoryCache implements CacheAdapter {
     this.lru.delete(lruKey(keyspace, key));
   }
 
-  async deleteKeyspace(keyspace: string): Promise<number> {
-    const keys = this.indexes.get(keyspace)?.all() ?? [];
-    let removed = 0;
-    for (const key of keys) if (this.lru.delete(lruKey(keyspace, key))) removed++;
-    return removed;
-  }
-
   async deleteIf(
     keyspace: string,
     key: string,
@@ -134,6 +127,13 @@ export class MemoryCache implements CacheAdapter {
     if (!cached || cached.kind !== observed.kind || cached.version !== observed.version) return false;
     this.lru.delete(k);
     return true;
+  }
+
+  async deleteKeyspace(keyspace: string): Promise<number> {
+    const keys = this.indexes.get(keyspace)?.all() ?? [];
+    let removed = 0;
+    for (const key of keys) if (this.lru.delete(lruKey(keyspace, key))) removed++;
+    return removed;
   }
 
   async sampleKeys(keyspace: string, n: number): Promise<string[]> {

@@ -194,11 +194,12 @@ export class RedisCache implements CacheAdapter {
   async setIfNewer(
     keyspace: string,
     key: string,
-    entry: CacheEntry,
+    first: CacheEntry,
     ttlMs: number,
     options?: SetOptions,
   ): Promise<boolean> {
     const px = String(Math.min(Math.max(1, Math.ceil(ttlMs)), Number.MAX_SAFE_INTEGER));
+    let entry = first;
     for (let attempt = 0; ; attempt++) {
       if (options?.generation !== undefined && options.generation !== this.generation()) {
         if (entry.kind !== "tombstone") return false;
@@ -218,30 +219,19 @@ export class RedisCache implements CacheAdapter {
         ),
       );
       if (taken !== -1) return taken === 1;
-      // The marker moved: adopt what it holds now. A tombstone is written again for the new incarnation;
-      // anything else was read for the old one and is dropped.
+      // The marker moved: adopt what it holds now. A fill (it carries the generation its row was read in)
+      // is dropped. A write's entry is not put as it is (a later write's entry may have been lost with the
+      // old incarnation): a tombstone at its version takes its place, which hides every older fill and lets
+      // this version in. Without it the key would hold nothing, and a fill that read the row before the
+      // write could land.
       await this.call("adopt", () => this.incarnations.readopt(keyspace));
-      if (entry.kind !== "tombstone" || attempt > 0) return false;
+      if (options?.generation !== undefined || attempt > 0) return false;
+      entry = { kind: "tombstone", version: entry.version, freshUntil: 0 };
     }
   }
 
   async delete(keyspace: string, key: string): Promise<void> {
     await this.call("DEL", () => this.redis.del(this.redisKey(keyspace, key)));
-  }
-
-  /** SCAN over the keyspace's entries, UNLINK each batch found. */
-  async deleteKeyspace(keyspace: string): Promise<number> {
-    const pattern = `${escapeGlob(this.keyspaceBase(keyspace))}*`;
-    let cursor = "0";
-    let removed = 0;
-    do {
-      const [next, keys] = await this.call("SCAN", () =>
-        this.redis.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT),
-      );
-      if (keys.length > 0) removed += await this.call("UNLINK", () => this.redis.unlink(...keys));
-      cursor = next;
-    } while (cursor !== "0");
-    return removed;
   }
 
   async deleteIf(
@@ -283,6 +273,21 @@ export class RedisCache implements CacheAdapter {
     await this.call("release fill lease", () =>
       this.redis.sidecacheRelease(this.fillLeaseKey(keyspace, key), token),
     );
+  }
+
+  /** SCAN over the keyspace's entries, UNLINK each batch found. */
+  async deleteKeyspace(keyspace: string): Promise<number> {
+    const pattern = `${escapeGlob(this.keyspaceBase(keyspace))}*`;
+    let cursor = "0";
+    let removed = 0;
+    do {
+      const [next, keys] = await this.call("SCAN", () =>
+        this.redis.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT),
+      );
+      if (keys.length > 0) removed += await this.call("UNLINK", () => this.redis.unlink(...keys));
+      cursor = next;
+    } while (cursor !== "0");
+    return removed;
   }
 
   /**

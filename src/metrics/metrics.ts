@@ -296,9 +296,11 @@ export class Metrics implements RequestObserver {
   /** Exports the keyspace's series at 0 (initial-series.ts says why); values already counted stay. */
   private zero(e: Extract<TelemetryEvent, { type: "keyspace_started" }>): void {
     const keyspace = e.keyspace;
-    for (const { op, status } of requestSeries(e.strategy)) {
-      this.requests.inc({ keyspace, op, status }, 0);
-      this.duration.zero({ keyspace, op });
+    for (const protocol of e.protocols ?? ["http"]) {
+      for (const { op, status } of requestSeries(e.strategy)) {
+        this.requests.inc({ keyspace, op, status, protocol }, 0);
+        this.duration.zero({ keyspace, op, protocol });
+      }
     }
     for (const c of [
       this.cacheHits,

@@ -12,7 +12,17 @@ import type { Logger } from "../log.js";
 import type { RepairIntent, StoreAdapter, TableMapping, TableStore } from "./adapter.js";
 import type { Driver } from "./driver.js";
 import { managedShape, mappedShape } from "./shape.js";
-import { clearRepair, guarded, keyLocksFunction, num, quoteIdent, REPAIRS, str, TOMBSTONES } from "./sql.js";
+import {
+  clearRepair,
+  guarded,
+  keyLocksFunction,
+  UNDER_KEY_LOCKS,
+  num,
+  quoteIdent,
+  REPAIRS,
+  str,
+  TOMBSTONES,
+} from "./sql.js";
 import { SqlTableStore } from "./table-store.js";
 import { SqlWarmSource } from "./warm-sql.js";
 
@@ -48,7 +58,14 @@ export class SqlStoreAdapter implements StoreAdapter {
            tbl text not null, key text not null, version bigint not null, deleted_at timestamptz not null,
            primary key (tbl, key))`,
       );
-      await this.ddl(keyLocksFunction());
+      // Created when missing only: a daemon connecting as another role (CDC's, say) may not own it.
+      await this.driver.transaction(async (tx) => {
+        await tx.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
+        const r = await tx.query(`select 1 from pg_proc where proname = $1 and pg_function_is_visible(oid)`, [
+          UNDER_KEY_LOCKS,
+        ]);
+        if (r.rows.length === 0) await tx.query(keyLocksFunction());
+      });
       await this.ddl(
         `create table if not exists ${REPAIRS} (
            tbl text not null, key text not null, version bigint not null,

@@ -98,6 +98,8 @@ export class ReadPath {
     if (repairing || !trusted) return this.unvouched(key, since, repairing);
     const entry = await this.cached(key, options);
     const now = Date.now();
+    // The cache did not answer: it vouches for nothing (a failed read is not "nothing cached").
+    if (entry === undefined) return this.unvouched(key, since, true);
     if (entry && entry.kind !== "tombstone" && entry.freshUntil > now) {
       this.telemetry.emit({ type: "cache_hit", keyspace: this.ks.name });
       if (
@@ -160,7 +162,8 @@ export class ReadPath {
     // Keys whose entries can not be trusted are not asked for (the cache may be hung).
     const asked = trusted ? unique.filter((k) => !this.options.repairing?.(k)) : [];
     const got = asked.length > 0 ? await this.cachedMany(asked, options) : [];
-    const entries = new Map(asked.map((k, i) => [k, got[i] ?? null]));
+    // undefined: not asked, or the cache did not answer (it vouches for nothing)
+    const entries = new Map(asked.map((k, i) => [k, got[i]]));
     const now = Date.now();
     const misses: { key: string; entry: CacheEntry | null | undefined }[] = [];
     for (const key of unique) {
@@ -366,20 +369,24 @@ export class ReadPath {
     return Math.max(1, Math.round(ms * (1 + (Math.random() * 2 - 1) * j)));
   }
 
-  private async cached(key: string, options?: ReadOptions): Promise<CacheEntry | null> {
+  /** The key's entry, null when nothing is cached, undefined when the cache did not answer. */
+  private async cached(key: string, options?: ReadOptions): Promise<CacheEntry | null | undefined> {
     try {
       return await this.cache.get(this.ks.name, key, options);
     } catch {
       // counted and logged by the backend guard; the read goes on against PostgreSQL
-      return null;
+      return undefined;
     }
   }
 
-  private async cachedMany(keys: string[], options?: ReadOptions): Promise<(CacheEntry | null)[]> {
+  private async cachedMany(
+    keys: string[],
+    options?: ReadOptions,
+  ): Promise<(CacheEntry | null | undefined)[]> {
     try {
       return await this.cache.getMany(this.ks.name, keys, options);
     } catch {
-      return keys.map(() => null);
+      return keys.map(() => undefined);
     }
   }
 }
