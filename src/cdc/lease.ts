@@ -7,6 +7,7 @@
  */
 import pg from "pg";
 import type { Logger } from "../log.js";
+import { endClient } from "./end-client.js";
 
 export class CdcLease {
   private client?: pg.Client;
@@ -73,7 +74,7 @@ export class CdcLease {
     const client = this.client;
     this.client = undefined;
     this.held = false;
-    await client?.end().catch(() => {});
+    if (client) await endClient(client);
   }
 
   private connection(): Promise<pg.Client> {

@@ -5,6 +5,7 @@
  */
 import pg from "pg";
 import type { Logger } from "../log.js";
+import { endClient } from "./end-client.js";
 import { copyDone, readStreamMessage, standbyStatus, type Lsn, type StreamMessage } from "./wire.js";
 
 export interface StreamOptions {
@@ -88,7 +89,7 @@ export class ReplicationStream {
     this.closing = true;
     const stream = this.client.connection.stream;
     if (stream.writable) stream.write(copyDone());
-    await this.client.end().catch(() => {});
+    await endClient(this.client);
     await this.ended.catch(() => {});
   }
 }
