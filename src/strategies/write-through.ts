@@ -18,7 +18,7 @@ import { BaseStrategy, conditionsOp, outcomeUnknown, versionsOf } from "./base.j
 import type { Conditions, DeleteAck, ManyWriteAck, WriteAck } from "./strategy.js";
 
 /** Versions tried when other writers keep holding newer ones (in the cache, or in PostgreSQL). */
-const ANNOUNCE_ATTEMPTS = 6;
+const ANNOUNCE_ATTEMPTS = 20;
 
 export class WriteThroughStrategy extends BaseStrategy {
   readonly name = "write-through";
@@ -66,6 +66,10 @@ export class WriteThroughStrategy extends BaseStrategy {
         } catch (err) {
           if (!(err instanceof VersionTakenError)) throw err;
           for (const v of err.current.values()) observeVersion(v);
+          if (attempt < ANNOUNCE_ATTEMPTS) {
+            // writers of one key that keep overtaking each other: a jittered pause breaks the tie
+            await new Promise((r) => setTimeout(r, Math.random() * 4 * attempt));
+          }
           if (attempt >= ANNOUNCE_ATTEMPTS) {
             throw new BackendUnavailableError(
               "store",
