@@ -334,7 +334,7 @@ export class Daemon implements Health {
       store: table,
       telemetry: this.telemetry,
       log: this.log.child({ keyspace: config.name }),
-      redisUrl: this.config.cache.url.startsWith("redis") ? this.config.cache.url : undefined,
+      redis: this.config.cache.redis,
       cachePrefix: this.config.cache.prefix,
       cacheTrust: this.trust,
     });

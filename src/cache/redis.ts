@@ -1,14 +1,23 @@
 /**
- * The cache in Redis (ioredis). One string per entry (codec.ts) under `${prefix}:kv:{${keyspace}}:${key}`;
- * the hash tag keeps a keyspace in one slot. Calls fail fast while Redis is unreachable (no offline queue,
- * a per-command timeout) and the client reconnects by itself, forever, with a capped backoff.
+ * The cache in Redis (ioredis): one server, a master found through Sentinel, or a Cluster. One string per
+ * entry (codec.ts) under the key layout.ts gives it. Calls fail fast while Redis is unreachable (no offline
+ * queue, a per-command timeout) and the client reconnects by itself, forever, with a capped backoff.
+ *
+ * On a Cluster every command of a bucket goes to the node connection its incarnation was adopted on, not
+ * wherever the slot map points now: an answer comes from the very server whose run id the marker holds.
+ * A node that stopped serving the slot answers MOVED (an error: the call fails, the tag is adopted again on
+ * the new owner, which may be a promoted replica that lags: a new incarnation, cold, never stale). A slot
+ * map refresh that moves a slot forgets the tag at once, and an answer that arrives after that is dropped.
  */
 import { randomBytes, randomInt } from "node:crypto";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { CacheAdapter, CacheEntry, ConnectionState } from "./adapter.js";
 import type { SetOptions } from "./adapter.js";
 import { decodeEntry, encodeEntry, ENTRY_LUA, incarnationOf, kindLetter } from "./codec.js";
-import { ADOPT_LUA, Incarnations } from "./incarnation.js";
+import { isCluster, masters, nodeName, nodeOf, openRedis, slotOf, type RedisClient } from "./connect.js";
+import { ADOPT_LUA, Incarnations, type Adopted } from "./incarnation.js";
+import { KeyLayout } from "./layout.js";
+import { Script } from "./script.js";
 import type { CacheConfig } from "../config/types.js";
 import { BackendUnavailableError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -51,84 +60,69 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
+const setIfNewerScript = new Script(SET_IF_NEWER_LUA);
+const adoptScript = new Script(ADOPT_LUA);
+const deleteIfScript = new Script(DELETE_IF_LUA);
+const releaseScript = new Script(RELEASE_LUA);
+
 const SCAN_COUNT = 1000;
-const BACKOFF_BASE_MS = 50;
-const BACKOFF_CAP_MS = 1000;
 const CLOSE_WAIT_MS = 1000;
+/** Errors after which a Cluster's slot map is read again and the bucket's incarnation adopted anew. */
+const TOPOLOGY_ERROR = /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN|READONLY)|Connection is closed|Stream isn't writeable/;
 /** Entries of another incarnation make the marker be read again at most this often. */
 const RECHECK_MS = 250;
 
-type ScriptClient = Redis & {
-  sidecacheSetIfNewer(
-    key: string,
-    marker: string,
-    version: string,
-    kind: string,
-    encoded: string,
-    ttlMs: string,
-    expected: string,
-    incarnation: string,
-  ): Promise<number>;
-  sidecacheAdopt(marker: string, runId: string, candidate: string): Promise<string>;
-  sidecacheDeleteIf(key: string, kind: string, version: string, incarnation: string): Promise<number>;
-  sidecacheRelease(lease: string, token: string): Promise<number>;
-};
-
 export class RedisCache implements CacheAdapter {
   readonly kind = "redis";
-  private readonly redis: ScriptClient;
+  /** where each key lives */
+  readonly layout: KeyLayout;
+  private readonly redis: RedisClient;
+  private readonly cluster: Cluster | undefined;
   private readonly where: string;
   private readonly timeoutMs: number;
   private everReady = false;
   private lastError: Error | undefined;
   private outage = false;
   private closed = false;
-  private readonly incarnations: Incarnations;
+  private readonly incarnations: Incarnations<Redis>;
+  /** node connections whose close is watched */
+  private readonly watched = new WeakSet<Redis>();
 
   constructor(
     private readonly config: CacheConfig,
     private readonly log: Logger = silentLogger,
   ) {
-    const url = new URL(config.url);
-    this.where = `${url.protocol}//${url.hostname}:${url.port || "6379"}`;
+    this.where = config.redis?.kind === "url" || !config.redis ? redactedUrl(config.url) : config.url;
     this.timeoutMs = Math.max(1, config.timeoutMs);
-    const options: RedisOptions = {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      // A command refused during an outage must not run later behind the caller's back.
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: this.timeoutMs,
-      connectTimeout: Math.max(1000, this.timeoutMs * 4),
-      keepAlive: 10_000,
-      retryStrategy: (attempt) => Math.min(BACKOFF_BASE_MS * 2 ** Math.min(attempt - 1, 10), BACKOFF_CAP_MS),
-      reconnectOnError: (err) => err.message.startsWith("READONLY"),
-      lazyConnect: false,
+    this.redis = openRedis(config.redis ?? { kind: "url", url: config.url }, {
+      timeoutMs: this.timeoutMs,
       // Commands issued in the same turn of the event loop go out in one write: on loopback each write
       // costs the sender the whole TCP path, and it was a third of the hit path's CPU.
-      enableAutoPipelining: true,
-    };
-    this.redis = new Redis(config.url, options) as ScriptClient;
-    this.redis.defineCommand("sidecacheSetIfNewer", { numberOfKeys: 2, lua: SET_IF_NEWER_LUA });
-    this.redis.defineCommand("sidecacheAdopt", { numberOfKeys: 1, lua: ADOPT_LUA });
-    this.redis.defineCommand("sidecacheDeleteIf", { numberOfKeys: 1, lua: DELETE_IF_LUA });
-    this.redis.defineCommand("sidecacheRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
-    this.incarnations = new Incarnations(
+      autoPipelining: true,
+    });
+    this.cluster = isCluster(this.redis) ? this.redis : undefined;
+    this.layout = this.cluster ? KeyLayout.cluster(config.prefix) : KeyLayout.single(config.prefix);
+    this.incarnations = new Incarnations<Redis>(
       {
-        runId: async () => {
-          const info = await this.redis.info("server");
-          const m = /^run_id:(\w+)/m.exec(info);
-          if (!m) throw new Error("INFO server has no run_id");
-          return m[1]!;
+        adopt: async (tag, candidate) => {
+          const node = this.nodeFor(tag);
+          const [runId, incarnation] = (await adoptScript.run(node, [this.layout.marker(tag)], [candidate])) as [
+            string,
+            string,
+          ];
+          return { runId, incarnation, node };
         },
-        adopt: (marker, runId, candidate) => this.redis.sidecacheAdopt(marker, runId, candidate),
-        read: (marker) => this.redis.get(marker),
+        read: (tag, node) => node.get(this.layout.marker(tag)),
       },
-      (tag) => `${this.config.prefix}:inc:{${tag}}`,
       (tag, from, to) =>
         this.log.warn(
-          { cache: this.where, keyspace: tag, from, to },
+          { cache: this.where, bucket: tag, from, to },
           "the cache is another incarnation (restarted, failed over, flushed or replaced): its entries are not served",
         ),
+    );
+    // A slot that moved: its buckets are adopted again before their next command.
+    this.cluster?.on("refresh", () =>
+      this.incarnations.forgetIf((tag, a) => nodeOf(this.cluster!, this.layout.marker(tag)) !== a.node),
     );
     // Before any listener of "ready" runs, so that no call is made for the old incarnation.
     this.redis.prependListener("ready", () => this.incarnations.reconnected());
@@ -164,14 +158,14 @@ export class RedisCache implements CacheAdapter {
     };
   }
 
-  /** The ioredis client, for those who need a raw command. */
-  get client(): Redis {
+  /** The ioredis client (a Redis or a Cluster), for those who need a raw command. */
+  get client(): RedisClient {
     return this.redis;
   }
 
   /** The Redis key of an entry. */
   redisKey(keyspace: string, key: string): string {
-    return `${this.keyspaceBase(keyspace)}${key}`;
+    return this.layout.entry(keyspace, key);
   }
 
   generation(): number {
@@ -179,16 +173,32 @@ export class RedisCache implements CacheAdapter {
   }
 
   async get(keyspace: string, key: string): Promise<CacheEntry | null> {
-    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
-    const text = await this.call("GET", () => this.redis.get(this.redisKey(keyspace, key)));
-    return text === null ? null : this.current(keyspace, inc.incarnation, text);
+    const tag = this.layout.tagOf(keyspace, key);
+    const inc = await this.adoptedFor(tag);
+    const text = await this.on(tag, inc, "GET", (node) => node.get(this.layout.entry(keyspace, key)));
+    return text === null ? null : this.current(tag, inc.incarnation, text);
   }
 
   async getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]> {
     if (keys.length === 0) return [];
-    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
-    const texts = await this.call("MGET", () => this.redis.mget(keys.map((k) => this.redisKey(keyspace, k))));
-    return texts.map((t) => (t === null ? null : this.current(keyspace, inc.incarnation, t)));
+    const byTag = new Map<string, number[]>();
+    keys.forEach((k, i) => {
+      const tag = this.layout.tagOf(keyspace, k);
+      const at = byTag.get(tag);
+      if (at) at.push(i);
+      else byTag.set(tag, [i]);
+    });
+    const out: (CacheEntry | null)[] = new Array<CacheEntry | null>(keys.length).fill(null);
+    await Promise.all(
+      [...byTag].map(async ([tag, at]) => {
+        const inc = await this.adoptedFor(tag);
+        const texts = await this.on(tag, inc, "MGET", (node) =>
+          node.mget(at.map((i) => this.layout.entry(keyspace, keys[i]!))),
+        );
+        texts.forEach((t, j) => (out[at[j]!] = t === null ? null : this.current(tag, inc.incarnation, t)));
+      }),
+    );
+    return out;
   }
 
   async setIfNewer(
@@ -204,27 +214,30 @@ export class RedisCache implements CacheAdapter {
       if (options?.generation !== undefined && options.generation !== this.generation()) {
         if (entry.kind !== "tombstone") return false;
       }
-      const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
+      const tag = this.layout.tagOf(keyspace, key);
+      const inc = await this.adoptedFor(tag);
       const encoded = encodeEntry(entry, inc.incarnation);
-      const taken = await this.call("setIfNewer", () =>
-        this.redis.sidecacheSetIfNewer(
-          this.redisKey(keyspace, key),
-          this.incarnationMarker(keyspace),
-          String(entry.version),
-          kindLetter(entry.kind),
-          encoded,
-          px,
-          this.incarnations.markerText(inc),
-          inc.incarnation,
+      const taken = (await this.on(tag, inc, "setIfNewer", (node) =>
+        setIfNewerScript.run(
+          node,
+          [this.layout.entry(keyspace, key), this.layout.marker(tag)],
+          [
+            String(entry.version),
+            kindLetter(entry.kind),
+            encoded,
+            px,
+            this.incarnations.markerText(inc),
+            inc.incarnation,
+          ],
         ),
-      );
+      )) as number;
       if (taken !== -1) return taken === 1;
       // The marker moved: adopt what it holds now. A fill (it carries the generation its row was read in)
       // is dropped. A write's entry is not put as it is (a later write's entry may have been lost with the
       // old incarnation): a tombstone at its version takes its place, which hides every older fill and lets
       // this version in. Without it the key would hold nothing, and a fill that read the row before the
       // write could land.
-      await this.call("adopt", () => this.incarnations.readopt(keyspace));
+      await this.call("adopt", () => this.incarnations.readopt(tag));
       if (options?.generation !== undefined || attempt > 0) return false;
       entry = { kind: "tombstone", version: entry.version, freshUntil: 0 };
     }
@@ -239,14 +252,14 @@ export class RedisCache implements CacheAdapter {
     key: string,
     observed: Pick<CacheEntry, "kind" | "version">,
   ): Promise<boolean> {
-    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
+    const tag = this.layout.tagOf(keyspace, key);
+    const inc = await this.adoptedFor(tag);
     const letter = kindLetter(observed.kind);
-    const n = await this.call("deleteIf", () =>
-      this.redis.sidecacheDeleteIf(
-        this.redisKey(keyspace, key),
-        letter,
-        String(observed.version),
-        inc.incarnation,
+    const n = await this.on(tag, inc, "deleteIf", (node) =>
+      deleteIfScript.run(
+        node,
+        [this.layout.entry(keyspace, key)],
+        [letter, String(observed.version), inc.incarnation],
       ),
     );
     return n === 1;
@@ -255,65 +268,74 @@ export class RedisCache implements CacheAdapter {
   async takeFillLease(keyspace: string, key: string, ms: number): Promise<string | null> {
     const token = randomBytes(8).toString("hex");
     const ok = await this.call("fill lease", () =>
-      this.redis.set(this.fillLeaseKey(keyspace, key), token, "PX", Math.max(1, Math.ceil(ms)), "NX"),
+      this.redis.set(this.layout.fillLease(keyspace, key), token, "PX", Math.max(1, Math.ceil(ms)), "NX"),
     );
     return ok === "OK" ? token : null;
   }
 
   async watchFill(keyspace: string, key: string): Promise<{ entry: CacheEntry | null; leased: boolean }> {
-    const inc = this.incarnations.peek(keyspace) ?? (await this.adopted(keyspace));
-    const [text, lease] = await this.call("MGET", () =>
-      this.redis.mget(this.redisKey(keyspace, key), this.fillLeaseKey(keyspace, key)),
+    const tag = this.layout.tagOf(keyspace, key);
+    const inc = await this.adoptedFor(tag);
+    const [text, lease] = await this.on(tag, inc, "MGET", (node) =>
+      node.mget(this.layout.entry(keyspace, key), this.layout.fillLease(keyspace, key)),
     );
-    const entry = text === null || text === undefined ? null : this.current(keyspace, inc.incarnation, text);
+    const entry = text === null || text === undefined ? null : this.current(tag, inc.incarnation, text);
     return { entry, leased: lease !== null && lease !== undefined };
   }
 
   async releaseFillLease(keyspace: string, key: string, token: string): Promise<void> {
     await this.call("release fill lease", () =>
-      this.redis.sidecacheRelease(this.fillLeaseKey(keyspace, key), token),
+      releaseScript.run(this.redis, [this.layout.fillLease(keyspace, key)], [token]),
     );
   }
 
-  /** SCAN over the keyspace's entries, UNLINK each batch found. */
+  /** SCAN over the keyspace's entries on every master, UNLINK what is found (slot by slot on a Cluster). */
   async deleteKeyspace(keyspace: string): Promise<number> {
-    const pattern = `${escapeGlob(this.keyspaceBase(keyspace))}*`;
-    let cursor = "0";
     let removed = 0;
-    do {
-      const [next, keys] = await this.call("SCAN", () =>
-        this.redis.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT),
-      );
-      if (keys.length > 0) removed += await this.call("UNLINK", () => this.redis.unlink(...keys));
-      cursor = next;
-    } while (cursor !== "0");
+    for await (const { node, keys } of this.scan(keyspace, SCAN_COUNT)) {
+      for (const group of this.bySlot(keys)) {
+        removed += await this.call("UNLINK", () => node.unlink(...group));
+      }
+    }
     return removed;
   }
 
+  /** Every cached key of the keyspace, batch by batch, master by master (a key may come twice). */
+  async *keyBatches(keyspace: string, batch: number): AsyncGenerator<string[]> {
+    for await (const { keys } of this.scan(keyspace, batch)) {
+      if (keys.length > 0) yield keys.map((k) => this.layout.keyOfEntry(k));
+    }
+  }
+
   /**
-   * SCAN from a random cursor to the end, then from the start again, until n distinct keys are found or
-   * a whole pass is done. Redis masks a cursor larger than its table, so any random number is a valid start.
+   * Up to n keys of the keyspace picked at random, spread over the masters: on each, SCAN from a random
+   * cursor to the end, then from the start again, until its share is found or a whole pass is done. Redis
+   * masks a cursor larger than its table, so any random number is a valid start.
    */
   async sampleKeys(keyspace: string, n: number): Promise<string[]> {
     const want = Math.floor(n);
     if (!(want > 0)) return [];
-    const base = this.keyspaceBase(keyspace);
-    const pattern = `${escapeGlob(base)}*`;
+    const pattern = this.layout.entryPattern(keyspace);
     const found = new Set<string>();
-    let cursor = String(randomInt(0, 2 ** 32));
-    let wrapped = cursor === "0";
-    while (found.size < want) {
-      const [next, keys] = await this.call("SCAN", () =>
-        this.redis.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT),
-      );
-      for (const k of keys) {
-        if (found.size >= want) break;
-        found.add(k.slice(base.length));
-      }
-      cursor = next;
-      if (cursor === "0") {
-        if (wrapped) break;
-        wrapped = true;
+    const nodes = shuffle(await this.mastersNow());
+    for (let i = 0; i < nodes.length && found.size < want; i++) {
+      const node = nodes[i]!;
+      const share = found.size + Math.ceil((want - found.size) / (nodes.length - i));
+      let cursor = String(randomInt(0, 2 ** 32));
+      let wrapped = cursor === "0";
+      while (found.size < share) {
+        const [next, keys] = await this.call("SCAN", () =>
+          node.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT),
+        );
+        for (const k of keys) {
+          if (found.size >= share) break;
+          found.add(this.layout.keyOfEntry(k));
+        }
+        cursor = next;
+        if (cursor === "0") {
+          if (wrapped) break;
+          wrapped = true;
+        }
       }
     }
     return [...found];
@@ -321,7 +343,8 @@ export class RedisCache implements CacheAdapter {
 
   /** PING, and the incarnation markers read again (a FLUSHALL keeps the connection). */
   async ping(): Promise<void> {
-    await this.call("PING", () => this.redis.ping());
+    const nodes = await this.mastersNow();
+    await this.call("PING", () => Promise.all(nodes.map((n) => n.ping())));
     await this.call("verify", () => this.incarnations.verify());
   }
 
@@ -349,17 +372,69 @@ export class RedisCache implements CacheAdapter {
     await ended;
   }
 
-  /** The key's fill lease: the keyspace's hash tag, so it shares the entry's slot. */
-  private fillLeaseKey(keyspace: string, key: string): string {
-    return `${this.config.prefix}:fl:{${keyspace}}:${key}`;
+  /** The bucket's incarnation, adopted first when needed; on a Cluster, on a node connection still open. */
+  private async adoptedFor(tag: string): Promise<Adopted<Redis>> {
+    const a = this.incarnations.peek(tag);
+    if (a && (!this.cluster || a.node.status === "ready")) return a;
+    if (a) this.incarnations.forget(tag);
+    return this.call("adopt", () => this.incarnations.of(tag));
   }
 
-  private incarnationMarker(keyspace: string): string {
-    return `${this.config.prefix}:inc:{${keyspace}}`;
+  /** The connection to adopt a bucket on: the one server, or the node that serves the tag's slot now. */
+  private nodeFor(tag: string): Redis {
+    if (!this.cluster) return this.redis as Redis;
+    const node = nodeOf(this.cluster, this.layout.marker(tag));
+    if (!node) throw new Error(`no node of the Cluster serves the slot of bucket ${tag} yet`);
+    if (!this.watched.has(node)) {
+      this.watched.add(node);
+      node.once("close", () => this.incarnations.forgetNode(node));
+    }
+    return node;
   }
 
-  private adopted(keyspace: string) {
-    return this.call("adopt", () => this.incarnations.of(keyspace));
+  /**
+   * One command of a bucket, on the connection its incarnation was adopted on. On a Cluster, an answer
+   * that arrives once the bucket was forgotten (its slot moved meanwhile) is not trusted.
+   */
+  private async on<T>(tag: string, a: Adopted<Redis>, what: string, run: (node: Redis) => Promise<T>): Promise<T> {
+    if (!this.cluster) return this.call(what, () => run(a.node));
+    const out = await this.call(what, () => run(a.node), tag);
+    if (this.incarnations.peek(tag) !== a) {
+      throw this.unavailable(what, `the slot of bucket ${tag} moved away from ${nodeName(a.node)}`);
+    }
+    return out;
+  }
+
+  /** The masters to scan or ping: the one server, or every master the Cluster client knows. */
+  private async mastersNow(): Promise<Redis[]> {
+    const nodes = masters(this.redis);
+    if (nodes.length === 0) throw this.unavailable("a look at the nodes", "no master of the Cluster is known yet");
+    return nodes;
+  }
+
+  private async *scan(keyspace: string, count: number): AsyncGenerator<{ node: Redis; keys: string[] }> {
+    const pattern = this.layout.entryPattern(keyspace);
+    for (const node of await this.mastersNow()) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await this.call("SCAN", () => node.scan(cursor, "MATCH", pattern, "COUNT", count));
+        yield { node, keys };
+        cursor = next;
+      } while (cursor !== "0");
+    }
+  }
+
+  /** Keys grouped by slot: a multi-key command on a Cluster must stay in one. */
+  private bySlot(keys: string[]): string[][] {
+    if (!this.cluster || keys.length === 0) return keys.length > 0 ? [keys] : [];
+    const groups = new Map<number, string[]>();
+    for (const k of keys) {
+      const slot = slotOf(k);
+      const g = groups.get(slot);
+      if (g) g.push(k);
+      else groups.set(slot, [k]);
+    }
+    return [...groups.values()];
   }
 
   /**
@@ -367,10 +442,10 @@ export class RedisCache implements CacheAdapter {
    * null otherwise. An entry of an incarnation newer than ours means another daemon saw the cache change
    * first: look at the marker again.
    */
-  private current(keyspace: string, incarnation: string, text: string): CacheEntry | null {
+  private current(tag: string, incarnation: string, text: string): CacheEntry | null {
     const inc = incarnationOf(text);
     if (inc !== incarnation && inc !== "") {
-      if (inc !== null) this.recheck(keyspace);
+      if (inc !== null) this.recheck(tag);
       return null;
     }
     return decodeEntry(text);
@@ -378,19 +453,18 @@ export class RedisCache implements CacheAdapter {
 
   private lastRecheck = 0;
 
-  private recheck(keyspace: string): void {
+  private recheck(tag: string): void {
     const now = Date.now();
     if (now - this.lastRecheck < RECHECK_MS) return;
     this.lastRecheck = now;
-    void this.incarnations.readopt(keyspace).catch(() => {});
+    void this.incarnations.readopt(tag).catch(() => {});
   }
 
-  private keyspaceBase(keyspace: string): string {
-    return `${this.config.prefix}:kv:{${keyspace}}:`;
-  }
-
-  /** Runs one command, or fails at once with BackendUnavailableError while Redis is not reachable. */
-  private async call<T>(what: string, run: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one command, or fails at once with BackendUnavailableError while Redis is not reachable. On a
+   * Cluster, an error that says the slot map changed forgets the bucket and has the map read again.
+   */
+  private async call<T>(what: string, run: () => Promise<T>, tag?: string): Promise<T> {
     if (this.closed) throw this.unavailable(what, "the adapter is closed");
     if (this.redis.status !== "ready") {
       // Right after start the first connection is still being made: give it one timeout to come up.
@@ -401,7 +475,12 @@ export class RedisCache implements CacheAdapter {
     try {
       return await run();
     } catch (err) {
-      throw this.unavailable(what, err instanceof Error ? err.message : String(err), err);
+      const message = err instanceof Error ? err.message : String(err);
+      if (this.cluster && TOPOLOGY_ERROR.test(message)) {
+        if (tag !== undefined) this.incarnations.forget(tag);
+        this.cluster.refreshSlotsCache();
+      }
+      throw this.unavailable(what, message, err);
     }
   }
 
@@ -430,6 +509,16 @@ export class RedisCache implements CacheAdapter {
   }
 }
 
-function escapeGlob(s: string): string {
-  return s.replace(/[*?[\]\\]/g, "\\$&");
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = randomInt(0, i + 1);
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
+
+/** scheme://host:port of a URL: a password never reaches a log line. */
+function redactedUrl(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.hostname}:${u.port || "6379"}`;
 }

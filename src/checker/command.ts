@@ -60,7 +60,7 @@ export async function runCheckCommand(
         store: table,
         telemetry: noTelemetry,
         log,
-        redisUrl: /^rediss?:/i.test(config.cache.url) ? config.cache.url : undefined,
+        redis: config.cache.redis,
         cachePrefix: config.cache.prefix,
       });
       strategies.push(strategy);

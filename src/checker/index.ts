@@ -1,6 +1,6 @@
 /** Builds a daemon's checker: its own connections where the backend allows, coordination, alerts. */
 import type { CacheAdapter } from "../cache/adapter.js";
-import { RedisCache } from "../cache/redis.js";
+import { openRedis } from "../cache/connect.js";
 import type { Config } from "../config/types.js";
 import type { KeyspaceRegistry } from "../keyspaces.js";
 import type { Logger } from "../log.js";
@@ -38,11 +38,15 @@ export async function createChecker(config: Config, o: CreateCheckerOptions): Pr
   // must drop in every daemon.
   const cache = o.cache;
   let coordination;
-  if (/^rediss?:/i.test(config.cache.url)) {
+  if (config.cache.redis) {
     // the checkers' locks and alert state, on a connection of their own
-    const own = new RedisCache(config.cache, log);
-    owned.push(() => own.close());
-    coordination = new RedisCoordination(own.client, config.cache.prefix);
+    const own = openRedis(config.cache.redis, { name: "sidecache-checker", timeoutMs: config.cache.timeoutMs });
+    own.on("error", () => {});
+    owned.push(async () => {
+      await own.quit().catch(() => {});
+      own.disconnect(false);
+    });
+    coordination = new RedisCoordination(own, config.cache.prefix);
   } else {
     coordination = new LocalCoordination();
   }

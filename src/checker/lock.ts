@@ -9,7 +9,7 @@
  * With the embedded `memory:` cache every daemon has its own cache, so the same is kept in the process.
  */
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../cache/connect.js";
 
 export interface AlertState {
   /** when the firing alert started, ms since the epoch */
@@ -36,7 +36,7 @@ const RESOLVE_LUA = `local v = redis.call('GET', KEYS[1]) if v then redis.call('
 
 export class RedisCoordination implements Coordination {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 

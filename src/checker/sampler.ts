@@ -44,14 +44,7 @@ export async function* cacheKeyBatches(
   batch: number,
 ): AsyncGenerator<string[]> {
   if (cache instanceof RedisCache) {
-    const base = cache.redisKey(keyspace, "");
-    const pattern = `${base.replace(/[*?[\]\\]/g, "\\$&")}*`;
-    let cursor = "0";
-    do {
-      const [next, keys] = await cache.client.scan(cursor, "MATCH", pattern, "COUNT", batch);
-      cursor = next;
-      if (keys.length > 0) yield keys.map((k) => k.slice(base.length));
-    } while (cursor !== "0");
+    yield* cache.keyBatches(keyspace, batch);
     return;
   }
   // The embedded cache is in this process and bounded: all of its keys at once is cheap.

@@ -18,6 +18,7 @@ import type {
   CheckerConfig,
   Config,
   Permission,
+  RedisTarget,
   ServerConfig,
   StoreConfig,
   WebhookConfig,
@@ -97,15 +98,36 @@ function readBreaker(v: Value): BreakerConfig {
 }
 
 export function readCache(v: Value): CacheConfig {
-  const f = v.fields(["url", "prefix", "max_entries", "timeout", "breaker", "trust_lease"]);
+  const f = v.fields(["url", "cluster", "sentinel", "prefix", "max_entries", "timeout", "breaker", "trust_lease"]);
   const d = CACHE_DEFAULTS;
-  return {
-    url: f.url.str({
+  const given = (["url", "cluster", "sentinel"] as const).filter((k) => f[k].given);
+  if (given.length > 1) {
+    f[given[1]!].fail(
+      `cache takes exactly one of url, cluster and sentinel; ${given.join(" and ")} are both given`,
+    );
+  }
+  let url: string;
+  let redis: RedisTarget | undefined;
+  if (f.cluster.given) {
+    const nodes = readClusterNodes(f.cluster);
+    redis = { kind: "cluster", nodes };
+    url = `redis-cluster://${nodes.map((n) => new URL(n).host).join(",")}`;
+  } else if (f.sentinel.given) {
+    const sentinel = readSentinel(f.sentinel);
+    redis = sentinel;
+    url = `redis-sentinel://${sentinel.name}@${sentinel.nodes.map((n) => `${n.host}:${n.port}`).join(",")}`;
+  } else {
+    url = f.url.str({
       expect: "memory:, redis://... or rediss://...",
       def: d.url,
       check: checkCacheUrl,
       secret: true,
-    }),
+    });
+    if (url !== "memory:") redis = { kind: "url", url };
+  }
+  return {
+    url,
+    ...(redis ? { redis } : {}),
     prefix: f.prefix.str({
       expect: "a key prefix of 1 to 100 letters, digits, _ . : or -",
       def: d.prefix,
@@ -117,6 +139,42 @@ export function readCache(v: Value): CacheConfig {
     breaker: readBreaker(f.breaker),
     trustLeaseMs: f.trust_lease.duration({ def: d.trustLeaseMs, positive: true }),
   };
+}
+
+/** `cluster: [redis://host:port, ...]`: any nodes of the Cluster; the others are found from them. */
+function readClusterNodes(v: Value): string[] {
+  const items = v.items("node URLs, e.g. [redis://10.0.0.1:7000, redis://10.0.0.2:7000]");
+  if (items.length === 0) v.fail("must list at least one node of the Cluster, e.g. [redis://10.0.0.1:7000]");
+  return items.map((item) =>
+    item.str({
+      expect: "a node URL redis://HOST:PORT or rediss://HOST:PORT",
+      secret: true,
+      check: (s) => (s === "memory:" ? "must be a redis:// or rediss:// URL" : checkCacheUrl(s)),
+    }),
+  );
+}
+
+/** `sentinel: { name: mymaster, nodes: ["host:port", ...] }` */
+function readSentinel(v: Value): RedisTarget & { kind: "sentinel" } {
+  const f = v.fields(["name", "nodes"]);
+  const name = f.name.str({ expect: "the name of the master the sentinels watch (e.g. mymaster)", check: nonEmpty });
+  const items = f.nodes.items('sentinels as "host:port", e.g. ["10.0.0.1:26379"]');
+  if (items.length === 0) f.nodes.fail('must list at least one sentinel, e.g. ["10.0.0.1:26379"]');
+  const nodes = items.map((item) => {
+    let node: { host: string; port: number } | undefined;
+    item.str({
+      expect: 'a sentinel as "host:port", e.g. "10.0.0.1:26379"',
+      check: (s) => {
+        const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(s);
+        const port = m ? Number(m[2]) : 0;
+        if (!m || port < 1 || port > 65535) return 'must be "host:port", e.g. "10.0.0.1:26379"';
+        node = { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+        return undefined;
+      },
+    });
+    return node!;
+  });
+  return { kind: "sentinel", name, nodes };
 }
 
 export function readStore(v: Value): StoreConfig {

@@ -38,9 +38,21 @@ export interface BreakerConfig {
   cooldownMs: number;
 }
 
+/** Where a shared cache lives: one server, a Redis Cluster, or a master found through Redis Sentinel. */
+export type RedisTarget =
+  | { kind: "url"; url: string }
+  | { kind: "cluster"; nodes: string[] }
+  | { kind: "sentinel"; name: string; nodes: { host: string; port: number }[] };
+
 export interface CacheConfig {
-  /** redis://..., rediss://... or memory: */
+  /**
+   * redis://..., rediss://... or memory:. With `cluster` or `sentinel` it names them for messages and
+   * logs (`redis-cluster://h:p,...`, `redis-sentinel://name@h:p,...`): connections are opened from
+   * `redis` (src/cache/connect.ts), never from this text.
+   */
   url: string;
+  /** set for every Redis cache (url, cluster or sentinel); absent for memory: */
+  redis?: RedisTarget;
   prefix: string;
   /** memory: only — most entries kept */
   maxEntries: number;

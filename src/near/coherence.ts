@@ -11,17 +11,30 @@
  *
  * bounded mode: the invalidation is published and not waited for; a daemon serves copies only while its
  * own heartbeat, sent through the channel, came back within `max_staleness`.
+ *
+ * On a Redis Cluster the channel is sharded (SPUBLISH/SSUBSCRIBE, Redis 7) and lives in the slot of the
+ * members set: the membership, the invalidations and the acknowledgements all pass through one shard, as
+ * they pass through one server otherwise. Plain PUBLISH would travel over the cluster bus to every node:
+ * a subscriber could then stay connected and renew its lease while messages to it were lost between
+ * nodes, and serve a copy a writer believes dropped. A sharded subscriber's connection is to the shard
+ * itself; when it closes (a failover, a restart) the daemon drops its copies, as it does for one server.
  */
 import { randomBytes } from "node:crypto";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
+import { isCluster, openNode, openRedis, type RedisClient } from "../cache/connect.js";
+import { Script } from "../cache/script.js";
+import type { RedisTarget } from "../config/types.js";
 import type { Logger } from "../log.js";
 
-/** KEYS[1] members; ARGV[1] the channel, ARGV[2] the message. Returns {server ms, id, expiry, id, expiry...}. */
-const INVALIDATE_LUA = `
+/**
+ * KEYS[1] members (KEYS[2] the channel, on a Cluster); ARGV[1] the channel, ARGV[2] the message. Returns
+ * {server ms, id, expiry, id, expiry...}.
+ */
+const invalidateLua = (publish: string) => `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.call('${publish}', ARGV[1], ARGV[2])
 local out = {tostring(now)}
 local m = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #m do out[#out + 1] = m[i] end
@@ -37,13 +50,14 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
 return now
 `;
 
-type Client = Redis & {
-  sidecacheNearInvalidate(members: string, channel: string, message: string): Promise<string[]>;
-  sidecacheNearRenew(members: string, member: string, leaseMs: string): Promise<number>;
-};
+const renewScript = new Script(RENEW_LUA);
+const invalidateScript = new Script(invalidateLua("PUBLISH"));
+const invalidateShardedScript = new Script(invalidateLua("SPUBLISH"));
+/** A sharded subscriber whose connection closed opens a new one (to the slot's owner then) after this. */
+const RESUBSCRIBE_MS = 200;
 
 export interface CoherenceOptions {
-  url: string;
+  redis: RedisTarget;
   prefix: string;
   /** coherent mode: the membership lease (the shortest of the keyspaces'), or undefined when none is coherent */
   leaseMs?: number;
@@ -66,8 +80,9 @@ interface Waiting {
 
 export class Coherence {
   readonly id = randomBytes(6).toString("hex");
-  private readonly pub: Client;
-  private readonly sub: Redis;
+  private readonly pub: RedisClient;
+  private readonly cluster: Cluster | undefined;
+  private sub: Redis | undefined;
   private readonly channel: string;
   private readonly members: string;
   private subscribed = false;
@@ -81,26 +96,51 @@ export class Coherence {
   private stopped = false;
 
   constructor(private readonly o: CoherenceOptions) {
-    const options: RedisOptions = {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: o.timeoutMs,
-      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt - 1, 10), 1000),
-      enableAutoPipelining: true,
-    };
-    this.channel = `${o.prefix}:near:inv`;
-    this.members = `${o.prefix}:near:members`;
-    this.pub = new Redis(o.url, options) as Client;
-    this.pub.defineCommand("sidecacheNearInvalidate", { numberOfKeys: 1, lua: INVALIDATE_LUA });
-    this.pub.defineCommand("sidecacheNearRenew", { numberOfKeys: 1, lua: RENEW_LUA });
+    this.pub = openRedis(o.redis, { timeoutMs: o.timeoutMs, autoPipelining: true });
     this.pub.on("error", () => {});
-    // The subscriber's own options: a subscribed connection must not time out its (unanswered) idle time.
-    this.sub = new Redis(o.url, { ...options, commandTimeout: undefined, enableOfflineQueue: true });
-    this.sub.on("error", () => {});
-    this.sub.on("ready", () => void this.subscribe());
-    this.sub.on("close", () => this.lost("the invalidation channel's connection closed"));
-    this.sub.on("message", (channel: string, message: string) => this.onMessage(channel, message));
+    this.cluster = isCluster(this.pub) ? this.pub : undefined;
+    if (this.cluster) {
+      const tag = `{${o.prefix}:near}`;
+      this.channel = `${o.prefix}:${tag}:inv`;
+      this.members = `${o.prefix}:${tag}:members`;
+      if (this.cluster.status === "ready") this.openSub();
+      else this.cluster.once("ready", () => this.openSub());
+    } else {
+      this.channel = `${o.prefix}:near:inv`;
+      this.members = `${o.prefix}:near:members`;
+      // The subscriber's own options: a subscribed connection must not time out its (unanswered) idle time.
+      this.watchSub(openRedis(o.redis, { offlineQueue: true }) as Redis);
+    }
+  }
+
+  /** A Cluster: a connection to the shard of the channel; a new one whenever it closes. */
+  private openSub(): void {
+    if (this.stopped || !this.cluster) return;
+    const sub = openNode(this.cluster, this.channel, { offlineQueue: true });
+    if (!sub) {
+      setTimeout(() => this.openSub(), RESUBSCRIBE_MS).unref();
+      return;
+    }
+    this.watchSub(sub);
+    sub.once("end", () => {
+      if (this.sub !== sub || this.stopped) return;
+      this.sub = undefined;
+      this.cluster!.refreshSlotsCache();
+      setTimeout(() => this.openSub(), RESUBSCRIBE_MS).unref();
+    });
+  }
+
+  private watchSub(sub: Redis): void {
+    this.sub = sub;
+    sub.on("error", () => {});
+    sub.on("ready", () => void this.subscribe(sub));
+    sub.on("close", () => this.lost("the invalidation channel's connection closed"));
+    sub.on("message", (channel: string, message: string) => this.onMessage(channel, message));
+    sub.on("smessage", (channel: string, message: string) => this.onMessage(channel, message));
+  }
+
+  private publish(channel: string, message: string): Promise<unknown> {
+    return this.cluster ? this.pub.spublish(channel, message) : this.pub.publish(channel, message);
   }
 
   start(): void {
@@ -136,13 +176,17 @@ export class Coherence {
     const kind = key === null ? (wait ? "C" : "c") : wait ? "I" : "i";
     const message = `${kind}|${this.id}|${seq}|${Date.now()}|${keyspace}|${version}|${key ?? ""}`;
     if (!wait) {
-      await this.pub.publish(this.channel, message);
+      await this.publish(this.channel, message);
       return;
     }
     const w: Waiting = { acked: new Set(), timers: [] };
     this.pending.set(seq, w);
     try {
-      const reply = await this.pub.sidecacheNearInvalidate(this.members, this.channel, message);
+      const reply = (
+        this.cluster
+          ? await invalidateShardedScript.run(this.pub, [this.members, this.channel], [this.channel, message])
+          : await invalidateScript.run(this.pub, [this.members], [this.channel, message])
+      ) as string[];
       const at = performance.now();
       const now = Number(reply[0]);
       const waiting = new Set<string>();
@@ -170,7 +214,7 @@ export class Coherence {
     for (const w of this.pending.values()) w.resolve?.();
     await this.pub.zrem(this.members, this.id).catch(() => {});
     this.pub.disconnect();
-    this.sub.disconnect();
+    this.sub?.disconnect();
   }
 
   private settle(w: Waiting, member: string): void {
@@ -187,9 +231,11 @@ export class Coherence {
     this.timers.push(t);
   }
 
-  private async subscribe(): Promise<void> {
+  private async subscribe(sub: Redis): Promise<void> {
     try {
-      await this.sub.subscribe(this.channel, `${this.channel}:ack:${this.id}`);
+      const channels = [this.channel, `${this.channel}:ack:${this.id}`];
+      if (this.cluster) await sub.ssubscribe(...channels);
+      else await sub.subscribe(...channels);
       this.subscribed = true;
       await this.renew();
       await this.heartbeat();
@@ -211,7 +257,7 @@ export class Coherence {
     if (this.o.leaseMs === undefined || !this.subscribed || this.stopped) return;
     const sent = performance.now();
     try {
-      await this.pub.sidecacheNearRenew(this.members, this.id, String(this.o.leaseMs));
+      await renewScript.run(this.pub, [this.members], [this.id, String(this.o.leaseMs)]);
     } catch {
       return; // the lease runs out by itself
     }
@@ -226,7 +272,7 @@ export class Coherence {
 
   private async heartbeat(): Promise<void> {
     if (this.o.maxStalenessMs === undefined || !this.subscribed || this.stopped) return;
-    await this.pub.publish(this.channel, `h|${this.id}`).catch(() => {});
+    await this.publish(this.channel, `h|${this.id}`).catch(() => {});
   }
 
   private onMessage(channel: string, message: string): void {
@@ -248,7 +294,7 @@ export class Coherence {
     const key = kind === "C" || kind === "c" ? null : parts[6]!;
     this.o.onInvalidate(keyspace!, key, Number(version), Number(sentAt));
     if (kind === "I" || kind === "C") {
-      void this.pub.publish(`${this.channel}:ack:${writer}`, `${seq}|${this.id}`).catch(() => {});
+      void this.publish(`${this.channel}:ack:${writer}`, `${seq}|${this.id}`).catch(() => {});
     }
   }
 }

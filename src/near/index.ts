@@ -15,13 +15,13 @@ export function createNearCache(
   log: Logger,
 ): NearCache | undefined {
   const near = [...config.keyspaces.values()].flatMap((ks) => (ks.near ? [ks.near] : []));
-  if (near.length === 0 || !/^rediss?:/.test(config.cache.url)) return undefined;
+  if (near.length === 0 || !config.cache.redis) return undefined;
   const coherent = near.filter((n) => n.mode === "coherent").map((n) => n.leaseMs);
   const bounded = near.filter((n) => n.mode === "bounded").map((n) => n.maxStalenessMs);
   // the coherence channel reaches the near cache built right after it
   const ref: { near?: NearCache } = {};
   const coherence = new Coherence({
-    url: config.cache.url,
+    redis: config.cache.redis,
     prefix: config.cache.prefix,
     leaseMs: coherent.length > 0 ? Math.min(...coherent) : undefined,
     maxStalenessMs: bounded.length > 0 ? Math.min(...bounded) : undefined,

@@ -3,7 +3,7 @@
  * keyspace's config. Strategies see a CacheAdapter and a TableStore, never ioredis or pg.
  */
 import type { CacheAdapter } from "../cache/adapter.js";
-import type { KeyspaceConfig } from "../config/types.js";
+import type { KeyspaceConfig, RedisTarget } from "../config/types.js";
 import type { TableStore } from "../store/adapter.js";
 import type { Telemetry } from "../telemetry.js";
 import type { Logger } from "../log.js";
@@ -110,7 +110,9 @@ export interface StrategyContext {
   store: TableStore;
   telemetry: Telemetry;
   log: Logger;
-  /** set when the cache is Redis: the connection options write-behind needs for its streams */
+  /** set when the cache is Redis: where write-behind opens its connections (src/cache/connect.ts) */
+  redis?: RedisTarget;
+  /** the same, for one server given by URL (tests and tools) */
   redisUrl?: string;
   cachePrefix: string;
   /** whether cache entries may be served now (the daemon's CacheTrust); absent: always */

@@ -17,9 +17,11 @@ import {
   type DeadLetter,
 } from "../writebehind/dead-letters.js";
 import { Flusher } from "../writebehind/flusher.js";
-import { cacheKey, wbKeys } from "../writebehind/keys.js";
+import { KeyLayout } from "../cache/layout.js";
+import { partitionKeys } from "../writebehind/keys.js";
 import { checkPersistence } from "../writebehind/persistence.js";
 import { WriteQueue, type EnqueueItem } from "../writebehind/queue.js";
+import type { PendingWrite } from "../writebehind/keys.js";
 import { ReadPath } from "./read-path.js";
 import type {
   Conditions,
@@ -42,24 +44,31 @@ export class WriteBehindStrategy implements Strategy {
   readonly consumer: string;
   private readonly conn: WbConnection;
   private readonly blocking: WbConnection;
-  private readonly queue: WriteQueue;
+  /** one queue per partition (bucket): one on a single server, several on a Cluster */
+  private readonly queues: WriteQueue[];
+  private readonly layout: KeyLayout;
   private readonly flusher: Flusher;
   private readonly reads: ReadPath;
 
   constructor(private readonly ctx: StrategyContext) {
     const ks = ctx.keyspace;
-    if (!ctx.redisUrl) {
+    const target = ctx.redis ?? (ctx.redisUrl ? { kind: "url" as const, url: ctx.redisUrl } : undefined);
+    if (!target) {
       throw new Error(`keyspace ${ks.name}: write-behind needs a Redis cache (cache.url redis://...)`);
     }
     const wb = ks.writeBehind;
     const consumer =
       (this.consumer = `${hostname()}:${process.pid}:${++instances}:${randomBytes(3).toString("hex")}`);
-    this.conn = new WbConnection(ctx.redisUrl, ks.name, ctx.log, { timeoutMs: COMMAND_TIMEOUT_MS });
-    this.blocking = new WbConnection(ctx.redisUrl, `${ks.name}-reader`, ctx.log, {
+    this.conn = new WbConnection(target, ks.name, ctx.log, { timeoutMs: COMMAND_TIMEOUT_MS });
+    this.blocking = new WbConnection(target, `${ks.name}-reader`, ctx.log, {
       timeoutMs: COMMAND_TIMEOUT_MS,
       blockMs: wb.flushIntervalMs,
     });
-    this.queue = new WriteQueue(this.conn, wbKeys(ctx.cachePrefix, ks.name), ks, cacheKeyOf(ctx));
+    const layout = (this.layout =
+      target.kind === "cluster" ? KeyLayout.cluster(ctx.cachePrefix) : KeyLayout.single(ctx.cachePrefix));
+    this.queues = layout
+      .tags(ks.name)
+      .map((tag) => new WriteQueue(this.conn, partitionKeys(layout, tag), ks, (key) => layout.entry(ks.name, key)));
     this.reads = new ReadPath(
       ks,
       ctx.cache,
@@ -69,7 +78,7 @@ export class WriteBehindStrategy implements Strategy {
       { refreshAhead: false },
     );
     this.flusher = new Flusher(
-      this.queue,
+      this.queues,
       this.blocking,
       ctx.store,
       ctx.telemetry,
@@ -108,24 +117,29 @@ export class WriteBehindStrategy implements Strategy {
     return { status: 202, version: version! };
   }
 
+  /**
+   * All or nothing within a partition (one script). On a Cluster the keys of one call may fall in several
+   * partitions, queued one after the other: docs/scale-out.md says what a failure between them leaves.
+   */
   async putMany(items: Map<string, string>): Promise<ManyWriteAck> {
-    const list = [...items].map(([key, value]) => ({ key, value }));
-    const versions = await this.enqueue(list);
     const out: Record<string, number> = Object.create(null);
-    list.forEach((it, i) => (out[it.key] = versions[i]!));
+    for (const list of this.byPartition([...items].map(([key, value]) => ({ key, value })))) {
+      const versions = await this.enqueue(list);
+      list.forEach((it, i) => (out[it.key] = versions[i]!));
+    }
     return { status: 202, versions: out };
   }
 
   /** Resolves once PostgreSQL holds every write queued before the call (or it was dead-lettered); how many. */
   async flush(): Promise<number> {
-    const { depth, lastId } = await this.queue.tail();
-    if (lastId === null) return 0;
-    await this.flusher.drainUpTo(lastId);
+    const { depth, lastIds } = await this.flusher.tails();
+    if (lastIds.every((id) => id === null)) return 0;
+    await this.flusher.drainUpTo(lastIds);
     return depth;
   }
 
   async pendingVersions(keys: string[]): Promise<Map<string, number>> {
-    const pending = await this.queue.pendingMany(keys);
+    const pending = await this.pendingMany(keys);
     const out = new Map<string, number>();
     keys.forEach((key, i) => {
       const p = pending[i];
@@ -134,27 +148,48 @@ export class WriteBehindStrategy implements Strategy {
     return out;
   }
 
-  queueStatus(): Promise<QueueStatus> {
-    return this.queue.status();
+  async queueStatus(): Promise<QueueStatus> {
+    const all = await Promise.all(this.queues.map((q) => q.status()));
+    return {
+      depth: all.reduce((n, s) => n + s.depth, 0),
+      oldestSeconds: Math.max(...all.map((s) => s.oldestSeconds)),
+      deadLetters: all.reduce((n, s) => n + s.deadLetters, 0),
+    };
   }
 
-  listDeadLetters(count?: number, after?: string): Promise<DeadLetter[]> {
-    return listDeadLetters(this.queue, count, after);
+  /**
+   * One partition: the ids are the dead-letter stream's. Several: `<partition>/<stream id>`, listed
+   * partition after partition.
+   */
+  async listDeadLetters(count = 100, after?: string): Promise<DeadLetter[]> {
+    if (this.queues.length === 1) return listDeadLetters(this.queues[0]!, count, after);
+    const from = after === undefined ? undefined : this.deadLetterId(after);
+    const out: DeadLetter[] = [];
+    for (let p = from?.partition ?? 0; p < this.queues.length && out.length < count; p++) {
+      const since = from && p === from.partition ? from.id : undefined;
+      for (const d of await listDeadLetters(this.queues[p]!, count - out.length, since)) {
+        out.push({ ...d, id: `${p}/${d.id}` });
+      }
+    }
+    return out;
   }
 
   async replayDeadLetter(id: string): Promise<number | null> {
-    const replayed = await replayDeadLetter(this.queue, id);
+    const at = this.deadLetterId(id);
+    if (!at) return null;
+    const replayed = await replayDeadLetter(this.queues[at.partition]!, at.id);
     if (replayed !== null) await this.ctx.nearInvalidate?.(replayed.key, replayed.version);
     return replayed?.version ?? null;
   }
 
-  dropDeadLetter(id: string): Promise<boolean> {
-    return dropDeadLetter(this.queue, id);
+  async dropDeadLetter(id: string): Promise<boolean> {
+    const at = this.deadLetterId(id);
+    return at ? dropDeadLetter(this.queues[at.partition]!, at.id) : false;
   }
 
   async start(): Promise<void> {
     try {
-      await this.queue.ensureGroup();
+      for (const q of this.queues) await q.ensureGroup();
       await checkPersistence(this.conn, this.ctx.log);
     } catch (err) {
       // Redis is down: the flusher keeps trying and creates the group when it can.
@@ -173,7 +208,7 @@ export class WriteBehindStrategy implements Strategy {
   private async enqueue(items: EnqueueItem[]): Promise<number[]> {
     const ks = this.ctx.keyspace;
     for (;;) {
-      const r = await this.queue.enqueue(items, nextVersion());
+      const r = await this.queueOf(items[0]!.key).enqueue(items, nextVersion());
       if (r.kind === "ok") {
         for (const v of r.versions) observeVersion(v);
         for (const it of items) this.reads.forget(it.key);
@@ -208,14 +243,51 @@ export class WriteBehindStrategy implements Strategy {
     return Math.max(1, Math.ceil((Math.ceil(overflow / wb.batchSize) * wb.flushIntervalMs) / 1000));
   }
 
+  private queueOf(key: string): WriteQueue {
+    return this.queues[this.layout.bucketOf(key)]!;
+  }
+
+  /** The items grouped by partition, in the order each partition first appears. */
+  private byPartition<T extends { key: string }>(items: T[]): T[][] {
+    const groups = new Map<number, T[]>();
+    for (const it of items) {
+      const b = this.layout.bucketOf(it.key);
+      const g = groups.get(b);
+      if (g) g.push(it);
+      else groups.set(b, [it]);
+    }
+    return [...groups.values()];
+  }
+
+  private async pendingMany(keys: string[]): Promise<(PendingWrite | null)[]> {
+    if (this.queues.length === 1) return this.queues[0]!.pendingMany(keys);
+    const out = new Array<PendingWrite | null>(keys.length).fill(null);
+    const index = new Map(keys.map((k, i) => [k, i] as const));
+    await Promise.all(
+      this.byPartition(keys.map((key) => ({ key }))).map(async (group) => {
+        const found = await this.queueOf(group[0]!.key).pendingMany(group.map((g) => g.key));
+        group.forEach((g, j) => (out[index.get(g.key)!] = found[j]!));
+      }),
+    );
+    return out;
+  }
+
+  /** A dead letter's partition and stream id, from the id the API shows; undefined when it is not one. */
+  private deadLetterId(id: string): { partition: number; id: string } | undefined {
+    if (this.queues.length === 1) return { partition: 0, id };
+    const m = /^(\d+)\/(.+)$/.exec(id);
+    const partition = m ? Number(m[1]) : -1;
+    return m && partition < this.queues.length ? { partition, id: m[2]! } : undefined;
+  }
+
   private async load(key: string): Promise<StoredRow | null> {
-    const p = await this.queue.pending(key);
+    const p = await this.queueOf(key).pending(key);
     if (p) return p.value === null ? null : { key, value: p.value, version: p.version };
     return this.ctx.store.get(key);
   }
 
   private async loadMany(keys: string[]): Promise<Map<string, StoredRow>> {
-    const pending = await this.queue.pendingMany(keys);
+    const pending = await this.pendingMany(keys);
     const out = new Map<string, StoredRow>();
     const rest: string[] = [];
     keys.forEach((key, i) => {
@@ -232,12 +304,4 @@ function mismatch(why: string): VersionMismatchError {
   if (why === "exists") return new VersionMismatchError("If-None-Match: * failed: the key exists.");
   if (why === "absent") return new VersionMismatchError("If-Match failed: the key does not exist.");
   return new VersionMismatchError(`If-Match failed: the current version is ${why}.`);
-}
-
-/** The Redis key of a cache entry: the adapter's own when it tells, else the layout of src/cache/redis.ts. */
-function cacheKeyOf(ctx: StrategyContext): (key: string) => string {
-  const ks = ctx.keyspace.name;
-  const cache = ctx.cache as Partial<{ redisKey(keyspace: string, key: string): string }>;
-  if (typeof cache.redisKey === "function") return (key) => cache.redisKey!.call(ctx.cache, ks, key);
-  return (key) => cacheKey(ctx.cachePrefix, ks, key);
 }

@@ -3,12 +3,10 @@
  * XREADGROUP). Commands fail fast with BackendUnavailableError("cache") while Redis is unreachable, and a
  * command that was refused is never re-sent later behind the caller's back; the client reconnects by itself.
  */
-import { Redis, type RedisOptions } from "ioredis";
+import { openRedis, type RedisClient } from "../cache/connect.js";
+import type { RedisTarget } from "../config/types.js";
 import { BackendUnavailableError } from "../errors.js";
 import type { Logger } from "../log.js";
-
-const BACKOFF_BASE_MS = 50;
-const BACKOFF_CAP_MS = 1000;
 
 export interface ConnectionOptions {
   /** per command; a blocking read is given its block time on top */
@@ -18,29 +16,22 @@ export interface ConnectionOptions {
 }
 
 export class WbConnection {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   private everReady = false;
   private lastError: Error | undefined;
   private closed = false;
 
   constructor(
-    url: string,
+    target: RedisTarget,
     private readonly name: string,
     private readonly log: Logger,
     private readonly options: ConnectionOptions,
   ) {
-    const redisOptions: RedisOptions = {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: options.timeoutMs + (options.blockMs ?? 0),
-      connectTimeout: Math.max(1000, options.timeoutMs),
-      keepAlive: 10_000,
-      retryStrategy: (attempt) => Math.min(BACKOFF_BASE_MS * 2 ** Math.min(attempt - 1, 10), BACKOFF_CAP_MS),
-      lazyConnect: false,
-      connectionName: `sidecache-wb-${name}`,
-    };
-    this.redis = new Redis(url, redisOptions);
+    this.redis = openRedis(target, {
+      name: `sidecache-wb-${name}`,
+      timeoutMs: options.timeoutMs + (options.blockMs ?? 0),
+      connectTimeoutMs: Math.max(1000, options.timeoutMs),
+    });
     this.redis.on("ready", () => {
       if (this.lastError) this.log.info({ connection: name }, "write-behind: Redis reachable again");
       this.everReady = true;
@@ -62,7 +53,7 @@ export class WbConnection {
   }
 
   /** Runs one command, or fails with BackendUnavailableError("cache"). */
-  async call<T>(what: string, run: (redis: Redis) => Promise<T>): Promise<T> {
+  async call<T>(what: string, run: (redis: RedisClient) => Promise<T>): Promise<T> {
     if (this.closed) throw this.unavailable(what, "the connection is closed");
     if (this.redis.status !== "ready" && !(await this.firstReady())) {
       throw this.unavailable(what, this.lastError?.message ?? `the connection is ${this.redis.status}`);

@@ -5,6 +5,10 @@
  * (batch_size rows at most after coalescing per key, so a hot key set fills a statement with many writes)
  * (batch.ts). When PostgreSQL or Redis can not be reached it retries the same batch with backoff and
  * jitter, keeping its entries claimed, until it goes through or the flusher stops.
+ *
+ * A partitioned queue (a Cluster: one partition per bucket, src/writebehind/keys.ts) is read partition by
+ * partition without blocking, polled every POLL_MS while all are empty; each partition's writes of a round
+ * are applied as a batch of their own (they are settled by one script in that partition's slot).
  */
 import { performance } from "node:perf_hooks";
 import type { Logger } from "../log.js";
@@ -28,12 +32,19 @@ export interface FlusherOptions {
 }
 
 const RETRY_BASE_MS = 100;
+/** A partitioned queue with nothing to do is looked at again after this long (or flush_interval if shorter). */
+const POLL_MS = 100;
+
+interface Part {
+  queue: WriteQueue;
+  claims: Claims;
+}
 /** A batch holds at most batch_size distinct keys and this many times batch_size writes. */
 const WRITES_PER_ROW = 8;
 
 export class Flusher {
   private readonly sleeper = new Sleeper();
-  private readonly claims: Claims;
+  private readonly parts: Part[];
   private readonly retryCapMs: number;
   private loop?: Promise<void>;
   private running = false;
@@ -42,7 +53,7 @@ export class Flusher {
   private progress = new Set<() => void>();
 
   constructor(
-    private readonly queue: WriteQueue,
+    queues: WriteQueue[],
     private readonly blocking: WbConnection,
     private readonly store: TableStore,
     private readonly telemetry: Telemetry,
@@ -50,7 +61,10 @@ export class Flusher {
     private readonly options: FlusherOptions,
     private readonly onDeadLetter: (key: string) => void,
   ) {
-    this.claims = new Claims(queue, options.consumer, options.claimIdleMs, options.flushIntervalMs, log);
+    this.parts = queues.map((queue) => ({
+      queue,
+      claims: new Claims(queue, options.consumer, options.claimIdleMs, options.flushIntervalMs, log),
+    }));
     // a batch being retried is touched after every wait, well before anyone may claim it
     this.retryCapMs = Math.max(RETRY_BASE_MS, Math.min(5_000, options.claimIdleMs / 2));
   }
@@ -61,15 +75,22 @@ export class Flusher {
     this.loop = this.run();
   }
 
+  /** The newest entry of each partition (null when empty), as of one moment each. */
+  async tails(): Promise<{ depth: number; lastIds: (string | null)[] }> {
+    const tails = await Promise.all(this.parts.map((p) => p.queue.tail()));
+    return { depth: tails.reduce((n, t) => n + t.depth, 0), lastIds: tails.map((t) => t.lastId) };
+  }
+
   /**
-   * Resolves once no write up to this stream id is left in the queue: PostgreSQL holds it or it was
-   * dead-lettered. Writes held by other consumers are waited for, or claimed once idle.
+   * Resolves once no write up to these stream ids (one per partition, null: none) is left in the queue:
+   * PostgreSQL holds it or it was dead-lettered. Writes held by other consumers are waited for, or claimed
+   * once idle.
    */
-  async drainUpTo(lastId: string): Promise<void> {
+  async drainUpTo(lastIds: (string | null)[]): Promise<void> {
     this.hurry++;
     this.sleeper.wake();
     try {
-      while (!this.stopped && (await this.queue.holdsUpTo(lastId))) {
+      while (!this.stopped && (await this.holdsAny(lastIds))) {
         if (this.running) await this.nextRound(this.options.flushIntervalMs);
         else await this.round(true);
       }
@@ -86,9 +107,8 @@ export class Flusher {
     if (this.stopped) return;
     if (deadlineMs > 0) {
       const timer = new Sleeper();
-      const drained = this.queue
-        .tail()
-        .then(({ lastId }) => (lastId ? this.drainUpTo(lastId) : undefined))
+      const drained = this.tails()
+        .then(({ lastIds }) => this.drainUpTo(lastIds))
         .catch((err: unknown) => {
           this.log.warn({ err: String(err) }, "write-behind: could not drain the queue at shutdown");
         });
@@ -114,7 +134,9 @@ export class Flusher {
       } catch (err) {
         if (!this.running) break;
         // The group is gone (the stream was deleted, or Redis came back empty): make it again.
-        if (String(err).includes("NOGROUP")) await this.queue.ensureGroup().catch(() => {});
+        if (String(err).includes("NOGROUP")) {
+          await Promise.all(this.parts.map((p) => p.queue.ensureGroup().catch(() => {})));
+        }
         failures++;
         if (failures === 1)
           this.log.warn({ err: String(err) }, "write-behind: flusher round failed; retrying");
@@ -124,59 +146,98 @@ export class Flusher {
     }
   }
 
-  /** One round: collect a batch and apply it. */
+  private async holdsAny(lastIds: (string | null)[]): Promise<boolean> {
+    for (let i = 0; i < this.parts.length; i++) {
+      const id = lastIds[i];
+      if (id && (await this.parts[i]!.queue.holdsUpTo(id))) return true;
+    }
+    return false;
+  }
+
+  /** One round: collect a batch and apply it, partition by partition. */
   private async round(hurry: boolean): Promise<void> {
-    const writes = await this.collect(hurry);
+    const batches = await this.collect(hurry);
     // Stopped without a drain: what was collected stays claimed by this consumer until someone else takes it.
-    if (writes.length > 0 && !this.stopped) await this.flush(writes);
-  }
-
-  private async collect(hurry: boolean): Promise<QueuedWrite[]> {
-    const { batchSize, flushIntervalMs } = this.options;
-    const out = await this.claims.take(batchSize, hurry);
-    const keys = new Set(out.map((w) => w.key));
-    // Block for new writes only when there is nothing to do; a flush() caller is woken by the round's end.
-    const block = out.length > 0 ? 0 : hurry ? Math.min(flushIntervalMs, 100) : flushIntervalMs;
-    await this.fill(out, keys, block);
-    // A flush() asked for since the round began skips the wait; one that has returned no longer does.
-    if (out.length === 0 || this.full(out, keys) || this.hurry > 0) return out;
-    const oldest = out.reduce((t, w) => Math.min(t, idTime(w.id)), Infinity);
-    const wait = Math.min(flushIntervalMs, Math.max(0, flushIntervalMs - (Date.now() - oldest)));
-    await this.sleeper.sleep(wait);
-    if (this.stopped) return out;
-    await this.fill(out, keys, 0);
-    return out;
-  }
-
-  private full(out: QueuedWrite[], keys: Set<string>): boolean {
-    return keys.size >= this.options.batchSize || out.length >= this.options.batchSize * WRITES_PER_ROW;
-  }
-
-  /**
-   * Reads new writes until the batch is full or none are left. Each read asks for no more writes than keys
-   * may still be added, so the batch never holds more than batch_size distinct keys.
-   */
-  private async fill(out: QueuedWrite[], keys: Set<string>, blockMs: number): Promise<void> {
-    const { batchSize, consumer } = this.options;
-    let block = blockMs;
-    while (!this.full(out, keys) && !this.stopped) {
-      const count = Math.min(batchSize - keys.size, batchSize * WRITES_PER_ROW - out.length);
-      const got = await this.queue.readNew(this.blocking, consumer, count, block);
-      block = 0;
-      for (const w of got) {
-        out.push(w);
-        keys.add(w.key);
-      }
-      if (got.length < count) return;
+    for (const [part, writes] of batches) {
+      if (writes.length > 0 && !this.stopped) await this.flush(part, writes);
     }
   }
 
-  private async flush(writes: QueuedWrite[]): Promise<void> {
+  private async collect(hurry: boolean): Promise<Map<Part, QueuedWrite[]>> {
+    const { batchSize, flushIntervalMs } = this.options;
+    const out = new Map<Part, QueuedWrite[]>();
+    const keys = new Set<string>();
+    let count = 0;
+    for (const part of this.parts) {
+      const taken = await part.claims.take(batchSize, hurry);
+      if (taken.length === 0) continue;
+      out.set(part, taken);
+      count += taken.length;
+      for (const w of taken) keys.add(w.key);
+    }
+    // Block for new writes only when there is nothing to do; a flush() caller is woken by the round's end.
+    const block = count > 0 ? 0 : hurry ? Math.min(flushIntervalMs, 100) : flushIntervalMs;
+    count = await this.fill(out, keys, count, block);
+    if (count === 0) {
+      // A partitioned queue is read without blocking: wait before looking again.
+      if (this.parts.length > 1) await this.sleeper.sleep(hurry ? 10 : Math.min(flushIntervalMs, POLL_MS));
+      return out;
+    }
+    // A flush() asked for since the round began skips the wait; one that has returned no longer does.
+    if (this.full(count, keys) || this.hurry > 0) return out;
+    let oldest = Infinity;
+    for (const writes of out.values()) for (const w of writes) oldest = Math.min(oldest, idTime(w.id));
+    const wait = Math.min(flushIntervalMs, Math.max(0, flushIntervalMs - (Date.now() - oldest)));
+    await this.sleeper.sleep(wait);
+    if (this.stopped) return out;
+    await this.fill(out, keys, count, 0);
+    return out;
+  }
+
+  private full(count: number, keys: Set<string>): boolean {
+    return keys.size >= this.options.batchSize || count >= this.options.batchSize * WRITES_PER_ROW;
+  }
+
+  /**
+   * Reads new writes until the batch is full or none are left; returns how many writes the batch holds.
+   * Each read asks for no more writes than keys may still be added, so the batch never holds more than
+   * batch_size distinct keys. Only a queue of one partition blocks (up to blockMs) for its first write.
+   */
+  private async fill(
+    out: Map<Part, QueuedWrite[]>,
+    keys: Set<string>,
+    count: number,
+    blockMs: number,
+  ): Promise<number> {
+    const { batchSize, consumer } = this.options;
+    let block = this.parts.length === 1 ? blockMs : 0;
+    let n = count;
+    let idle = 0;
+    for (let i = 0; !this.full(n, keys) && !this.stopped && idle < this.parts.length; i++) {
+      const part = this.parts[i % this.parts.length]!;
+      const want = Math.min(batchSize - keys.size, batchSize * WRITES_PER_ROW - n);
+      const got = await part.queue.readNew(this.blocking, consumer, want, block);
+      block = 0;
+      if (got.length > 0) {
+        const list = out.get(part) ?? [];
+        out.set(part, list);
+        for (const w of got) {
+          list.push(w);
+          keys.add(w.key);
+        }
+        n += got.length;
+      }
+      idle = got.length < want ? idle + 1 : 0;
+    }
+    return n;
+  }
+
+  private async flush(part: Part, writes: QueuedWrite[]): Promise<void> {
     const started = performance.now();
     const batch = new Batch(writes);
     const deps = {
       keyspace: this.options.keyspace,
-      queue: this.queue,
+      queue: part.queue,
       store: this.store,
       telemetry: this.telemetry,
       log: this.log,
@@ -198,7 +259,7 @@ export class Flusher {
         }
         await this.sleeper.sleep(backoff(attempt, RETRY_BASE_MS, this.retryCapMs));
         if (this.stopped) throw err;
-        await this.queue
+        await part.queue
           .touch(
             this.options.consumer,
             [...batch.left].map((w) => w.id),

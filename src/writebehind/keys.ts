@@ -1,7 +1,10 @@
 /**
- * Where write-behind keeps its state in Redis, and how one write is written down there. Every key of a
- * keyspace carries the hash tag `{keyspace}`, like the cache entries, so one Lua script may touch them all.
+ * Where write-behind keeps its state in Redis, and how one write is written down there. The queue is
+ * partitioned like the cache (src/cache/layout.ts): one partition per bucket, whose keys carry the bucket's
+ * hash tag like the cache entries of its keys, so one Lua script may touch them all. On one server a
+ * keyspace is one bucket, `{keyspace}`; on a Cluster the partitions spread over the shards.
  */
+import { KeyLayout } from "../cache/layout.js";
 
 /** The consumer group every daemon's flusher reads the stream through. */
 export const GROUP = "flushers";
@@ -21,8 +24,9 @@ export interface WbKeys {
   alive: string;
 }
 
-export function wbKeys(prefix: string, keyspace: string): WbKeys {
-  const base = `${prefix}:wb:{${keyspace}}:`;
+/** The keys of one partition: the bucket of the tag. */
+export function partitionKeys(layout: KeyLayout, tag: string): WbKeys {
+  const base = layout.queueBase(tag);
   return {
     stream: `${base}stream`,
     pending: `${base}pending`,
@@ -33,9 +37,10 @@ export function wbKeys(prefix: string, keyspace: string): WbKeys {
   };
 }
 
-/** The cache entry of a key, as src/cache/redis.ts lays it out. */
-export function cacheKey(prefix: string, keyspace: string, key: string): string {
-  return `${prefix}:kv:{${keyspace}}:${key}`;
+/** The keys of a keyspace's queue on one server (a single partition). */
+export function wbKeys(prefix: string, keyspace: string): WbKeys {
+  const layout = KeyLayout.single(prefix);
+  return partitionKeys(layout, layout.tag(keyspace, 0));
 }
 
 /** One queued write. */

@@ -17,7 +17,7 @@ import {
   type WbKeys,
 } from "./keys.js";
 import { DEAD_LETTER_LUA, ENQUEUE_LUA, SETTLE_LUA, STATUS_LUA } from "./scripts.js";
-import { Script } from "./script.js";
+import { Script } from "../cache/script.js";
 
 const enqueueScript = new Script(ENQUEUE_LUA);
 const settleScript = new Script(SETTLE_LUA);
