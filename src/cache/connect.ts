@@ -58,6 +58,8 @@ export function openRedis(target: RedisTarget, o: ConnectOptions = {}): RedisCli
       retryDelayOnClusterDown: 100,
       retryDelayOnTryAgain: 100,
       slotsRefreshTimeout: Math.max(1000, o.timeoutMs ?? 1000),
+      // Not on by default: a node that went away and came back is known again within this.
+      slotsRefreshInterval: 5000,
       clusterRetryStrategy: backoff,
       enableAutoPipelining: o.autoPipelining ?? false,
       redisOptions: {

@@ -1,4 +1,4 @@
-/** Picks the cache adapter from CacheConfig.url: `memory:` or `redis://` / `rediss://`. */
+/** Picks the cache adapter: Redis (one server, Sentinel or Cluster) when `redis` is set, else from the URL. */
 import type { CacheAdapter } from "./adapter.js";
 import { MemoryCache } from "./memory.js";
 import { RedisCache } from "./redis.js";
@@ -10,6 +10,7 @@ export { RedisCache } from "./redis.js";
 export type { CacheAdapter, CacheEntry, EntryKind } from "./adapter.js";
 
 export function createCache(config: CacheConfig, log?: Logger): CacheAdapter {
+  if (config.redis) return new RedisCache(config, log);
   const scheme = config.url.slice(0, config.url.indexOf(":") + 1).toLowerCase();
   if (scheme === "memory:") return new MemoryCache(config);
   if (scheme === "redis:" || scheme === "rediss:") return new RedisCache(config, log);

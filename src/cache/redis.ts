@@ -384,7 +384,11 @@ export class RedisCache implements CacheAdapter {
   private nodeFor(tag: string): Redis {
     if (!this.cluster) return this.redis as Redis;
     const node = nodeOf(this.cluster, this.layout.marker(tag));
-    if (!node) throw new Error(`no node of the Cluster serves the slot of bucket ${tag} yet`);
+    if (!node) {
+      // its node connection ended (a node that went away): the slot map brings a new one
+      this.cluster.refreshSlotsCache();
+      throw new Error(`no node of the Cluster serves the slot of bucket ${tag} now`);
+    }
     if (!this.watched.has(node)) {
       this.watched.add(node);
       node.once("close", () => this.incarnations.forgetNode(node));
