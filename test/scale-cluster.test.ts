@@ -22,6 +22,7 @@ function yaml(): string {
 cache:
   cluster: [${cluster.urls.join(", ")}]
   prefix: ${tag}
+server: { port: 0 }
 store: { url: ${PG_URL} }
 keyspaces:
   aside: { strategy: cache-aside, table: ${tag}_aside, ttl: 1h }
