@@ -144,9 +144,10 @@ describe("on a 3-master Redis Cluster", () => {
         .set(layout.entry("aside", key), `v${version - 1}::${Date.now() + 3_600_000}:"old"`, "PX", 3_600_000);
       expect((await get(base, "aside", key)).value).toBe("old");
     }
-    const report = (
-      await call(base, "POST", "/v1/keyspaces/aside/check", { full: true })
-    ).json() as { by_kind: Record<string, number>; repaired: number };
+    const report = (await call(base, "POST", "/v1/keyspaces/aside/check", { full: true })).json() as {
+      by_kind: Record<string, number>;
+      repaired: number;
+    };
     expect(report.by_kind.stale).toBe(3);
     expect(report.repaired).toBe(3);
     for (const key of planted.values()) expect((await get(base, "aside", key)).value).toBe("new");

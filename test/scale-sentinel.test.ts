@@ -102,7 +102,11 @@ describe("through Redis Sentinel", () => {
         state.set(id, s);
         const attempt = { value: i, version: 0 };
         s.tried.push(attempt);
-        const r = await send(base, "PUT", `/v1/kv/${ks}/${key}`, i).catch(() => ({ status: 0, text: "", etag: 0 }));
+        const r = await send(base, "PUT", `/v1/kv/${ks}/${key}`, i).catch(() => ({
+          status: 0,
+          text: "",
+          etag: 0,
+        }));
         if (r.status === 200) {
           attempt.version = (JSON.parse(r.text) as { version: number }).version;
           s.acked = Math.max(s.acked, attempt.version);
@@ -162,7 +166,9 @@ describe("through Redis Sentinel", () => {
           `over ${window} ms; longest time without an acknowledged write ${gap} ms`,
       );
     }
-    console.log(`sentinel failover: ${reads} reads, ${staleReads} older than a write acknowledged before them`);
+    console.log(
+      `sentinel failover: ${reads} reads, ${staleReads} older than a write acknowledged before them`,
+    );
     expect(staleReads).toBe(0);
 
     // every acknowledged write is in PostgreSQL (or a later write of the key, whose outcome was unknown)

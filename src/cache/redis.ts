@@ -68,7 +68,8 @@ const releaseScript = new Script(RELEASE_LUA);
 const SCAN_COUNT = 1000;
 const CLOSE_WAIT_MS = 1000;
 /** Errors after which a Cluster's slot map is read again and the bucket's incarnation adopted anew. */
-const TOPOLOGY_ERROR = /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN|READONLY)|Connection is closed|Stream isn't writeable/;
+const TOPOLOGY_ERROR =
+  /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN|READONLY)|Connection is closed|Stream isn't writeable/;
 /** Entries of another incarnation make the marker be read again at most this often. */
 const RECHECK_MS = 250;
 
@@ -106,10 +107,11 @@ export class RedisCache implements CacheAdapter {
       {
         adopt: async (tag, candidate) => {
           const node = this.nodeFor(tag);
-          const [runId, incarnation] = (await adoptScript.run(node, [this.layout.marker(tag)], [candidate])) as [
-            string,
-            string,
-          ];
+          const [runId, incarnation] = (await adoptScript.run(
+            node,
+            [this.layout.marker(tag)],
+            [candidate],
+          )) as [string, string];
           return { runId, incarnation, node };
         },
         read: (tag, node) => node.get(this.layout.marker(tag)),
@@ -400,7 +402,12 @@ export class RedisCache implements CacheAdapter {
    * One command of a bucket, on the connection its incarnation was adopted on. On a Cluster, an answer
    * that arrives once the bucket was forgotten (its slot moved meanwhile) is not trusted.
    */
-  private async on<T>(tag: string, a: Adopted<Redis>, what: string, run: (node: Redis) => Promise<T>): Promise<T> {
+  private async on<T>(
+    tag: string,
+    a: Adopted<Redis>,
+    what: string,
+    run: (node: Redis) => Promise<T>,
+  ): Promise<T> {
     if (!this.cluster) return this.call(what, () => run(a.node));
     const out = await this.call(what, () => run(a.node), tag);
     if (this.incarnations.peek(tag) !== a) {
@@ -412,7 +419,8 @@ export class RedisCache implements CacheAdapter {
   /** The masters to scan or ping: the one server, or every master the Cluster client knows. */
   private async mastersNow(): Promise<Redis[]> {
     const nodes = masters(this.redis);
-    if (nodes.length === 0) throw this.unavailable("a look at the nodes", "no master of the Cluster is known yet");
+    if (nodes.length === 0)
+      throw this.unavailable("a look at the nodes", "no master of the Cluster is known yet");
     return nodes;
   }
 
@@ -421,7 +429,9 @@ export class RedisCache implements CacheAdapter {
     for (const node of await this.mastersNow()) {
       let cursor = "0";
       do {
-        const [next, keys] = await this.call("SCAN", () => node.scan(cursor, "MATCH", pattern, "COUNT", count));
+        const [next, keys] = await this.call("SCAN", () =>
+          node.scan(cursor, "MATCH", pattern, "COUNT", count),
+        );
         yield { node, keys };
         cursor = next;
       } while (cursor !== "0");

@@ -40,7 +40,10 @@ export async function createChecker(config: Config, o: CreateCheckerOptions): Pr
   let coordination;
   if (config.cache.redis) {
     // the checkers' locks and alert state, on a connection of their own
-    const own = openRedis(config.cache.redis, { name: "sidecache-checker", timeoutMs: config.cache.timeoutMs });
+    const own = openRedis(config.cache.redis, {
+      name: "sidecache-checker",
+      timeoutMs: config.cache.timeoutMs,
+    });
     own.on("error", () => {});
     owned.push(async () => {
       await own.quit().catch(() => {});

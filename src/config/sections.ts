@@ -98,7 +98,16 @@ function readBreaker(v: Value): BreakerConfig {
 }
 
 export function readCache(v: Value): CacheConfig {
-  const f = v.fields(["url", "cluster", "sentinel", "prefix", "max_entries", "timeout", "breaker", "trust_lease"]);
+  const f = v.fields([
+    "url",
+    "cluster",
+    "sentinel",
+    "prefix",
+    "max_entries",
+    "timeout",
+    "breaker",
+    "trust_lease",
+  ]);
   const d = CACHE_DEFAULTS;
   const given = (["url", "cluster", "sentinel"] as const).filter((k) => f[k].given);
   if (given.length > 1) {
@@ -157,7 +166,10 @@ function readClusterNodes(v: Value): string[] {
 /** `sentinel: { name: mymaster, nodes: ["host:port", ...] }` */
 function readSentinel(v: Value): RedisTarget & { kind: "sentinel" } {
   const f = v.fields(["name", "nodes"]);
-  const name = f.name.str({ expect: "the name of the master the sentinels watch (e.g. mymaster)", check: nonEmpty });
+  const name = f.name.str({
+    expect: "the name of the master the sentinels watch (e.g. mymaster)",
+    check: nonEmpty,
+  });
   const items = f.nodes.items('sentinels as "host:port", e.g. ["10.0.0.1:26379"]');
   if (items.length === 0) f.nodes.fail('must list at least one sentinel, e.g. ["10.0.0.1:26379"]');
   const nodes = items.map((item) => {

@@ -68,7 +68,10 @@ export class WriteBehindStrategy implements Strategy {
       target.kind === "cluster" ? KeyLayout.cluster(ctx.cachePrefix) : KeyLayout.single(ctx.cachePrefix));
     this.queues = layout
       .tags(ks.name)
-      .map((tag) => new WriteQueue(this.conn, partitionKeys(layout, tag), ks, (key) => layout.entry(ks.name, key)));
+      .map(
+        (tag) =>
+          new WriteQueue(this.conn, partitionKeys(layout, tag), ks, (key) => layout.entry(ks.name, key)),
+      );
     this.reads = new ReadPath(
       ks,
       ctx.cache,

@@ -97,7 +97,10 @@ export async function startPrivateSentinel(): Promise<PrivateSentinel> {
       await new Promise((r) => setTimeout(r, 100));
     }
     const masterPortOf = async (s: Redis) => {
-      const [, port] = (await s.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)) as [string, string];
+      const [, port] = (await s.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)) as [
+        string,
+        string,
+      ];
       return Number(port);
     };
     const masterPort = () => masterPortOf(sentinels[0]!);
