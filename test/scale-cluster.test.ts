@@ -124,6 +124,42 @@ describe("on a 3-master Redis Cluster", () => {
     expect(owners.size).toBe(3);
   });
 
+  it("write-behind _mset over several partitions is all or nothing, a half-done one completed", async () => {
+    const base = daemons[0]!.url;
+    const items: Record<string, number> = {};
+    for (let i = 0; i < 20; i++) items[`m${i}`] = i;
+    expect(new Set(Object.keys(items).map((k) => layout.bucketOf(k))).size).toBeGreaterThan(3);
+    const r = await call(base, "POST", "/v1/kv/wb/_mset", { items });
+    expect(r.status, r.text).toBe(202);
+    const versions = (r.json() as { versions: Record<string, number> }).versions;
+    expect(Object.keys(versions).sort()).toEqual(Object.keys(items).sort());
+    for (const [k, v] of Object.entries(items)) expect((await get(daemons[1]!.url, "wb", k)).value).toBe(v);
+
+    // A daemon that died after recording such a write in the journal, before queueing it: another one
+    // queues it whole.
+    const left: Record<string, string> = {};
+    for (let i = 0; i < 12; i++) left[`j${i}`] = JSON.stringify(`half-${i}`);
+    const keys = Object.keys(left);
+    const home = layout.queueBase(layout.tagOf("wb", keys[0]!));
+    const record = { at: Date.now() - 60_000, items: Object.entries(left) };
+    await cluster
+      .node(await cluster.ownerOf(home))
+      .hset(`${home}journal`, "deadbeef", JSON.stringify(record));
+    const deadline = Date.now() + 15_000;
+    let found = 0;
+    while (found < keys.length && Date.now() < deadline) {
+      found = 0;
+      for (const k of keys) if ((await get(base, "wb", k)).status === 200) found++;
+      if (found < keys.length) await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(found).toBe(keys.length);
+    expect((await call(base, "POST", "/v1/keyspaces/wb/flush")).status).toBe(200);
+    const rows = await db.query(`select key, value from ${tag}_wb where key like 'j%' or key like 'm%'`);
+    expect(rows.rows).toHaveLength(32);
+    for (const k of keys) expect((await get(base, "wb", k)).value).toBe(JSON.parse(left[k]!));
+    expect(await cluster.node(await cluster.ownerOf(home)).hlen(`${home}journal`)).toBe(0);
+  }, 30_000);
+
   it("the checker finds and repairs a stale entry planted on each shard", async () => {
     const base = daemons[0]!.url;
     const masters = await cluster.masterPorts();

@@ -100,10 +100,12 @@ export class Incarnations<N> {
 
   /** Reads every adopted marker again; adopts anew where one changed (FLUSHALL, a replaced server). */
   async verify(): Promise<void> {
-    for (const [tag, a] of [...this.adopted]) {
-      const text = await this.io.read(tag, a.node);
-      if (text !== `${a.runId}:${a.incarnation}`) await this.readopt(tag);
-    }
+    await Promise.all(
+      [...this.adopted].map(async ([tag, a]) => {
+        const text = await this.io.read(tag, a.node);
+        if (text !== `${a.runId}:${a.incarnation}`) await this.readopt(tag);
+      }),
+    );
   }
 
   markerText(a: Adopted<N>): string {

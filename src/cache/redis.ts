@@ -347,6 +347,7 @@ export class RedisCache implements CacheAdapter {
   async ping(): Promise<void> {
     const nodes = await this.mastersNow();
     await this.call("PING", () => Promise.all(nodes.map((n) => n.ping())));
+    if (this.config.redis?.kind === "sentinel") await this.stillMaster();
     await this.call("verify", () => this.incarnations.verify());
   }
 
@@ -414,6 +415,17 @@ export class RedisCache implements CacheAdapter {
       throw this.unavailable(what, `the slot of bucket ${tag} moved away from ${nodeName(a.node)}`);
     }
     return out;
+  }
+
+  /**
+   * Through Sentinel: a master demoted to a replica (a failover the connection missed) keeps its run id
+   * and the marker, and takes the new master's data: reconnect, and the sentinels name the new master.
+   */
+  private async stillMaster(): Promise<void> {
+    const role = (await this.call("ROLE", () => this.redis.call("ROLE"))) as [string];
+    if (role[0] === "master") return;
+    this.redis.disconnect(true);
+    throw this.unavailable("ROLE", `the server is a ${role[0]} now; finding the master again`);
   }
 
   /** The masters to scan or ping: the one server, or every master the Cluster client knows. */

@@ -17,6 +17,7 @@ import {
   type DeadLetter,
 } from "../writebehind/dead-letters.js";
 import { Flusher } from "../writebehind/flusher.js";
+import { Journal, RECOVER_AFTER_MS } from "../writebehind/journal.js";
 import { KeyLayout } from "../cache/layout.js";
 import { partitionKeys } from "../writebehind/keys.js";
 import { checkPersistence } from "../writebehind/persistence.js";
@@ -47,6 +48,9 @@ export class WriteBehindStrategy implements Strategy {
   /** one queue per partition (bucket): one on a single server, several on a Cluster */
   private readonly queues: WriteQueue[];
   private readonly layout: KeyLayout;
+  /** writes of many keys over several partitions */
+  private readonly journal: Journal;
+  private recovery?: NodeJS.Timeout;
   private readonly flusher: Flusher;
   private readonly reads: ReadPath;
 
@@ -72,6 +76,7 @@ export class WriteBehindStrategy implements Strategy {
         (tag) =>
           new WriteQueue(this.conn, partitionKeys(layout, tag), ks, (key) => layout.entry(ks.name, key)),
       );
+    this.journal = new Journal(this.queues, (key) => layout.bucketOf(key), ctx.log);
     this.reads = new ReadPath(
       ks,
       ctx.cache,
@@ -121,15 +126,22 @@ export class WriteBehindStrategy implements Strategy {
   }
 
   /**
-   * All or nothing within a partition (one script). On a Cluster the keys of one call may fall in several
-   * partitions, queued one after the other: docs/scale-out.md says what a failure between them leaves.
+   * All or nothing: one script when the keys share a partition; over several (a Cluster), through the
+   * journal (src/writebehind/journal.ts).
    */
   async putMany(items: Map<string, string>): Promise<ManyWriteAck> {
-    const out: Record<string, number> = Object.create(null);
-    for (const list of this.byPartition([...items].map(([key, value]) => ({ key, value })))) {
-      const versions = await this.enqueue(list);
-      list.forEach((it, i) => (out[it.key] = versions[i]!));
+    const list = [...items].map(([key, value]) => ({ key, value }));
+    let versions: number[];
+    if (this.byPartition(list).length === 1) versions = await this.enqueue(list);
+    else {
+      const r = await this.journal.enqueue(list);
+      if (r.kind === "full") {
+        throw new QueueFullError(this.ctx.keyspace.name, this.retryAfter(r.depth, list.length));
+      }
+      versions = await this.acknowledged(list, r.versions);
     }
+    const out: Record<string, number> = Object.create(null);
+    list.forEach((it, i) => (out[it.key] = versions[i]!));
     return { status: 202, versions: out };
   }
 
@@ -199,10 +211,15 @@ export class WriteBehindStrategy implements Strategy {
       this.ctx.log.warn({ err: String(err) }, "write-behind: Redis not reachable at start");
     }
     this.flusher.start();
+    if (this.queues.length > 1) {
+      this.recovery = setInterval(() => void this.journal.recover().catch(() => {}), RECOVER_AFTER_MS);
+      this.recovery.unref();
+    }
   }
 
   /** Drains the queue for up to deadlineMs (0: leave it to the next daemon), then closes the connections. */
   async stop(deadlineMs: number): Promise<void> {
+    clearInterval(this.recovery);
     await this.flusher.stop(deadlineMs);
     await Promise.all([this.conn.close(), this.blocking.close()]);
   }
@@ -212,14 +229,7 @@ export class WriteBehindStrategy implements Strategy {
     const ks = this.ctx.keyspace;
     for (;;) {
       const r = await this.queueOf(items[0]!.key).enqueue(items, nextVersion());
-      if (r.kind === "ok") {
-        for (const v of r.versions) observeVersion(v);
-        for (const it of items) this.reads.forget(it.key);
-        if (this.ctx.nearInvalidate) {
-          await Promise.all(items.map((it, i) => this.ctx.nearInvalidate!(it.key, r.versions[i]!)));
-        }
-        return r.versions;
-      }
+      if (r.kind === "ok") return this.acknowledged(items, r.versions);
       if (r.kind === "full") throw new QueueFullError(ks.name, this.retryAfter(r.depth, items.length));
       if (r.kind === "mismatch") throw mismatch(r.why);
       const item = items.find((i) => i.key === r.key);
@@ -231,6 +241,16 @@ export class WriteBehindStrategy implements Strategy {
       }
       item.base = await this.baseOf(r.key);
     }
+  }
+
+  /** Queued: versions seen, loads of the keys forgotten, near copies dropped. */
+  private async acknowledged(items: EnqueueItem[], versions: number[]): Promise<number[]> {
+    for (const v of versions) observeVersion(v);
+    for (const it of items) this.reads.forget(it.key);
+    if (this.ctx.nearInvalidate) {
+      await Promise.all(items.map((it, i) => this.ctx.nearInvalidate!(it.key, versions[i]!)));
+    }
+    return versions;
   }
 
   private async baseOf(key: string): Promise<string> {

@@ -22,6 +22,10 @@ export interface WbKeys {
   dead: string;
   /** the prefix of each consumer's heartbeat key (`<alive><consumer>`, with a TTL) */
   alive: string;
+  /** writes that span partitions, kept here (in their first partition) until every share is queued */
+  journal: string;
+  /** the prefix of the done-marker of a share of such a write (`<done><id>`) */
+  done: string;
 }
 
 /** The keys of one partition: the bucket of the tag. */
@@ -34,6 +38,8 @@ export function partitionKeys(layout: KeyLayout, tag: string): WbKeys {
     attempts: `${base}attempts`,
     dead: `${base}dead`,
     alive: `${base}alive:`,
+    journal: `${base}journal`,
+    done: `${base}done:`,
   };
 }
 

@@ -16,10 +16,11 @@ import {
   type QueuedWrite,
   type WbKeys,
 } from "./keys.js";
-import { DEAD_LETTER_LUA, ENQUEUE_LUA, SETTLE_LUA, STATUS_LUA } from "./scripts.js";
+import { DEAD_LETTER_LUA, ENQUEUE_LUA, ENQUEUE_SHARE_LUA, SETTLE_LUA, STATUS_LUA } from "./scripts.js";
 import { Script } from "../cache/script.js";
 
 const enqueueScript = new Script(ENQUEUE_LUA);
+const enqueueShareScript = new Script(ENQUEUE_SHARE_LUA);
 const settleScript = new Script(SETTLE_LUA);
 const deadLetterScript = new Script(DEAD_LETTER_LUA);
 const statusScript = new Script(STATUS_LUA);
@@ -50,10 +51,15 @@ export class WriteQueue {
     private readonly cacheKeyOf: (key: string) => string,
   ) {}
 
+  /**
+   * share: this partition's share of a write that spans partitions (journal.ts), queued once whatever the
+   * number of calls (the key of its done-marker).
+   */
   async enqueue(
     items: EnqueueItem[],
     floor: number,
     maxQueue = this.ks.writeBehind.maxQueue,
+    share?: string,
   ): Promise<EnqueueResult> {
     const now = Date.now();
     const { ttlMs, staleGraceMs, negativeTtlMs } = this.ks;
@@ -75,7 +81,9 @@ export class WriteQueue {
       this.keys.clock,
       ...items.map((i) => this.cacheKeyOf(i.key)),
     ];
-    const r = (await this.conn.call("enqueue", (redis) => enqueueScript.run(redis, keys, args))) as string[];
+    if (share !== undefined) keys.push(share);
+    const script = share === undefined ? enqueueScript : enqueueShareScript;
+    const r = (await this.conn.call("enqueue", (redis) => script.run(redis, keys, args))) as string[];
     switch (r[0]) {
       case "ok":
         return { kind: "ok", versions: r.slice(1).map(Number) };

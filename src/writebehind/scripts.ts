@@ -100,6 +100,28 @@ return out
 `;
 
 /**
+ * ENQUEUE_LUA for one partition's share of a write that spans partitions (journal.ts): the last key is the
+ * share's done-marker. Done already: answers the versions it was queued with, and queues nothing again.
+ * Otherwise the same as ENQUEUE_LUA, then the marker keeps the versions for an hour.
+ */
+export const ENQUEUE_SHARE_LUA = `
+local done = redis.call('GET', KEYS[#KEYS])
+if done then
+  local out = {'ok'}
+  for v in string.gmatch(done, '%d+') do out[#out + 1] = v end
+  return out
+end
+local marker = table.remove(KEYS)
+local reply = (function()
+${ENQUEUE_LUA}
+end)()
+if reply[1] == 'ok' then
+  redis.call('SET', marker, table.concat(reply, ' ', 2), 'PX', 3600000)
+end
+return reply
+`;
+
+/**
  * PostgreSQL holds these writes: ack and delete their entries, forget their attempt counts, and drop each
  * key's pending write when it is still the one that was flushed (a newer one stays).
  * KEYS: stream, pending, attempts. ARGV: group, id count, ids..., then key/version pairs.
