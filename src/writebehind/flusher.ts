@@ -7,7 +7,7 @@
  * jitter, keeping its entries claimed, until it goes through or the flusher stops.
  *
  * A partitioned queue (a Cluster: one partition per bucket, src/writebehind/keys.ts) is read partition by
- * partition without blocking, polled every POLL_MS while all are empty; each partition's writes of a round
+ * partition without blocking, polled every half flush interval while all are empty; each partition's writes of a round
  * are applied as a batch of their own (they are settled by one script in that partition's slot).
  */
 import { performance } from "node:perf_hooks";
@@ -32,8 +32,9 @@ export interface FlusherOptions {
 }
 
 const RETRY_BASE_MS = 100;
-/** A partitioned queue with nothing to do is looked at again after this long (or flush_interval if shorter). */
-const POLL_MS = 100;
+/** A partitioned queue with nothing to do is looked at again after half a flush interval, within these. */
+const POLL_MIN_MS = 50;
+const POLL_MAX_MS = 500;
 
 interface Part {
   queue: WriteQueue;
@@ -180,7 +181,10 @@ export class Flusher {
     count = await this.fill(out, keys, count, block);
     if (count === 0) {
       // A partitioned queue is read without blocking: wait before looking again.
-      if (this.parts.length > 1) await this.sleeper.sleep(hurry ? 10 : Math.min(flushIntervalMs, POLL_MS));
+      if (this.parts.length > 1) {
+        const poll = Math.min(POLL_MAX_MS, Math.max(POLL_MIN_MS, flushIntervalMs / 2));
+        await this.sleeper.sleep(hurry ? 10 : poll);
+      }
       return out;
     }
     // A flush() asked for since the round began skips the wait; one that has returned no longer does.
