@@ -34,6 +34,8 @@ export interface DaemonSpec {
   /** server.resp: the Redis protocol listener on this port */
   respPort?: number;
   cachePrefix: string;
+  /** a Redis Cluster's node URLs instead of the one Redis */
+  cluster?: string[];
   storeUrl: string;
   pool: number;
   keyspaces: Record<string, KeyspaceSpec>;
@@ -46,7 +48,7 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
     `  port: ${port}`,
     ...(spec.respPort ? [`  resp: { host: 127.0.0.1, port: ${spec.respPort} }`] : []),
     "cache:",
-    `  url: ${REDIS_URL}`,
+    spec.cluster ? `  cluster: [${spec.cluster.join(", ")}]` : `  url: ${REDIS_URL}`,
     `  prefix: ${spec.cachePrefix}`,
     "store:",
     `  url: ${spec.storeUrl}`,

@@ -222,6 +222,38 @@ export function renderMarkdown(r: Results): string {
     );
   }
 
+  const cl = r.cluster;
+  if (cl) {
+    out.push("## Redis Cluster");
+    out.push(
+      `One daemon, ${f(cl.connections)} connections, ${f(cl.durationS)} s per run: GET hits spread over ` +
+        `${f(cl.keys)} warm keys, and write-behind PUTs over ${f(cl.keys)} keys, on the one Redis of the bench ` +
+        "and on a private 3-master Redis Cluster on the same machine (docs/scale-out.md).",
+    );
+    out.push(
+      table(
+        ["Redis", "what", "req/s", "p50 ms", "p99 ms", "daemon CPU", "errors"],
+        cl.rows.map((x) => [
+          x.redis,
+          x.what,
+          f(x.rps),
+          ms(x.p50Ms),
+          ms(x.p99Ms),
+          pct(x.serverCpuUtil),
+          f(x.errors),
+        ]),
+      ),
+    );
+    const bound = cl.rows.every((x) => x.serverCpuUtil >= 0.85);
+    out.push(
+      `Cluster / one Redis: **hits ${f(cl.hitRatio, 2)}**, **write-behind writes ${f(cl.writeRatio, 2)}**.` +
+        (bound
+          ? " The daemon's core was busy (85% or more) in every run: one daemon is bound by itself, not by " +
+            "Redis; a Cluster spreads the data and Redis's work over shards, it does not make one daemon faster."
+          : ""),
+    );
+  }
+
   const s = r.stampede;
   if (s) {
     out.push("## 3. Stampede");
