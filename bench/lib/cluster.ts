@@ -1,4 +1,7 @@
-/** A private 3-master Redis Cluster for the bench, on free ports, removed at the end. */
+/**
+ * Private Redis servers for the bench, on free ports, removed at the end: a Cluster of `masters` nodes,
+ * or one server run the same way (a baseline no other client shares).
+ */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync } from "node:fs";
@@ -17,6 +20,14 @@ export interface BenchCluster {
 }
 
 export async function startCluster(masters = 3): Promise<BenchCluster> {
+  return startServers(masters, true);
+}
+
+export async function startSingle(): Promise<BenchCluster> {
+  return startServers(1, false);
+}
+
+async function startServers(count: number, cluster: boolean): Promise<BenchCluster> {
   const procs: ChildProcess[] = [];
   const ports: number[] = [];
   const stop = async () => {
@@ -30,17 +41,21 @@ export async function startCluster(masters = 3): Promise<BenchCluster> {
     );
   };
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < count; i++) {
       const port = await freePort();
       const dir = mkdtempSync(join(tmpdir(), "sidecache-bench-cluster-"));
       // persistence as the shared Redis of the bench has it: none to disk during a run
       const args = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", ""];
-      args.push("--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf");
+      args.push("--appendonly", "no");
+      if (cluster) args.push("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf");
       const p = spawn("redis-server", args, { stdio: "ignore" });
       procs.push(p);
       ports.push(port);
     }
     for (const port of ports) await answers(port);
+    const urls = ports.map((p) => `redis://127.0.0.1:${p}`);
+    const pids = procs.map((p) => p.pid ?? -1);
+    if (!cluster) return { urls, pids, stop };
     const nodes = ports.map((p) => `127.0.0.1:${p}`);
     await run("redis-cli", ["--cluster", "create", ...nodes, "--cluster-yes"], { timeout: 30_000 });
     const deadline = Date.now() + 20_000;
@@ -56,7 +71,7 @@ export async function startCluster(masters = 3): Promise<BenchCluster> {
         c.disconnect();
       }
     }
-    return { urls: ports.map((p) => `redis://127.0.0.1:${p}`), pids: procs.map((p) => p.pid ?? -1), stop };
+    return { urls, pids, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -36,6 +36,8 @@ export interface DaemonSpec {
   cachePrefix: string;
   /** a Redis Cluster's node URLs instead of the one Redis */
   cluster?: string[];
+  /** another Redis than the bench's */
+  redisUrl?: string;
   storeUrl: string;
   pool: number;
   keyspaces: Record<string, KeyspaceSpec>;
@@ -48,7 +50,7 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
     `  port: ${port}`,
     ...(spec.respPort ? [`  resp: { host: 127.0.0.1, port: ${spec.respPort} }`] : []),
     "cache:",
-    spec.cluster ? `  cluster: [${spec.cluster.join(", ")}]` : `  url: ${REDIS_URL}`,
+    spec.cluster ? `  cluster: [${spec.cluster.join(", ")}]` : `  url: ${spec.redisUrl ?? REDIS_URL}`,
     `  prefix: ${spec.cachePrefix}`,
     "store:",
     `  url: ${spec.storeUrl}`,

@@ -227,8 +227,8 @@ export function renderMarkdown(r: Results): string {
     out.push("## Redis Cluster");
     out.push(
       `One daemon, ${f(cl.connections)} connections, ${f(cl.durationS)} s per run: GET hits spread over ` +
-        `${f(cl.keys)} warm keys, and write-behind PUTs over ${f(cl.keys)} keys, on the one Redis of the bench ` +
-        "and on a private 3-master Redis Cluster on the same machine (docs/scale-out.md).",
+        `${f(cl.keys)} warm keys, and write-behind PUTs over ${f(cl.keys)} keys, on one private Redis server ` +
+        "and on a private 3-master Redis Cluster, both started by the bench on the same machine (docs/scale-out.md).",
     );
     out.push(
       table(

@@ -1,10 +1,11 @@
 /**
  * One daemon on one Redis against the same daemon on a private 3-master Redis Cluster: GET hits spread
  * over 1,000 warm keys (so over every shard), and write-behind writes over 1,000 keys, each measured the
- * same way on both; the ratios are cluster / one Redis in the same run.
+ * same way on both; the ratios are cluster / one Redis in the same run. Both are private servers started
+ * here the same way (no persistence), so no other client of the bench's Redis weighs on either.
  */
 import { PG_URL } from "../lib/backends.js";
-import { startCluster } from "../lib/cluster.js";
+import { startCluster, startSingle } from "../lib/cluster.js";
 import { measure, round, type Context } from "../lib/context.js";
 import type { LoadSpec } from "../lib/loadgen.js";
 import { call, startDaemon, type Server } from "../lib/servers.js";
@@ -39,7 +40,11 @@ export async function clusterBench(ctx: Context): Promise<ClusterResult> {
   const warmupS = q ? 2 : 5;
   const connections = 50;
   const rows: ClusterRow[] = [];
-  const cluster = await startCluster(3);
+  const single = await startSingle();
+  const cluster = await startCluster(3).catch(async (err: unknown) => {
+    await single.stop();
+    throw err;
+  });
   try {
     for (const [redis, nodes] of [
       ["one server", undefined],
@@ -49,11 +54,11 @@ export async function clusterBench(ctx: Context): Promise<ClusterResult> {
       const users = `bench_${tag}_cl_users`;
       const events = `bench_${tag}_cl_events`;
       ctx.tables.push(users, events);
-      if (!nodes) ctx.prefixes.push(`bench-${tag}`);
       const daemon: Server = await startDaemon(
         {
           cachePrefix: `bench-${tag}`,
           cluster: nodes ? [...nodes] : undefined,
+          redisUrl: single.urls[0],
           storeUrl: PG_URL,
           pool: 10,
           keyspaces: {
@@ -140,7 +145,7 @@ export async function clusterBench(ctx: Context): Promise<ClusterResult> {
       }
     }
   } finally {
-    await cluster.stop();
+    await Promise.all([cluster.stop(), single.stop()]);
   }
   const rps = (redis: ClusterRow["redis"], what: ClusterRow["what"]) =>
     rows.find((r) => r.redis === redis && r.what === what)?.rps ?? NaN;
