@@ -56,6 +56,12 @@ export function checkCacheUrl(url: string): string | undefined {
   return `must be ${allowed}; got ${scheme(url)}`;
 }
 
+export function checkClusterNode(url: string): string | undefined {
+  const allowed = "a node URL redis://HOST:PORT or rediss://HOST:PORT";
+  if (/^rediss?:\/\/[^/]/.test(url) && parsesAsUrl(url)) return undefined;
+  return `must be ${allowed}; got ${scheme(url)}`;
+}
+
 export function checkStoreUrl(url: string): string | undefined {
   const allowed =
     "postgres://USER@HOST:PORT/DB, postgresql://..., pglite:PATH (embedded, on disk) or pglite:memory";

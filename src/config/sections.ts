@@ -1,6 +1,13 @@
 /** Readers for the top-level sections other than keyspaces. */
 import { readCdc } from "./cdc.js";
-import { checkCacheUrl, checkCron, checkKeyspaceName, checkStoreUrl, checkWebhookUrl } from "./checks.js";
+import {
+  checkCacheUrl,
+  checkClusterNode,
+  checkCron,
+  checkKeyspaceName,
+  checkStoreUrl,
+  checkWebhookUrl,
+} from "./checks.js";
 import {
   BREAKER_DEFAULTS,
   CACHE_DEFAULTS,
@@ -158,7 +165,7 @@ function readClusterNodes(v: Value): string[] {
     item.str({
       expect: "a node URL redis://HOST:PORT or rediss://HOST:PORT",
       secret: true,
-      check: (s) => (s === "memory:" ? "must be a redis:// or rediss:// URL" : checkCacheUrl(s)),
+      check: checkClusterNode,
     }),
   );
 }
