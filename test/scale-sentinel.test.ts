@@ -249,5 +249,13 @@ describe("through Redis Sentinel", () => {
         }
       }
     }
+    // and the checker, through the new master, finds cache and PostgreSQL agree
+    for (const ks of ["aside", "wts"]) {
+      const r = await send(daemons[0]!.url, "POST", `/v1/keyspaces/${ks}/check`, { full: true });
+      expect(r.status, r.text).toBe(200);
+      const report = JSON.parse(r.text) as { sampled: number; inconsistent: number };
+      expect(report.sampled, ks).toBeGreaterThan(0);
+      expect(report.inconsistent, `${ks}: ${r.text}`).toBe(0);
+    }
   }, 30_000);
 });
