@@ -20,7 +20,9 @@ export interface PrivateCluster {
   masterPorts(): Promise<number[]>;
   /** the port of the master that serves the key's slot now */
   ownerOf(key: string): Promise<number>;
-  /** resolves once every node reports cluster_state:ok and agrees on the masters */
+  /** the port of the replica of the master on this port */
+  replicaOf(masterPort: number): Promise<number>;
+  /** resolves once every node that answers reports cluster_state:ok with every slot served */
   waitHealthy(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -31,6 +33,8 @@ export interface PrivateClusterOptions {
   persistence?: PrivateRedisOptions["persistence"];
   /** cluster-node-timeout: how soon a master that stopped answering is failed over */
   nodeTimeoutMs?: number;
+  /** more redis-server arguments for every node */
+  args?: string[];
 }
 
 export async function startPrivateCluster(o: PrivateClusterOptions = {}): Promise<PrivateCluster> {
@@ -46,6 +50,7 @@ export async function startPrivateCluster(o: PrivateClusterOptions = {}): Promis
     // A slot whose master is down must not stop the other shards.
     "--cluster-require-full-coverage",
     "no",
+    ...(o.args ?? []),
   ];
   const nodes = await Promise.all(
     Array.from({ length: masters * (1 + replicas) }, () =>
@@ -104,6 +109,13 @@ export async function startPrivateCluster(o: PrivateClusterOptions = {}): Promis
       if (!r) throw new Error(`no master serves slot ${slot}`);
       return r[2][1];
     },
+    async replicaOf(masterPort: number) {
+      const lines = (await askAny(nodes, node, ["CLUSTER", "NODES"])).split("\n");
+      const id = lines.find((l) => l.includes(`:${masterPort}@`))?.split(" ")[0];
+      const replica = lines.find((l) => id && l.split(" ")[3] === id);
+      if (!replica) throw new Error(`no replica of ${masterPort}`);
+      return Number(/:(\d+)@/.exec(replica)![1]);
+    },
     async waitHealthy(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -111,11 +123,12 @@ export async function startPrivateCluster(o: PrivateClusterOptions = {}): Promis
           nodes.map((n) =>
             (node(n.port).call("CLUSTER", "INFO") as Promise<string>).then(
               (t) => /cluster_state:ok/.test(t) && /cluster_slots_ok:16384/.test(t),
-              () => false,
+              () => undefined,
             ),
           ),
         );
-        if (states.every(Boolean)) return;
+        const answered = states.filter((x) => x !== undefined);
+        if (answered.length > 0 && answered.every(Boolean)) return;
         if (Date.now() > deadline) throw new Error("the private cluster did not become healthy");
         await new Promise((r) => setTimeout(r, 100));
       }
