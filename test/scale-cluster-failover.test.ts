@@ -2,7 +2,8 @@
  * A Redis Cluster failover to a replica that lags: the replica of one shard is cut off from its master and
  * misses the last writes, its master is killed, the replica is promoted holding older entries under the
  * same incarnation marker. sidecache serves none of them: the shard is a new incarnation (cold), its keys
- * are read from PostgreSQL once, and every read returns the acknowledged value.
+ * are read from PostgreSQL once, and every read returns the acknowledged value. Writers run through the
+ * failover: none of their acknowledged writes is lost, and what the failover cost them is printed.
  */
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -47,16 +48,47 @@ cache:
 store: { url: ${PG_URL} }
 keyspaces:
   aside: { strategy: cache-aside, table: ${tag}_aside, ttl: 1h }
+  wts: { strategy: write-through, consistency: strict, table: ${tag}_wts, ttl: 1h }
 `);
 }, 60_000);
 
 afterAll(async () => {
   await daemon?.stop().catch(() => {});
   await db.query(`drop table if exists ${tag}_aside`).catch(() => {});
+  await db.query(`drop table if exists ${tag}_wts`).catch(() => {});
   await db.query(`delete from sidecache_tombstones where tbl like '${tag}%'`).catch(() => {});
   await db.end();
   await cluster?.stop();
 });
+
+/** Sequential writers of both keyspaces over 30 keys each; stop() waits for them and tells what happened. */
+function writers() {
+  let running = true;
+  const acks: { ks: string; at: number }[] = [];
+  const errors: { ks: string; at: number }[] = [];
+  const acked = new Map<string, number>();
+  const one = async (ks: string, w: number) => {
+    for (let i = 0; running; i++) {
+      const key = `w${w}-${i % 30}`;
+      const r = await call(daemon.url, "PUT", `/v1/kv/${ks}/${key}`, String(i)).catch(() => undefined);
+      if (r?.status === 200) {
+        acked.set(`${ks}/${key}`, (r.json() as { version: number }).version);
+        acks.push({ ks, at: Date.now() });
+      } else {
+        errors.push({ ks, at: Date.now() });
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    }
+  };
+  const all = [one("aside", 0), one("aside", 1), one("wts", 0), one("wts", 1)];
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(all);
+      return { acks, errors, acked };
+    },
+  };
+}
 
 describe("a Redis Cluster shard failed over to a replica that lags", () => {
   it("is cold, never stale", async () => {
@@ -87,12 +119,17 @@ describe("a Redis Cluster shard failed over to a replica that lags", () => {
       expect(r.value).toBe("v2");
     }
     for (const k of onShard) expect((await get(k)).cache).toBe("HIT");
+    // Writers of both keyspaces over every shard, from just before the master dies until after the failover.
+    const load = writers();
+    await new Promise((r) => setTimeout(r, 500));
+    const killedAt = Date.now();
     await cluster.nodes.find((n) => n.port === master)!.kill();
     const promoted = Date.now() + 30_000;
     while ((await cluster.ownerOf(layout.entry("aside", onShard[0]!)).catch(() => 0)) !== replica) {
       if (Date.now() > promoted) throw new Error("the replica was not promoted");
       await new Promise((r) => setTimeout(r, 100));
     }
+    const promotedAfter = Date.now() - killedAt;
     await cluster.waitHealthy(30_000);
     // what the promoted replica holds is older than what was acknowledged
     const held = await Promise.all(onShard.map((k) => cluster.node(replica).get(layout.entry("aside", k))));
@@ -116,5 +153,33 @@ describe("a Redis Cluster shard failed over to a replica that lags", () => {
     }
     for (const k of onShard) expect(first.get(k), k).toBe("MISS");
     for (const k of keys) expect((await get(k)).value).toBe("v2");
-  }, 80_000);
+
+    await new Promise((r) => setTimeout(r, 1_000));
+    const done = await load.stop();
+    console.log(`cluster failover: the replica served the shard's slots ${promotedAfter} ms after the kill`);
+    for (const ks of ["aside", "wts"] as const) {
+      const acks = done.acks.filter((a) => a.ks === ks).map((a) => a.at - killedAt);
+      const errs = done.errors.filter((e) => e.ks === ks).map((e) => e.at - killedAt);
+      let gap = 0;
+      for (let i = 1; i < acks.length; i++) if (acks[i]! > 0) gap = Math.max(gap, acks[i]! - acks[i - 1]!);
+      console.log(
+        `cluster failover (${ks}): ${acks.length} writes acknowledged, ${errs.length} failed` +
+          (errs.length > 0 ? ` from ${errs[0]} ms to ${errs[errs.length - 1]} ms after the kill` : "") +
+          `; longest time without an acknowledged write ${gap} ms`,
+      );
+      // every acknowledged write is in PostgreSQL and read back through the daemon
+      const rows = await db.query(`select key, version from ${tag}_${ks} where key like 'w%'`);
+      const version = new Map(
+        (rows.rows as { key: string; version: string }[]).map((r) => [r.key, Number(r.version)]),
+      );
+      for (const [key, acked] of done.acked) {
+        if (!key.startsWith(`${ks}/`)) continue;
+        const k = key.slice(ks.length + 1);
+        expect(version.get(k), key).toBeGreaterThanOrEqual(acked);
+        const r = await call(daemon.url, "GET", `/v1/kv/${ks}/${k}`);
+        expect(r.status, key).toBe(200);
+        expect(Number(String(r.headers.etag).replace(/\D/g, "")), key).toBe(version.get(k));
+      }
+    }
+  }, 85_000);
 });
