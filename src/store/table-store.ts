@@ -10,7 +10,16 @@
  */
 import { BackendUnavailableError, InvalidRequestError } from "../errors.js";
 import { observeVersion } from "../version.js";
-import type { StoredRow, TableStore, VersionedOp, WriteOp, WriteOptions, WriteResult } from "./adapter.js";
+import type {
+  AuditEntry,
+  StoredRow,
+  TableStore,
+  VersionedOp,
+  WriteOp,
+  WriteOptions,
+  WriteResult,
+} from "./adapter.js";
+import { auditInsertFlush, auditTag, flushTag } from "./audit-sql.js";
 import type { Driver, Row } from "./driver.js";
 import { isRefusedByServer, isRetryable, mapStoreError } from "./errors.js";
 import { GroupCommit, type GroupLimits, type Settled } from "./group-commit.js";
@@ -46,6 +55,14 @@ export const GROUP_LIMITS: GroupLimits = {
 interface WriteUnit {
   ops: WriteOp[];
   minVersion: number;
+  /** the audit tag of each op (audit logs only) */
+  tags?: string[];
+}
+
+/** Where a table's writes are audited: the keyspace's name and its audit table. */
+export interface AuditTarget {
+  keyspace: string;
+  table: string;
 }
 
 export class SqlTableStore implements TableStore {
@@ -60,8 +77,10 @@ export class SqlTableStore implements TableStore {
     /** a mapped table's listed columns: the fields a value may have */
     private readonly columns?: string[],
     limits: GroupLimits = GROUP_LIMITS,
+    /** every write committed here writes its audit row there, in the same statement */
+    private readonly audit?: AuditTarget,
   ) {
-    this.batchSql = batchWriteSql(shape);
+    this.batchSql = batchWriteSql(shape, audit);
     this.group = new GroupCommit(limits, (units) => this.runUnits(units));
   }
 
@@ -183,8 +202,11 @@ export class SqlTableStore implements TableStore {
     this.checkValues(ops);
     const keys = [...new Set(ops.map((o) => o.key))];
     if (keys.length < ops.length) throw new InvalidRequestError("A write names the same key twice.");
+    const tags = this.audit
+      ? ops.map((o) => auditTag(options.origin, o.value === null ? "delete" : options.mset ? "mset" : "put"))
+      : undefined;
     const results = await this.group.submit(
-      { ops, minVersion: options.minVersion },
+      { ops, minVersion: options.minVersion, tags },
       keys,
       ops.length,
       options.signal,
@@ -228,7 +250,7 @@ export class SqlTableStore implements TableStore {
 
   private async statement(units: WriteUnit[]): Promise<OpOutcome[]> {
     const ops: BatchOp[] = units.flatMap((u, unit) =>
-      u.ops.map((o) => ({ ...o, unit, minVersion: u.minVersion })),
+      u.ops.map((o, i) => ({ ...o, unit, minVersion: u.minVersion, tag: u.tags?.[i] })),
     );
     const call = underKeyLocks(
       this.name,
@@ -243,7 +265,7 @@ export class SqlTableStore implements TableStore {
     return r.rows.map(outcomeOf);
   }
 
-  async applyVersioned(batch: VersionedOp[]): Promise<number> {
+  async applyVersioned(batch: VersionedOp[], audit: AuditEntry[] = []): Promise<number> {
     if (batch.length === 0) return 0;
     // One op per key (an upsert can not touch a row twice in one statement): the newest wins.
     const newest = new Map<string, VersionedOp>();
@@ -266,15 +288,29 @@ export class SqlTableStore implements TableStore {
         on conflict (tbl, key) do update set version = excluded.version, deleted_at = excluded.deleted_at
         where t.version < excluded.version
         returning 1
-      )
+      )${
+        this.audit
+          ? `,
+      ${this.flushAudit()}`
+          : ""
+      }
       select ((select count(*) from puts) + (select count(*) from dels))::int8 as changed`;
+    const entries = this.audit ? audit : [];
+    const params: (readonly (string | null)[])[] = [...arrays(ops)];
+    if (this.audit) {
+      params.push(
+        entries.map((e) => e.key),
+        entries.map((e) => String(e.version)),
+        entries.map(flushTag),
+      );
+    }
     // The key locks make the tombstone check exact against a concurrent write() of the same key.
     const call = underKeyLocks(
       this.name,
       ops.map((o) => o.key),
       sql,
       "changed int8",
-      arrays(ops),
+      params,
     );
     return guarded(async () => {
       for (let attempt = 1; ; attempt++) {
@@ -286,6 +322,20 @@ export class SqlTableStore implements TableStore {
         }
       }
     });
+  }
+
+  /**
+   * The audit rows of a flush ($5 keys, $6 versions, $7 tags): those of the keys whose op lands, the ones
+   * eligible (above the tombstone) that no row of the same version or newer holds, exactly the ops the
+   * upsert and the delete act on. A replayed op lands nowhere and adds none.
+   */
+  private flushAudit(): string {
+    const s = this.shape;
+    return `landed as (
+        select e.k from e where not exists (
+          select 1 from ${s.table} as d where ${s.keyIs("e.k")} and ${s.version} >= e.n)
+      ),
+      audit as (${auditInsertFlush(this.audit!, { k: "$5", n: "$6", t: "$7" }, "landed")} returning 1)`;
   }
 
   recordRepair(key: string, version: number): Promise<void> {
