@@ -325,7 +325,11 @@ export class Daemon implements Health {
   }
 
   private async build(config: KeyspaceConfig): Promise<Keyspace> {
-    const table = await this.store.table({ table: config.table, mapped: config.mapped });
+    const table = await this.store.table({
+      table: config.table,
+      mapped: config.mapped,
+      ...(config.audit ? { audit: { keyspace: config.name, table: config.audit.table } } : {}),
+    });
     const near = config.near ? this.near : undefined;
     const strategy = createStrategy({
       keyspace: config,

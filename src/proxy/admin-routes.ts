@@ -136,7 +136,7 @@ async function deadLetterRoute(
   meta: { keyspace: string; op: Op },
 ): Promise<number> {
   meta.op = "deadletters";
-  ctx.auth.check(req, "admin", ks.config.name);
+  const client = ctx.auth.check(req, "admin", ks.config.name) ?? null;
   const strategy = ks.strategy;
   if (!hasDeadLetters(strategy)) {
     throw new NotFoundError(
@@ -169,7 +169,7 @@ async function deadLetterRoute(
   }
   if (rest.length === 2 && rest[1] === "replay") {
     if (method !== "POST") throw new MethodNotAllowedError("replay answers POST only.", ["POST"]);
-    const version = await strategy.replayDeadLetter(id!);
+    const version = await strategy.replayDeadLetter(id!, { client, via: "http" });
     if (version === null) throw new NotFoundError(`No dead letter ${id}.`);
     sendJson(res, 202, JSON.stringify({ version }));
     return 202;
