@@ -105,6 +105,7 @@ export class Daemon implements Health {
       health: this,
       status: this.status,
       warm: this.warming,
+      audit: store.auditLog,
       log,
     };
   }

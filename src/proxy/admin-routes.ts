@@ -8,6 +8,7 @@ import { sendJson } from "./respond.js";
 import type { Keyspace } from "../keyspaces.js";
 import { hasDeadLetters } from "../strategies/strategy.js";
 import { warmRoute } from "./warm-routes.js";
+import { auditRoute } from "./audit-routes.js";
 
 export async function opsRoute(
   ctx: ProxyContext,
@@ -76,9 +77,13 @@ export async function adminRoute(
     meta.op = "warm";
     return warmRoute(ctx, ks, method, req, res);
   }
+  if (action === "audit" && parts.length === 5) {
+    meta.op = "audit";
+    return auditRoute(ctx, ks, method, req, res);
+  }
   if (parts.length !== 5 || (action !== "flush" && action !== "check")) {
     throw new NotFoundError(
-      "Keyspace actions are /v1/keyspaces/{keyspace}/flush, /check, /warm and /dead-letters.",
+      "Keyspace actions are /v1/keyspaces/{keyspace}/flush, /check, /warm, /audit and /dead-letters.",
     );
   }
   meta.op = action;
