@@ -104,7 +104,8 @@ beforeAll(async () => {
          "updated_at" timestamptz not null default now(), constraint ${t}_small check (("value"->>'n')::int is distinct from 13))`,
     );
     await db.query(`create function ${t}_late() returns trigger language plpgsql as $$
-      begin if new."value"->>'late' = 'refuse' then raise exception 'refused at the commit'; end if; return null; end $$`);
+      begin if new."value"->>'late' = 'refuse' then
+        raise exception 'refused at the commit' using errcode = 'check_violation'; end if; return null; end $$`);
     await db.query(`create constraint trigger ${t}_late after insert or update on ${t}
       deferrable initially deferred for each row execute function ${t}_late()`);
   }
@@ -184,5 +185,109 @@ describe("every committed write has exactly one audit row", () => {
     expect((await put("plain", "p", 1, TOKENS.writer)).status).toBe(200);
     const r = await db.query(`select count(*)::int as n from ${AUDIT} where keyspace = 'plain'`);
     expect(r.rows[0].n).toBe(0);
+  });
+});
+
+/** Polls until `n` sessions wait on a lock the session `holder` holds, or fails after 10 s. */
+async function waitForBlocked(holder: number, n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const r = await db.query(
+      `select count(*)::int as n from pg_stat_activity where $1 = any(pg_blocking_pids(pid))`,
+      [holder],
+    );
+    if (r.rows[0].n >= n) return;
+    if (Date.now() > deadline) throw new Error(`only ${r.rows[0].n} writes wait on a lock, not ${n}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+describe("a refused write leaves no audit row; the others of its statement have theirs", () => {
+  for (const ks of ["aside", "strict"] as const) {
+    it(`${ks}: failed If-Match, a check constraint and a deferred one refusing the commit`, async () => {
+      const table = `${ks}_${tag}`;
+      const seed = await put(ks, "cond", 0, TOKENS.writer);
+      const seeded = (seed.json() as { version: number }).version;
+      // Four statements held in flight (the most at once) by locks on their keys: the writes sent next wait
+      // and go out together in one statement once the locks go.
+      const gate = new pg.Client({ connectionString: PG_URL });
+      await gate.connect();
+      const gatePid = (await gate.query("select pg_backend_pid() as pid")).rows[0].pid as number;
+      const gates = ["g0", "g1", "g2", "g3"];
+      await gate.query(`select pg_advisory_lock(hashtext($1), hashtext(k)) from unnest($2::text[]) as k`, [
+        table,
+        gates,
+      ]);
+      const gated: ReturnType<typeof put>[] = [];
+      for (const g of gates) {
+        gated.push(put(ks, g, 1, TOKENS.writer));
+        await waitForBlocked(gatePid, gated.length);
+      }
+      const writes = {
+        ok1: put(ks, "ok1", { n: 1 }, TOKENS.writer),
+        ok2: put(ks, "ok2", { n: 2 }, TOKENS.other),
+        mismatch: put(ks, "cond", 1, TOKENS.writer, { "if-match": `"${seeded + 1}"` }),
+        check: put(ks, "check", { n: 13 }, TOKENS.writer),
+        late: put(ks, "late", { late: "refuse" }, TOKENS.writer),
+        ok3: put(ks, "ok3", { n: 3 }, TOKENS.other),
+      };
+      await new Promise((res) => setTimeout(res, 150));
+      await gate.query("select pg_advisory_unlock_all()");
+      await gate.end();
+      for (const g of await Promise.all(gated)) expect(g.status).toBe(200);
+      const answers = Object.fromEntries(
+        await Promise.all(Object.entries(writes).map(async ([k, p]) => [k, await p] as const)),
+      );
+      expect(answers.mismatch!.status).toBe(412);
+      expect(answers.check!.status).toBe(400);
+      expect(answers.late!.status).toBe(400);
+      const audited = new Map((await rows(ks)).map((r) => [`${r.key}@${r.version}`, r.client]));
+      for (const k of ["ok1", "ok2", "ok3"]) {
+        expect(answers[k]!.status).toBe(200);
+        const v = (answers[k]!.json() as { version: number }).version;
+        expect(audited.get(`${k}@${v}`)).toBe(k === "ok1" ? "writer" : "other");
+      }
+      const keys = (await rows(ks)).map((r) => r.key);
+      expect(keys.filter((k) => k === "check" || k === "late")).toEqual([]);
+      expect(keys.filter((k) => k === "cond")).toEqual(["cond"]); // the seed only
+      // Every row of the table's keys is audited, at its version, once.
+      const stored = await db.query(`select key, version::float8 as v from ${table}`);
+      for (const r of stored.rows) expect(audited.has(`${r.key}@${r.v}`)).toBe(true);
+    });
+  }
+
+  it("_mset is all or nothing, its audit rows too", async () => {
+    const refused = await call(
+      daemon.url,
+      "POST",
+      "/v1/kv/eventual/_mset",
+      { items: { m1: { n: 1 }, m2: { n: 13 }, m3: { n: 3 } } },
+      auth(TOKENS.writer),
+    );
+    expect(refused.status).toBe(400);
+    const late = await call(
+      daemon.url,
+      "POST",
+      "/v1/kv/eventual/_mset",
+      { items: { m1: { n: 1 }, m4: { late: "refuse" } } },
+      auth(TOKENS.writer),
+    );
+    expect(late.status).toBe(400);
+    expect((await rows("eventual")).filter((r) => r.key.startsWith("m"))).toEqual([]);
+    const ok = await call(
+      daemon.url,
+      "POST",
+      "/v1/kv/eventual/_mset",
+      { items: { m1: { n: 1 }, m2: { n: 2 } } },
+      auth(TOKENS.writer),
+    );
+    expect(ok.status).toBe(200);
+    const v = (ok.json() as { versions: Record<string, number> }).versions;
+    expect(
+      (await rows("eventual")).filter((r) => r.key.startsWith("m")).map((r) => [r.key, r.version, r.op]),
+    ).toEqual([
+      ["m1", v.m1, "mset"],
+      ["m2", v.m2, "mset"],
+    ]);
   });
 });
