@@ -82,10 +82,10 @@ async function rows(ks: string): Promise<Row[]> {
 }
 
 async function tombstone(ks: string, key: string): Promise<number> {
-  const r = await db.query(`select version::float8 as v from sidecache_tombstones where tbl = $1 and key = $2`, [
-    `${ks}_${tag}`,
-    key,
-  ]);
+  const r = await db.query(
+    `select version::float8 as v from sidecache_tombstones where tbl = $1 and key = $2`,
+    [`${ks}_${tag}`, key],
+  );
   return r.rows[0]?.v ?? 0;
 }
 
@@ -140,7 +140,13 @@ describe("every committed write has exactly one audit row", () => {
       const vn = (n1.json() as { version: number }).version;
       const del = await call(daemon.url, "DELETE", `/v1/kv/${ks}/a`, undefined, auth(TOKENS.writer));
       expect(del.status).toBe(behind ? 202 : 204);
-      const m = await call(daemon.url, "POST", `/v1/kv/${ks}/_mset`, { items: { b: 1, c: 2 } }, auth(TOKENS.other));
+      const m = await call(
+        daemon.url,
+        "POST",
+        `/v1/kv/${ks}/_mset`,
+        { items: { b: 1, c: 2 } },
+        auth(TOKENS.other),
+      );
       const mv = (m.json() as { versions: Record<string, number> }).versions;
       if (behind) {
         expect(await rows(ks)).toEqual([]);
