@@ -8,7 +8,7 @@
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOpsCommand } from "../src/cli/ops-commands.js";
+import { runOpsCommand, type OpsOptions } from "../src/cli/ops-commands.js";
 import type { Daemon } from "../src/daemon.js";
 import { PG_URL, REDIS_URL, startDaemon, uniqueTag } from "./support/daemon.js";
 import { call, seg } from "./support/http.js";
@@ -295,5 +295,134 @@ describe("a refused write leaves no audit row; the others of its statement have 
       ["m1", v.m1, "mset"],
       ["m2", v.m2, "mset"],
     ]);
+  });
+});
+
+describe("GET /v1/keyspaces/{ks}/audit", () => {
+  const get = (path: string, token = TOKENS.admin) => call(daemon.url, "GET", path, undefined, auth(token));
+  interface Page {
+    keyspace: string;
+    records: { key: string; version: number; op: string; client: string; at: string }[];
+    next_cursor: string | null;
+  }
+
+  it("pages newest first with a stable cursor, and filters by key and time", async () => {
+    const before = new Date().toISOString();
+    const versions: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      versions.push(((await put("around", "paged", i, TOKENS.writer)).json() as { version: number }).version);
+    }
+    const after = new Date(Date.now() + 1).toISOString();
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const q = new URLSearchParams({ key: "paged", limit: "2", ...(cursor ? { cursor } : {}) });
+      const r = await get(`/v1/keyspaces/around/audit?${q}`);
+      expect(r.status).toBe(200);
+      const page = r.json() as Page;
+      expect(page.records.length).toBeLessThanOrEqual(2);
+      seen.push(...page.records.map((x) => x.version));
+      cursor = page.next_cursor;
+      pages++;
+      // A write made while paging lands above the cursor: the pages go on where they were.
+      if (pages === 1) await put("around", "paged", 99, TOKENS.writer);
+    } while (cursor);
+    expect(pages).toBe(3);
+    expect(seen).toEqual([...versions].reverse());
+    const all = (await get(`/v1/keyspaces/around/audit?key=paged`)).json() as Page;
+    expect(all.records.map((x) => x.version).slice(1)).toEqual([...versions].reverse());
+    const times = all.records.map((x) => x.at);
+    expect([...times].sort().reverse()).toEqual(times);
+    const windowed = (
+      await get(`/v1/keyspaces/around/audit?key=paged&since=${before}&until=${after}`)
+    ).json() as Page;
+    expect(windowed.records.map((x) => x.version)).toEqual([...versions].reverse());
+    const recent = (await get(`/v1/keyspaces/around/audit?since=1h&limit=1000`)).json() as Page;
+    expect(recent.records.filter((x) => x.key === "paged")).toHaveLength(6);
+    const none = (await get(`/v1/keyspaces/around/audit?key=paged&until=${before}`)).json() as Page;
+    expect(none).toEqual({ keyspace: "around", records: [], next_cursor: null });
+  });
+
+  it("refuses bad input with invalid_request, an unaudited keyspace and tokens without admin", async () => {
+    const count = async () => (await db.query(`select count(*)::int as n from ${AUDIT}`)).rows[0].n as number;
+    const n = await count();
+    const bad = [
+      "limit=0",
+      "limit=1001",
+      "limit=ten",
+      "since=yesterday",
+      "until=2026-13-01T00:00:00Z",
+      "cursor=bm90LWEtY3Vyc29y",
+      "cursor=%%%",
+      "sort=asc",
+      "key=a&key=b",
+      "key=..",
+    ];
+    for (const q of bad) {
+      const r = await get(`/v1/keyspaces/aside/audit?${q}`);
+      expect(r.status, q).toBe(400);
+      expect((r.json() as { error: { code: string } }).error.code, q).toMatch(/^invalid_(request|key)$/);
+    }
+    const plain = await get(`/v1/keyspaces/plain/audit`);
+    expect(plain.status).toBe(404);
+    expect(plain.json()).toEqual({
+      error: { code: "not_found", message: expect.stringContaining("audit: true") },
+    });
+    expect((await get(`/v1/keyspaces/nope/audit`)).status).toBe(404);
+    expect((await get(`/v1/keyspaces/aside/audit`, TOKENS.writer)).status).toBe(403);
+    expect((await get(`/v1/keyspaces/aside/audit`, TOKENS.reader)).status).toBe(403);
+    expect((await call(daemon.url, "GET", `/v1/keyspaces/aside/audit`)).status).toBe(401);
+    const post = await call(daemon.url, "POST", `/v1/keyspaces/aside/audit`, {}, auth(TOKENS.admin));
+    expect(post.status).toBe(405);
+    expect(await count()).toBe(n);
+  });
+});
+
+describe("sidecache audit", () => {
+  async function ops(
+    args: string[],
+    o: OpsOptions = {},
+  ): Promise<{ code: number; out: string; err: string }> {
+    let out = "";
+    let err = "";
+    const code = await runOpsCommand(
+      args,
+      { url: daemon.url, token: TOKENS.admin, ...o },
+      { out: (t) => (out += t), err: (t) => (err += t), env: {} },
+    );
+    return { code, out, err };
+  }
+
+  it("prints the records of a key as a table, pages with --cursor, and says why it is refused", async () => {
+    const v1 = ((await put("strict", "cli", 1, TOKENS.writer)).json() as { version: number }).version;
+    const v2 = (
+      (await put("strict", "cli", 2, TOKENS.other, { "if-match": `"${v1}"` })).json() as {
+        version: number;
+      }
+    ).version;
+    const first = await ops(["audit", "strict"], { key: "cli", limit: "1" });
+    expect(first.code).toBe(0);
+    const lines = first.out.trim().split("\n");
+    expect(lines[0]).toMatch(/^AT\s+KEY\s+VERSION\s+OP\s+CONDITION\s+CLIENT\s+VIA\s+ACKNOWLEDGED$/);
+    expect(lines[1]).toMatch(
+      new RegExp(
+        `^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+"cli"\\s+${v2}\\s+put\\s+if-match ${v1}\\s+other\\s+http\\s+-$`,
+      ),
+    );
+    const cursor = /^more: add --cursor (\S+)$/.exec(lines[2]!)?.[1];
+    expect(cursor).toBeDefined();
+    const second = await ops(["audit", "strict"], { key: "cli", limit: "1", cursor });
+    expect(second.out).toMatch(new RegExp(`"cli"\\s+${v1}\\s+put\\s+-\\s+writer\\s+http`));
+    expect(second.out).not.toContain("more:");
+    const json = await ops(["audit", "strict"], { key: "cli", json: true });
+    expect((JSON.parse(json.out) as { records: unknown[] }).records).toHaveLength(2);
+    const refused = await ops(["audit", "strict"], { token: TOKENS.writer });
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain("403 forbidden");
+    const bad = await ops(["audit", "strict"], { since: "last tuesday" });
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain("400 invalid_request: since must be");
+    expect((await ops(["audit"])).code).toBe(2);
   });
 });
