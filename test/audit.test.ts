@@ -8,6 +8,7 @@
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ForbiddenError, SidecacheClient } from "../client/src/index.js";
 import { runOpsCommand, type OpsOptions } from "../src/cli/ops-commands.js";
 import type { Daemon } from "../src/daemon.js";
 import { PG_URL, REDIS_URL, startDaemon, uniqueTag } from "./support/daemon.js";
@@ -376,6 +377,30 @@ describe("GET /v1/keyspaces/{ks}/audit", () => {
     const post = await call(daemon.url, "POST", `/v1/keyspaces/aside/audit`, {}, auth(TOKENS.admin));
     expect(post.status).toBe(405);
     expect(await count()).toBe(n);
+  });
+});
+
+describe("the client's audit()", () => {
+  it("reads a page and follows next_cursor; a token without admin gets ForbiddenError", async () => {
+    for (let i = 0; i < 3; i++) await put("eventual", "client", i, TOKENS.other);
+    const client = new SidecacheClient({ url: daemon.url, token: TOKENS.admin });
+    const denied = new SidecacheClient({ url: daemon.url, token: TOKENS.writer, retry: false });
+    try {
+      const ks = client.keyspace("eventual");
+      const first = await ks.audit({ key: "client", limit: 2, since: new Date(Date.now() - 60_000) });
+      expect(first.records.map((r) => [r.key, r.op, r.client, r.via])).toEqual([
+        ["client", "put", "other", "http"],
+        ["client", "put", "other", "http"],
+      ]);
+      const rest = await ks.audit({ key: "client", limit: 2, cursor: first.next_cursor! });
+      expect(rest.records).toHaveLength(1);
+      expect(rest.next_cursor).toBeNull();
+      expect(rest.records[0]!.version).toBeLessThan(first.records[1]!.version);
+      await expect(denied.keyspace("eventual").audit()).rejects.toBeInstanceOf(ForbiddenError);
+    } finally {
+      await client.close();
+      await denied.close();
+    }
   });
 });
 

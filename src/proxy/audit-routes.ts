@@ -26,8 +26,7 @@ export async function auditRoute(
   res: ServerResponse,
 ): Promise<number> {
   ctx.auth.check(req, "admin", ks.config.name);
-  if (method !== "GET" && method !== "HEAD")
-    throw new MethodNotAllowedError("audit answers GET only.", ["GET"]);
+  if (method !== "GET") throw new MethodNotAllowedError("audit answers GET only.", ["GET"]);
   const name = ks.config.name;
   const audit = ks.config.audit;
   if (!audit) {
