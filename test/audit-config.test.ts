@@ -110,3 +110,90 @@ keyspaces:
     expect(await daemon.auditRetention!.prune()).toBe(0);
   });
 });
+
+describe("audit on other stores and tables", () => {
+  const tag = uniqueTag();
+  let db: pg.Client;
+  const daemons: Daemon[] = [];
+  const start = async (yaml: string) => {
+    const config = parseConfig(yaml, FILE, {});
+    const d = await Daemon.start({ ...config, server: { ...config.server, port: 0 } }, { log: silentLogger });
+    daemons.push(d);
+    return d;
+  };
+  const send = async (d: Daemon, method: string, path: string, body?: unknown) => {
+    const r = await fetch(`${d.url}${path}`, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return {
+      status: r.status,
+      body: r.status === 204 ? null : ((await r.json()) as Record<string, unknown>),
+    };
+  };
+
+  beforeAll(async () => {
+    db = new pg.Client({ connectionString: PG_URL });
+    await db.connect();
+  });
+
+  afterAll(async () => {
+    for (const d of daemons) await d.stop();
+    await db.query(`drop table if exists orders_${tag}, audit_${tag}`);
+    await db.end();
+  });
+
+  it("records writes on the embedded PostgreSQL (PGlite), auth off: no client", async () => {
+    const d = await start(`
+cache: { url: "memory:" }
+store: { url: "pglite:memory" }
+checker: { enabled: false }
+keyspaces:
+  notes: { strategy: write-through, consistency: eventual, audit: true }
+`);
+    const put = await send(d, "PUT", "/v1/kv/notes/n1", { text: "hi" });
+    expect(put.status).toBe(200);
+    expect((await send(d, "DELETE", "/v1/kv/notes/n1")).status).toBe(204);
+    const page = await send(d, "GET", "/v1/keyspaces/notes/audit");
+    expect(page.status).toBe(200);
+    const records = page.body!.records as { key: string; version: number; op: string; client: null }[];
+    expect(records.map((r) => [r.key, r.op, r.client])).toEqual([
+      ["n1", "delete", null],
+      ["n1", "put", null],
+    ]);
+    expect(records[1]!.version).toBe(put.body!.version);
+  });
+
+  it("records writes of a mapped table, keyed as the key column holds them", async () => {
+    await db.query(
+      `create table orders_${tag} (id bigint primary key, status text not null check (status <> 'lost'), version bigint)`,
+    );
+    const d = await start(`
+cache: { url: "memory:" }
+store: { url: ${PG_URL} }
+checker: { enabled: false }
+keyspaces:
+  orders:
+    table: orders_${tag}
+    key_column: id
+    columns: [id, status]
+    version_column: version
+    audit: { table: audit_${tag} }
+`);
+    const ok = await send(d, "POST", "/v1/kv/orders/_mset", {
+      items: { "1": { status: "new" }, "2": { status: "paid" } },
+    });
+    expect(ok.status).toBe(200);
+    const refused = await send(d, "PUT", "/v1/kv/orders/3", { status: "lost" });
+    expect(refused.status).toBe(400);
+    const notCanonical = await send(d, "PUT", "/v1/kv/orders/01", { status: "new" });
+    expect(notCanonical.status).toBe(400);
+    const r = await db.query(`select key, version::float8 as v, op from audit_${tag} order by key`);
+    const versions = ok.body!.versions as Record<string, number>;
+    expect(r.rows).toEqual([
+      { key: "1", v: versions["1"], op: "mset" },
+      { key: "2", v: versions["2"], op: "mset" },
+    ]);
+  });
+});

@@ -5,6 +5,8 @@
  * have theirs; _mset is all or nothing, rows included; write-behind writes are audited by the flush that
  * applies them; the admin route pages with a stable cursor and refuses bad input; the CLI prints it.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +16,7 @@ import type { Daemon } from "../src/daemon.js";
 import { PG_URL, REDIS_URL, startDaemon, uniqueTag } from "./support/daemon.js";
 import { call, seg } from "./support/http.js";
 
+const run = promisify(execFile);
 const tag = uniqueTag();
 const AUDIT = `audit_${tag}`;
 const TOKENS = {
@@ -449,5 +452,31 @@ describe("sidecache audit", () => {
     expect(bad.code).toBe(1);
     expect(bad.err).toContain("400 invalid_request: since must be");
     expect((await ops(["audit"])).code).toBe(2);
+  });
+
+  it("runs as the executable, options parsed from the command line", async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [
+        "dist/cmd/sidecache.js",
+        "audit",
+        "strict",
+        "--key",
+        "cli",
+        "--since",
+        "1h",
+        "--limit",
+        "5",
+        "--url",
+        daemon.url,
+      ],
+      { env: { ...process.env, SIDECACHE_TOKEN: TOKENS.admin }, timeout: 30_000 },
+    );
+    const lines = stdout.trim().split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines.slice(1).map((l) => l.split(/\s+/).slice(1, 4).join(" "))).toEqual([
+      expect.stringMatching(/^"cli" \d+ put$/),
+      expect.stringMatching(/^"cli" \d+ put$/),
+    ]);
   });
 });
