@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/load.js";
 import { Daemon } from "../src/daemon.js";
 import { silentLogger } from "../src/log.js";
+import type { AuditEntry, StoreAdapter } from "../src/store/adapter.js";
+import { createStore } from "../src/store/index.js";
 import { PG_URL, uniqueTag } from "./support/daemon.js";
 
 const FILE = "audit.yaml";
@@ -194,6 +196,60 @@ keyspaces:
     expect(r.rows).toEqual([
       { key: "1", v: versions["1"], op: "mset" },
       { key: "2", v: versions["2"], op: "mset" },
+    ]);
+  });
+});
+
+describe("a write-behind flush's audit rows, at the store", () => {
+  const tag = uniqueTag();
+  const table = `flush_${tag}`;
+  const audit = `flush_audit_${tag}`;
+  let db: pg.Client;
+  let store: StoreAdapter;
+
+  beforeAll(async () => {
+    db = new pg.Client({ connectionString: PG_URL });
+    await db.connect();
+    store = await createStore({ url: PG_URL, poolSize: 2, timeoutMs: 5_000 });
+  });
+
+  afterAll(async () => {
+    await store.close();
+    await db.query(`drop table if exists ${table}, ${audit}`);
+    await db.query(`delete from sidecache_tombstones where tbl = $1`, [table]);
+    await db.end();
+  });
+
+  it("records every coalesced write once its key's newest lands, and a replay adds nothing", async () => {
+    const t = await store.table({ table, audit: { keyspace: "events", table: audit } });
+    const entry = (key: string, version: number, client: string): AuditEntry => ({
+      key,
+      version,
+      op: "put",
+      client,
+      via: "http",
+      acknowledgedAt: 1_700_000_000_000 + version,
+    });
+    // a: two writes coalesced into version 20; b: one write; c: a row newer than the flush (not applied).
+    await t.write([{ key: "c", value: '"newer"' }], { minVersion: 1_000 });
+    const ops = [
+      { key: "a", value: '"a2"', version: 20 },
+      { key: "b", value: '"b1"', version: 15 },
+      { key: "c", value: '"c1"', version: 16 },
+    ];
+    const entries = [entry("a", 10, "x"), entry("a", 20, "y"), entry("b", 15, "x"), entry("c", 16, "y")];
+    expect(await t.applyVersioned(ops, entries)).toBe(2);
+    expect(await t.applyVersioned(ops, entries)).toBe(0);
+    const r = await db.query(
+      `select key, version::int as v, client, extract(epoch from acknowledged_at)::float8 * 1000 as ack
+       from ${audit} where keyspace = 'events' order by key, version`,
+    );
+    expect(r.rows).toEqual([
+      { key: "a", v: 10, client: "x", ack: 1_700_000_000_010 },
+      { key: "a", v: 20, client: "y", ack: 1_700_000_000_020 },
+      { key: "b", v: 15, client: "x", ack: 1_700_000_000_015 },
+      // the synchronous write that made c's newer row; the flushed c@16 did not land
+      { key: "c", v: 1_000, client: null, ack: null },
     ]);
   });
 });
