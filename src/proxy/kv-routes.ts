@@ -3,32 +3,47 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { InvalidRequestError, ValueTooLargeError } from "../errors.js";
 import type { Keyspace } from "../keyspaces.js";
 import type { WriteOrigin } from "../store/adapter.js";
-import type { Conditions } from "../strategies/strategy.js";
+import type { Conditions, ReadResult } from "../strategies/strategy.js";
 import { checkMediaType, parseJson, readBody } from "./body.js";
 import { checkKey } from "./keys.js";
 import { errorBody, sendEmpty, sendJson } from "./respond.js";
 
-export async function getValue(
+export function getValue(
   ks: Keyspace,
   key: string,
   req: IncomingMessage,
   res: ServerResponse,
-): Promise<number> {
+  requestId: string,
+): number | Promise<number> {
   ks.hot?.touch(key);
-  const r = await ks.strategy.get(key, readOptions(req));
-  const headers: Record<string, string> = { "x-cache": r.cache, "x-cache-tier": r.tier };
-  if (r.version > 0) headers.etag = `"${r.version}"`;
-  if (!r.found) {
-    sendJson(
-      res,
-      404,
-      errorBody("not_found", `No value is stored under this key in ${JSON.stringify(ks.config.name)}.`),
-      headers,
-    );
-    return 404;
-  }
-  sendJson(res, 200, r.value!, headers);
-  return 200;
+  const options = readOptions(req);
+  const now = ks.strategy.peek?.(key, options);
+  if (now) return answerRead(ks, res, now, requestId);
+  return ks.strategy.get(key, options).then((r) => answerRead(ks, res, r, requestId));
+}
+
+/** Every header of a read in one writeHead: no per-header validation and merging on the hit path. */
+function answerRead(ks: Keyspace, res: ServerResponse, r: ReadResult, requestId: string): number {
+  const status = r.found ? 200 : 404;
+  const body = r.found
+    ? r.value!
+    : errorBody("not_found", `No value is stored under this key in ${JSON.stringify(ks.config.name)}.`);
+  const headers = [
+    "x-request-id",
+    requestId,
+    "x-cache",
+    r.cache,
+    "x-cache-tier",
+    r.tier,
+    "content-type",
+    "application/json",
+    "content-length",
+    String(Buffer.byteLength(body)),
+  ];
+  if (r.version > 0) headers.push("etag", `"${r.version}"`);
+  res.writeHead(status, headers);
+  res.end(body);
+  return status;
 }
 
 export async function putValue(

@@ -34,7 +34,7 @@ export const get: Handler = (args, c) =>
   observed(c, "get", "", async (o) => {
     const t = target(c, args[1]!, "read", o);
     t.ks.hot?.touch(t.key);
-    const r = await t.ks.strategy.get(t.key);
+    const r = t.ks.strategy.peek?.(t.key) ?? (await t.ks.strategy.get(t.key));
     if (!r.found) {
       o.status = 404;
       return nil(c.session.proto);

@@ -3,7 +3,9 @@
  * and managed tables, checks mapped ones, and hands out a SqlTableStore per table.
  *
  * - sidecache_tombstones holds the version of each deleted key (table-store.ts).
- * - sidecache_under_key_locks runs each writing statement under its keys' locks (sql.ts).
+ * - sidecache_under_key_locks runs each writing statement under its keys' locks (sql.ts); each table's
+ *   writing statements get functions of their own, sidecache_locked_<hash>, that keep their plans
+ *   (locked-function.ts).
  * - sidecache_cache_repairs holds the cache updates that failed after a commit (docs/design.md, cache
  *   repairs) until the cache entry is known to be repaired.
  */
@@ -77,6 +79,26 @@ export class SqlStoreAdapter implements StoreAdapter {
     });
   }
 
+  /**
+   * The table's statements get functions of their own (locked-function.ts); a role that may not create
+   * them keeps the shared function, which works the same, only slower.
+   */
+  private async prepared(store: SqlTableStore): Promise<SqlTableStore> {
+    try {
+      await this.driver.transaction(async (tx) => {
+        await tx.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
+        await store.prepare(tx);
+      });
+      store.activate();
+    } catch (err) {
+      this.log?.warn(
+        { err: (err as Error).message },
+        "the write statements' functions could not be created: writes run through the shared key-lock function",
+      );
+    }
+    return store;
+  }
+
   /** What every keyspace shares: tombstones, the key-lock function and repair intents. */
   private ensureTombstones(): Promise<void> {
     this.tombstones ??= (async () => {
@@ -138,7 +160,9 @@ export class SqlStoreAdapter implements StoreAdapter {
           );
         }
         this.log?.debug({ table }, "managed table ready");
-        return new SqlTableStore(this.driver, table, managedShape(table), undefined, undefined, audit);
+        return this.prepared(
+          new SqlTableStore(this.driver, table, managedShape(table), undefined, undefined, audit),
+        );
       }
       const cols = await this.columnsOf(table);
       if (!cols) {
@@ -178,13 +202,15 @@ export class SqlStoreAdapter implements StoreAdapter {
         );
       }
       const keyType = cols.get(mapped.keyColumn)!;
-      return new SqlTableStore(
-        this.driver,
-        table,
-        mappedShape(table, { ...mapped, keyType }),
-        mapped.columns,
-        undefined,
-        audit,
+      return this.prepared(
+        new SqlTableStore(
+          this.driver,
+          table,
+          mappedShape(table, { ...mapped, keyType }),
+          mapped.columns,
+          undefined,
+          audit,
+        ),
       );
     });
   }

@@ -50,6 +50,10 @@ export abstract class BaseStrategy implements Strategy {
     return this.reads.get(key, options);
   }
 
+  peek(key: string, options?: ReadOptions): ReadResult | undefined {
+    return this.reads.peek(key, options);
+  }
+
   getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>> {
     return this.reads.getMany(keys, options);
   }

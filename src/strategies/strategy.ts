@@ -52,6 +52,8 @@ export interface DeleteAck {
 export interface Strategy {
   readonly name: string;
   get(key: string, options?: ReadOptions): Promise<ReadResult>;
+  /** The answer get() would give, when the daemon's memory has it at once; undefined: call get(). */
+  peek?(key: string, options?: ReadOptions): ReadResult | undefined;
   getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>>;
   /** value is raw JSON text, already validated; origin: who asks, for the keyspace's audit log */
   put(key: string, value: string, conditions: Conditions, origin?: WriteOrigin): Promise<WriteAck>;

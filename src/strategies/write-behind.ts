@@ -96,6 +96,10 @@ export class WriteBehindStrategy implements Strategy {
     return this.reads.get(key, options);
   }
 
+  peek(key: string, options?: ReadOptions): ReadResult | undefined {
+    return this.reads.peek(key, options);
+  }
+
   getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>> {
     return this.reads.getMany(keys, options);
   }
