@@ -8,6 +8,7 @@
  * Order: newest first by (at, key, version); the primary key (keyspace, key, version) makes a replayed
  * write-behind flush add nothing.
  */
+import { createHash } from "node:crypto";
 import type { AuditEntry, AuditLog, AuditQuery, AuditRecord, WriteOrigin } from "./adapter.js";
 import type { Driver } from "./driver.js";
 import { guarded, num, quoteIdent, quoteLiteral, str } from "./sql.js";
@@ -35,9 +36,17 @@ export function auditDdl(table: string): string[] {
        if_match bigint, if_none_match boolean not null default false, client text, via text,
        at timestamptz not null, acknowledged_at timestamptz,
        primary key (keyspace, key, version))`,
-    `create index if not exists ${quoteIdent(`${table}_at`)} on ${t} (keyspace, at)`,
-    `create index if not exists ${quoteIdent(`${table}_key_at`)} on ${t} (keyspace, key, at)`,
+    `create index if not exists ${quoteIdent(indexName(table, "at"))} on ${t} (keyspace, at)`,
+    `create index if not exists ${quoteIdent(indexName(table, "key_at"))} on ${t} (keyspace, key, at)`,
   ];
+}
+
+/** `<table>_<suffix>`, within PostgreSQL's 63 bytes: a long table name is cut and a hash of it added. */
+function indexName(table: string, suffix: string): string {
+  const name = `${table}_${suffix}`;
+  if (name.length <= 63) return name;
+  const hash = createHash("sha256").update(table).digest("hex").slice(0, 8);
+  return `${table.slice(0, 63 - suffix.length - 10)}_${hash}_${suffix}`;
 }
 
 /**
