@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { InvalidRequestError, ValueTooLargeError } from "../errors.js";
 import type { Keyspace } from "../keyspaces.js";
+import type { WriteOrigin } from "../store/adapter.js";
 import type { Conditions, ReadResult } from "../strategies/strategy.js";
 import { checkMediaType, parseJson, readBody } from "./body.js";
 import { checkKey } from "./keys.js";
@@ -51,12 +52,13 @@ export async function putValue(
   req: IncomingMessage,
   res: ServerResponse,
   maxValue: number,
+  origin: WriteOrigin,
 ): Promise<number> {
   checkMediaType(req);
   const conditions = parseConditions(req);
   const text = await readBody(req, maxValue);
   parseJson(text);
-  const ack = await ks.strategy.put(key, text, conditions);
+  const ack = await ks.strategy.put(key, text, conditions, origin);
   sendJson(res, ack.status, `{"version":${ack.version}}`, { etag: `"${ack.version}"` });
   return ack.status;
 }
@@ -66,8 +68,9 @@ export async function deleteValue(
   key: string,
   req: IncomingMessage,
   res: ServerResponse,
+  origin: WriteOrigin,
 ): Promise<number> {
-  const ack = await ks.strategy.delete(key, parseConditions(req));
+  const ack = await ks.strategy.delete(key, parseConditions(req), origin);
   if (ack.status === 202) sendJson(res, 202, `{"version":${ack.version ?? 0}}`);
   else sendEmpty(res, ack.status);
   return ack.status;
@@ -105,6 +108,7 @@ export async function mset(
   req: IncomingMessage,
   res: ServerResponse,
   limits: { maxBody: number; maxBatch: number; maxValue: number },
+  origin: WriteOrigin,
 ): Promise<number> {
   checkMediaType(req);
   const body = parseJson(await readBody(req, limits.maxBody));
@@ -126,7 +130,7 @@ export async function mset(
     if (Buffer.byteLength(text) > limits.maxValue) throw new ValueTooLargeError(limits.maxValue);
     values.set(key, text);
   }
-  const ack = await ks.strategy.putMany(values);
+  const ack = await ks.strategy.putMany(values, origin);
   sendJson(res, ack.status, JSON.stringify({ versions: ack.versions }));
   return ack.status;
 }

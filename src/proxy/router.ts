@@ -25,6 +25,7 @@ import { deleteValue, getValue, mget, mset, putValue } from "./kv-routes.js";
 import { OPENAPI_PATH, serveOpenApi } from "./openapi.js";
 import { Deadlines, type Watch } from "./deadlines.js";
 import { sendError } from "./respond.js";
+import type { WriteOrigin } from "../store/adapter.js";
 
 /** Bodies of _mget and _mset may hold many values. */
 const BATCH_BODY_FACTOR = 16;
@@ -152,7 +153,7 @@ function route(
         maxBatch: ctx.server.maxBatch,
         maxValue: ctx.server.maxValue,
       };
-      return segment === "_mget" ? mget(ks, req, res, limits) : mset(ks, req, res, limits);
+      return segment === "_mget" ? mget(ks, req, res, limits) : mset(ks, req, res, limits, originOf(meta));
     }
     switch (method) {
       case "GET":
@@ -162,11 +163,11 @@ function route(
       case "PUT":
         meta.op = "put";
         authorize(ctx, req, "write", ks, meta);
-        return putValue(ks, decodeKey(segment), req, res, ctx.server.maxValue);
+        return putValue(ks, decodeKey(segment), req, res, ctx.server.maxValue, originOf(meta));
       case "DELETE":
         meta.op = "delete";
         authorize(ctx, req, "write", ks, meta);
-        return deleteValue(ks, decodeKey(segment), req, res);
+        return deleteValue(ks, decodeKey(segment), req, res, originOf(meta));
       default:
         throw new MethodNotAllowedError(`${method} is not allowed on a key; use GET, PUT or DELETE.`, [
           "GET",
@@ -191,6 +192,11 @@ export function keyspaceOf(ctx: ProxyContext, segment: string, meta: { keyspace:
   meta.keyspace = ks ? name : "(unknown)";
   if (!ks) throw new UnknownKeyspaceError(name.slice(0, 100));
   return ks;
+}
+
+/** Who writes, for the audit log: the caller's token name, once authorized. */
+function originOf(meta: Meta): WriteOrigin {
+  return { client: meta.client ?? null, via: "http" };
 }
 
 function authorize(

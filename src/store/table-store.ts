@@ -10,7 +10,16 @@
  */
 import { BackendUnavailableError, InvalidRequestError } from "../errors.js";
 import { observeVersion } from "../version.js";
-import type { StoredRow, TableStore, VersionedOp, WriteOp, WriteOptions, WriteResult } from "./adapter.js";
+import type {
+  AuditEntry,
+  StoredRow,
+  TableStore,
+  VersionedOp,
+  WriteOp,
+  WriteOptions,
+  WriteResult,
+} from "./adapter.js";
+import { auditInsertFlush, auditTag, flushTag } from "./audit-sql.js";
 import type { Driver, Queryable, Row } from "./driver.js";
 import { isRefusedByServer, isRetryable, mapStoreError } from "./errors.js";
 import { GroupCommit, type GroupLimits, type Settled } from "./group-commit.js";
@@ -47,6 +56,14 @@ export const GROUP_LIMITS: GroupLimits = {
 interface WriteUnit {
   ops: WriteOp[];
   minVersion: number;
+  /** the audit tag of each op (audit logs only) */
+  tags?: string[];
+}
+
+/** Where a table's writes are audited: the keyspace's name and its audit table. */
+export interface AuditTarget {
+  keyspace: string;
+  table: string;
 }
 
 export class SqlTableStore implements TableStore {
@@ -66,9 +83,11 @@ export class SqlTableStore implements TableStore {
     /** a mapped table's listed columns: the fields a value may have */
     private readonly columns?: string[],
     limits: GroupLimits = GROUP_LIMITS,
+    /** every write committed here writes its audit row there, in the same statement */
+    private readonly audit?: AuditTarget,
   ) {
-    this.batch = new LockedStatement(batchWriteSql(shape), OUTCOME_COLUMNS, 7);
-    this.versioned = new LockedStatement(versionedWriteSql(shape), "changed int8", 3);
+    this.batch = new LockedStatement(batchWriteSql(shape, audit), OUTCOME_COLUMNS, 7);
+    this.versioned = new LockedStatement(versionedWriteSql(shape, audit), "changed int8", audit ? 6 : 3);
     this.settled = new LockedStatement(
       `select greatest(
          (select ${shape.version} from ${shape.table} as d where ${shape.keyIs("$2[1]")}),
@@ -203,8 +222,11 @@ export class SqlTableStore implements TableStore {
     this.checkValues(ops);
     const keys = [...new Set(ops.map((o) => o.key))];
     if (keys.length < ops.length) throw new InvalidRequestError("A write names the same key twice.");
+    const tags = this.audit
+      ? ops.map((o) => auditTag(options.origin, o.value === null ? "delete" : options.mset ? "mset" : "put"))
+      : undefined;
     const results = await this.group.submit(
-      { ops, minVersion: options.minVersion },
+      { ops, minVersion: options.minVersion, tags },
       keys,
       ops.length,
       options.signal,
@@ -248,7 +270,7 @@ export class SqlTableStore implements TableStore {
 
   private async statement(units: WriteUnit[]): Promise<OpOutcome[]> {
     const ops: BatchOp[] = units.flatMap((u, unit) =>
-      u.ops.map((o) => ({ ...o, unit, minVersion: u.minVersion })),
+      u.ops.map((o, i) => ({ ...o, unit, minVersion: u.minVersion, tag: u.tags?.[i] })),
     );
     const call = this.batch.call(
       this.name,
@@ -261,18 +283,26 @@ export class SqlTableStore implements TableStore {
     return r.rows.map(outcomeOf);
   }
 
-  async applyVersioned(batch: VersionedOp[]): Promise<number> {
+  async applyVersioned(batch: VersionedOp[], audit: AuditEntry[] = []): Promise<number> {
     if (batch.length === 0) return 0;
     // One op per key (an upsert can not touch a row twice in one statement): the newest wins.
     const newest = new Map<string, VersionedOp>();
     for (const op of batch) if ((newest.get(op.key)?.version ?? -1) < op.version) newest.set(op.key, op);
     const ops = [...newest.values()];
     this.checkValues(ops);
+    const params: (readonly (string | null)[])[] = [...arrays(ops)];
+    if (this.audit) {
+      params.push(
+        audit.map((e) => e.key),
+        audit.map((e) => String(e.version)),
+        audit.map(flushTag),
+      );
+    }
     // The key locks make the tombstone check exact against a concurrent write() of the same key.
     const call = this.versioned.call(
       this.name,
       ops.map((o) => o.key),
-      arrays(ops),
+      params,
     );
     return guarded(async () => {
       for (let attempt = 1; ; attempt++) {
@@ -351,9 +381,9 @@ export class SqlTableStore implements TableStore {
 }
 
 /** Write-behind's writes, each at the version it was acknowledged with: ops (u) -> eligible (e: above the
- * tombstone) -> upsert / delete where above the row -> tombstones. $1 the table name, $2.. keys, values,
- * versions. */
-function versionedWriteSql(s: Shape): string {
+ * tombstone) -> upsert / delete where above the row -> tombstones (-> the audit rows of the ops that
+ * landed). $1 the table name, $2.. keys, values, versions (then, with an audit log, flushAuditSql's). */
+function versionedWriteSql(s: Shape, audit?: AuditTarget): string {
   return `
       with u as (select * from ${UNNEST("$2", "$3", "$4")}),
       e as (
@@ -368,6 +398,24 @@ function versionedWriteSql(s: Shape): string {
         on conflict (tbl, key) do update set version = excluded.version, deleted_at = excluded.deleted_at
         where t.version < excluded.version
         returning 1
-      )
+      )${
+        audit
+          ? `,
+      ${flushAuditSql(s, audit)}`
+          : ""
+      }
       select ((select count(*) from puts) + (select count(*) from dels))::int8 as changed`;
+}
+
+/**
+ * The audit rows of a flush ($5 keys, $6 versions, $7 tags): those of the keys whose op lands, the ones
+ * eligible (above the tombstone) that no row of the same version or newer holds, exactly the ops the
+ * upsert and the delete act on. A replayed op lands nowhere and adds none.
+ */
+function flushAuditSql(s: Shape, audit: AuditTarget): string {
+  return `landed as (
+        select e.k from e where not exists (
+          select 1 from ${s.table} as d where ${s.keyIs("e.k")} and ${s.version} >= e.n)
+      ),
+      audit as (${auditInsertFlush(audit, { k: "$5", n: "$6", t: "$7" }, "landed")} returning 1)`;
 }

@@ -7,7 +7,8 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { BackendUnavailableError, QueueFullError, VersionMismatchError } from "../errors.js";
-import type { StoredRow } from "../store/adapter.js";
+import type { AuditOp, StoredRow, WriteOrigin } from "../store/adapter.js";
+import { auditTagOf } from "../writebehind/audit-tags.js";
 import { nextVersion, observeVersion } from "../version.js";
 import { WbConnection } from "../writebehind/connection.js";
 import {
@@ -98,6 +99,7 @@ export class WriteBehindStrategy implements Strategy {
         batchSize: wb.batchSize,
         maxAttempts: wb.maxAttempts,
         claimIdleMs: Math.max(4 * wb.flushIntervalMs, 1_000),
+        audit: ks.audit !== undefined,
       },
       (key) => {
         this.reads.forget(key);
@@ -119,13 +121,15 @@ export class WriteBehindStrategy implements Strategy {
     return this.reads.getMany(keys, options);
   }
 
-  async put(key: string, value: string, conditions: Conditions): Promise<WriteAck> {
-    const [version] = await this.enqueue([{ key, value, ...conditions }]);
+  async put(key: string, value: string, conditions: Conditions, origin?: WriteOrigin): Promise<WriteAck> {
+    const tag = this.tag("put", origin, conditions);
+    const [version] = await this.enqueue([{ key, value, ...conditions, tag }]);
     return { status: 202, version: version! };
   }
 
-  async delete(key: string, conditions: Conditions): Promise<DeleteAck> {
-    const [version] = await this.enqueue([{ key, value: null, ...conditions }]);
+  async delete(key: string, conditions: Conditions, origin?: WriteOrigin): Promise<DeleteAck> {
+    const tag = this.tag("delete", origin, conditions);
+    const [version] = await this.enqueue([{ key, value: null, ...conditions, tag }]);
     return { status: 202, version: version! };
   }
 
@@ -133,8 +137,9 @@ export class WriteBehindStrategy implements Strategy {
    * All or nothing: one script when the keys share a partition; over several (a Cluster), through the
    * journal (src/writebehind/journal.ts).
    */
-  async putMany(items: Map<string, string>): Promise<ManyWriteAck> {
-    const list = [...items].map(([key, value]) => ({ key, value }));
+  async putMany(items: Map<string, string>, origin?: WriteOrigin): Promise<ManyWriteAck> {
+    const tag = this.tag("mset", origin);
+    const list = [...items].map(([key, value]) => ({ key, value, tag }));
     let versions: number[];
     if (this.byPartition(list).length === 1) versions = await this.enqueue(list);
     else {
@@ -193,10 +198,11 @@ export class WriteBehindStrategy implements Strategy {
     return out;
   }
 
-  async replayDeadLetter(id: string): Promise<number | null> {
+  async replayDeadLetter(id: string, origin?: WriteOrigin): Promise<number | null> {
     const at = this.deadLetterId(id);
     if (!at) return null;
-    const replayed = await replayDeadLetter(this.queues[at.partition]!, at.id);
+    const audit = this.ctx.keyspace.audit ? { origin } : undefined;
+    const replayed = await replayDeadLetter(this.queues[at.partition]!, at.id, audit);
     if (replayed !== null) await this.ctx.nearInvalidate?.(replayed.key, replayed.version);
     return replayed?.version ?? null;
   }
@@ -226,6 +232,12 @@ export class WriteBehindStrategy implements Strategy {
     clearInterval(this.recovery);
     await this.flusher.stop(deadlineMs);
     await Promise.all([this.conn.close(), this.blocking.close()]);
+  }
+
+  /** Who asked, kept with each queued write when the keyspace keeps an audit log. */
+  private tag(op: AuditOp, origin: WriteOrigin | undefined, conditions?: Conditions): string | undefined {
+    if (!this.ctx.keyspace.audit) return undefined;
+    return auditTagOf(op, origin, conditions);
   }
 
   /** Enqueues, looking PostgreSQL up for a condition only when neither a pending write nor the cache answers. */

@@ -18,9 +18,12 @@ export const RECOVER_AFTER_MS = 5_000;
 /** The shares of a journaled write are queued whatever the queue's depth: it was checked before the record. */
 const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 
+/** key, value (null: a delete), and the audit tag when the keyspace keeps an audit log */
+type Item = [string, string | null, string?];
+
 interface Record {
   at: number;
-  items: [string, string | null][];
+  items: Item[];
 }
 
 export class Journal {
@@ -37,14 +40,14 @@ export class Journal {
   async enqueue(
     items: EnqueueItem[],
   ): Promise<{ kind: "ok"; versions: number[] } | { kind: "full"; depth: number }> {
-    const groups = this.groups(items.map((it) => [it.key, it.value]));
+    const record: Record = { at: Date.now(), items: items.map((it) => itemOf(it)) };
+    const groups = this.groups(record.items);
     for (const [p, group] of groups) {
       const { depth } = await this.queues[p]!.status();
       if (depth + group.length > this.queues[p]!.ks.writeBehind.maxQueue) return { kind: "full", depth };
     }
     const id = randomBytes(8).toString("hex");
     const home = this.queues[this.partitionOf(items[0]!.key)]!;
-    const record: Record = { at: Date.now(), items: items.map((it) => [it.key, it.value]) };
     await home.conn.call("HSET", (redis) => redis.hset(home.keys.journal, id, JSON.stringify(record)));
     const versions = await this.queueShares(id, groups);
     await home.conn.call("HDEL", (redis) => redis.hdel(home.keys.journal, id));
@@ -79,12 +82,12 @@ export class Journal {
 
   private async queueShares(
     id: string,
-    groups: Map<number, [string, string | null][]>,
+    groups: Map<number, Item[]>,
   ): Promise<Map<string, number>> {
     const versions = new Map<string, number>();
     for (const [p, group] of groups) {
       const q = this.queues[p]!;
-      const items = group.map(([key, value]) => ({ key, value }));
+      const items = group.map(([key, value, tag]) => ({ key, value, tag }));
       const r = await q.enqueue(items, nextVersion(), NO_LIMIT, `${q.keys.done}${id}`);
       if (r.kind !== "ok") throw new Error(`unexpected answer ${r.kind} to a journaled write`);
       group.forEach(([key], i) => versions.set(key, r.versions[i]!));
@@ -92,8 +95,8 @@ export class Journal {
     return versions;
   }
 
-  private groups(items: [string, string | null][]): Map<number, [string, string | null][]> {
-    const out = new Map<number, [string, string | null][]>();
+  private groups(items: Item[]): Map<number, Item[]> {
+    const out = new Map<number, Item[]>();
     for (const it of items) {
       const p = this.partitionOf(it[0]);
       const g = out.get(p);
@@ -102,4 +105,8 @@ export class Journal {
     }
     return out;
   }
+}
+
+function itemOf(it: EnqueueItem): Item {
+  return it.tag === undefined ? [it.key, it.value] : [it.key, it.value, it.tag];
 }
