@@ -7,7 +7,8 @@
  *
  * On a Cluster, ioredis follows MOVED and ASK (a command refused there never ran) and retries CLUSTERDOWN
  * and TRYAGAIN; it does not resend a command whose node connection closed (`retryDelayOnFailover: 0`),
- * which may have run. Scripts defined with `defineCommand` or run through `Script` fall back from EVALSHA
+ * which may have run. The slot map is read again on MOVED and whenever the cache adapter finds no node
+ * for a bucket, not on a timer: each read opens a connection of its own. Scripts defined with `defineCommand` or run through `Script` fall back from EVALSHA
  * to EVAL on NOSCRIPT, so a promoted replica or a restarted node needs no reload step.
  */
 import calculateSlot from "cluster-key-slot";
@@ -58,8 +59,6 @@ export function openRedis(target: RedisTarget, o: ConnectOptions = {}): RedisCli
       retryDelayOnClusterDown: 100,
       retryDelayOnTryAgain: 100,
       slotsRefreshTimeout: Math.max(1000, o.timeoutMs ?? 1000),
-      // Not on by default: a node that went away and came back is known again within this.
-      slotsRefreshInterval: 5000,
       clusterRetryStrategy: backoff,
       enableAutoPipelining: o.autoPipelining ?? false,
       redisOptions: {
