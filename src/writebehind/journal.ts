@@ -80,10 +80,7 @@ export class Journal {
     return done;
   }
 
-  private async queueShares(
-    id: string,
-    groups: Map<number, Item[]>,
-  ): Promise<Map<string, number>> {
+  private async queueShares(id: string, groups: Map<number, Item[]>): Promise<Map<string, number>> {
     const versions = new Map<string, number>();
     for (const [p, group] of groups) {
       const q = this.queues[p]!;
