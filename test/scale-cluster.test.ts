@@ -31,6 +31,13 @@ keyspaces:
   wte: { strategy: write-through, consistency: eventual, table: ${tag}_wte, ttl: 1h }
   around: { strategy: write-around, table: ${tag}_around, ttl: 1h }
   wb: { strategy: write-behind, table: ${tag}_wb, ttl: 1h, write_behind: { flush_interval: 200ms } }
+  dl:
+    strategy: write-behind
+    table: ${tag}_dl
+    key_column: id
+    columns: [id, qty]
+    version_column: version
+    write_behind: { flush_interval: 100ms, max_attempts: 2 }
   near:
     strategy: cache-aside
     table: ${tag}_near
@@ -70,12 +77,15 @@ beforeAll(async () => {
   cluster = await startPrivateCluster({ masters: 3, persistence: "rdb" });
   db = new pg.Client({ connectionString: PG_URL });
   await db.connect();
+  await db.query(
+    `create table ${tag}_dl (id text primary key, qty integer not null check (qty >= 0), version bigint not null)`,
+  );
   daemons.push(await startDaemon(yaml()), await startDaemon(yaml()));
 }, 60_000);
 
 afterAll(async () => {
   for (const d of daemons) await d.stop().catch(() => {});
-  for (const t of ["aside", "rt", "wts", "wte", "around", "wb", "near"]) {
+  for (const t of ["aside", "rt", "wts", "wte", "around", "wb", "near", "dl"]) {
     await db.query(`drop table if exists ${tag}_${t}`).catch(() => {});
   }
   await db.query(`delete from sidecache_tombstones where tbl like '${tag}%'`).catch(() => {});
@@ -158,6 +168,38 @@ describe("on a 3-master Redis Cluster", () => {
     expect(rows.rows).toHaveLength(32);
     for (const k of keys) expect((await get(base, "wb", k)).value).toBe(JSON.parse(left[k]!));
     expect(await cluster.node(await cluster.ownerOf(home)).hlen(`${home}journal`)).toBe(0);
+  }, 30_000);
+
+  it("write-behind dead letters of several partitions are listed, paged, dropped and replayed by their ids", async () => {
+    const base = daemons[0]!.url;
+    const keys = Array.from({ length: 8 }, (_, i) => `d${i}`);
+    expect(new Set(keys.map((k) => layout.bucketOf(k))).size).toBeGreaterThan(2);
+    for (const k of keys)
+      expect((await call(base, "PUT", `/v1/kv/dl/${k}`, { id: k, qty: -1 })).status).toBe(202);
+    type Letter = { id: string; key: string };
+    const list = async (q = ""): Promise<Letter[]> =>
+      ((await call(base, "GET", `/v1/keyspaces/dl/dead-letters${q}`)).json() as { dead_letters: Letter[] })
+        .dead_letters;
+    const deadline = Date.now() + 15_000;
+    while ((await list()).length < keys.length && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    const letters = await list();
+    expect(letters.map((l) => l.key).sort()).toEqual([...keys].sort());
+    for (const l of letters) expect(l.id).toMatch(/^\d+:\d+-\d+$/);
+    // paged: after the third, the rest
+    expect((await list(`?after=${letters[2]!.id}`)).map((l) => l.id)).toEqual(
+      letters.slice(3).map((l) => l.id),
+    );
+    expect((await call(base, "DELETE", `/v1/keyspaces/dl/dead-letters/${letters[0]!.id}`)).status).toBe(204);
+    expect((await call(base, "DELETE", `/v1/keyspaces/dl/dead-letters/${letters[0]!.id}`)).status).toBe(404);
+    // replayed once PostgreSQL takes it
+    await db.query(`alter table ${tag}_dl drop constraint ${tag}_dl_qty_check`);
+    const replay = await call(base, "POST", `/v1/keyspaces/dl/dead-letters/${letters[1]!.id}/replay`);
+    expect(replay.status, replay.text).toBe(202);
+    expect((await call(base, "POST", "/v1/keyspaces/dl/flush")).status).toBe(200);
+    const row = await db.query(`select qty from ${tag}_dl where id = $1`, [letters[1]!.key]);
+    expect(row.rows[0]?.qty).toBe(-1);
+    expect((await list()).map((l) => l.id)).toEqual(letters.slice(2).map((l) => l.id));
   }, 30_000);
 
   it("the checker finds and repairs a stale entry planted on each shard", async () => {

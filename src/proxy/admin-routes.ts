@@ -131,6 +131,9 @@ function checkOptions(body: unknown): { sample?: number; full?: boolean } {
  * POST /v1/keyspaces/{ks}/dead-letters/{id}/replay       queue again with a fresh version
  * DELETE /v1/keyspaces/{ks}/dead-letters/{id}            drop for good
  */
+/** A stream id; on a Redis Cluster led by the queue partition it is in (src/strategies/write-behind.ts). */
+const DEAD_LETTER_ID = /^(\d{1,3}:)?\d{1,20}-\d{1,20}$/;
+
 async function deadLetterRoute(
   ctx: ProxyContext,
   ks: Keyspace,
@@ -149,8 +152,10 @@ async function deadLetterRoute(
     );
   }
   const id = rest[0];
-  if (id !== undefined && !/^\d{1,20}-\d{1,20}$/.test(id)) {
-    throw new InvalidRequestError("A dead letter id looks like 1712345678901-0.");
+  if (id !== undefined && !DEAD_LETTER_ID.test(id)) {
+    throw new InvalidRequestError(
+      "A dead letter id looks like 1712345678901-0 (3:1712345678901-0 on a Redis Cluster).",
+    );
   }
   if (rest.length === 0) {
     if (method !== "GET") throw new MethodNotAllowedError("The dead-letter list answers GET only.", ["GET"]);
@@ -160,7 +165,7 @@ async function deadLetterRoute(
       throw new InvalidRequestError("count must be an integer from 1 to 1000.");
     }
     const after = query.get("after") ?? undefined;
-    if (after !== undefined && !/^\d{1,20}-\d{1,20}$/.test(after)) {
+    if (after !== undefined && !DEAD_LETTER_ID.test(after)) {
       throw new InvalidRequestError("after must be a dead letter id such as 1712345678901-0.");
     }
     const letters = await strategy.listDeadLetters(count, after);

@@ -295,7 +295,11 @@ const schemas = {
     required: ["id", "entryId", "key", "version", "value", "reason", "attempts", "at"],
     additionalProperties: false,
     properties: {
-      id: { type: "string", pattern: "^\\d{1,20}-\\d{1,20}$", description: "What replay and drop take." },
+      id: {
+        type: "string",
+        pattern: "^(\\d{1,3}:)?\\d{1,20}-\\d{1,20}$",
+        description: "What replay and drop take.",
+      },
       entryId: { type: "string", description: "The id the write had in the queue." },
       key: { type: "string" },
       version: ref("schemas", "Version"),
@@ -651,7 +655,7 @@ const parameters = {
     name: "id",
     in: "path",
     required: true,
-    schema: { type: "string", pattern: "^\\d{1,20}-\\d{1,20}$" },
+    schema: { type: "string", pattern: "^(\\d{1,3}:)?\\d{1,20}-\\d{1,20}$" },
   },
 };
 
@@ -803,7 +807,7 @@ const paths = {
           in: "query",
           required: false,
           description: "List those after this id (exclusive).",
-          schema: { type: "string", pattern: "^\\d{1,20}-\\d{1,20}$" },
+          schema: { type: "string", pattern: "^(\\d{1,3}:)?\\d{1,20}-\\d{1,20}$" },
         },
       ],
       responses: {

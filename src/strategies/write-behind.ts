@@ -182,7 +182,7 @@ export class WriteBehindStrategy implements Strategy {
   }
 
   /**
-   * One partition: the ids are the dead-letter stream's. Several: `<partition>/<stream id>`, listed
+   * One partition: the ids are the dead-letter stream's. Several: `<partition>:<stream id>`, listed
    * partition after partition.
    */
   async listDeadLetters(count = 100, after?: string): Promise<DeadLetter[]> {
@@ -192,7 +192,7 @@ export class WriteBehindStrategy implements Strategy {
     for (let p = from?.partition ?? 0; p < this.queues.length && out.length < count; p++) {
       const since = from && p === from.partition ? from.id : undefined;
       for (const d of await listDeadLetters(this.queues[p]!, count - out.length, since)) {
-        out.push({ ...d, id: `${p}/${d.id}` });
+        out.push({ ...d, id: `${p}:${d.id}` });
       }
     }
     return out;
@@ -314,7 +314,7 @@ export class WriteBehindStrategy implements Strategy {
   /** A dead letter's partition and stream id, from the id the API shows; undefined when it is not one. */
   private deadLetterId(id: string): { partition: number; id: string } | undefined {
     if (this.queues.length === 1) return { partition: 0, id };
-    const m = /^(\d+)\/(.+)$/.exec(id);
+    const m = /^(\d+):(.+)$/.exec(id);
     const partition = m ? Number(m[1]) : -1;
     return m && partition < this.queues.length ? { partition, id: m[2]! } : undefined;
   }
