@@ -89,6 +89,11 @@ export class BackendUnavailableError extends SidecacheError {
     super("backend_unavailable", 503, message);
   }
 }
+/**
+ * Part of the backend is unreachable (one shard of a Redis Cluster, its connection closed or its slots
+ * moving) while the rest answers: the call failed, the backend's circuit breaker does not count it.
+ */
+export class ShardUnavailableError extends BackendUnavailableError {}
 /** The daemon itself is at a limit (connections): nothing is wrong with the request or the backends. */
 export class OverloadedError extends SidecacheError {
   constructor(message: string, retryAfterSeconds = 1) {

@@ -3,7 +3,13 @@
  * the request's deadline), a circuit breaker, a typed error with a stable code, a telemetry event and a
  * log line carrying the request id. Callers see BackendUnavailableError (503) or TimeoutError (504).
  */
-import { BackendUnavailableError, SidecacheError, TimeoutError, type Backend } from "../errors.js";
+import {
+  BackendUnavailableError,
+  ShardUnavailableError,
+  SidecacheError,
+  TimeoutError,
+  type Backend,
+} from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Telemetry } from "../telemetry.js";
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from "./breaker.js";
@@ -107,7 +113,9 @@ export class BackendGuard {
     } catch (err) {
       if (err instanceof BackendTimeoutError && err.backend === backend) throw err;
       if (this.isOwnFailure(err)) {
-        this.breaker.failure();
+        // One shard down must not stop the calls to every other one.
+        if (err instanceof ShardUnavailableError) this.breaker.release();
+        else this.breaker.failure();
         this.report(op, (err as SidecacheError).code, err, performance.now() - started, "warn");
       } else if (err instanceof SidecacheError) {
         // The backend answered (a version mismatch, refused data, another backend's failure): healthy.

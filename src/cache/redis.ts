@@ -19,7 +19,7 @@ import { ADOPT_LUA, Incarnations, type Adopted } from "./incarnation.js";
 import { KeyLayout } from "./layout.js";
 import { Script } from "./script.js";
 import type { CacheConfig } from "../config/types.js";
-import { BackendUnavailableError } from "../errors.js";
+import { BackendUnavailableError, ShardUnavailableError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 
 /**
@@ -69,7 +69,7 @@ const SCAN_COUNT = 1000;
 const CLOSE_WAIT_MS = 1000;
 /** Errors after which a Cluster's slot map is read again and the bucket's incarnation adopted anew. */
 const TOPOLOGY_ERROR =
-  /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN|READONLY)|Connection is closed|Stream isn't writeable/;
+  /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN|READONLY)|Connection is closed|Stream isn't writeable|no node of the Cluster/;
 /** Entries of another incarnation make the marker be read again at most this often. */
 const RECHECK_MS = 250;
 
@@ -412,7 +412,8 @@ export class RedisCache implements CacheAdapter {
     if (!this.cluster) return this.call(what, () => run(a.node));
     const out = await this.call(what, () => run(a.node), tag);
     if (this.incarnations.peek(tag) !== a) {
-      throw this.unavailable(what, `the slot of bucket ${tag} moved away from ${nodeName(a.node)}`);
+      const moved = `the slot of bucket ${tag} moved away from ${nodeName(a.node)}`;
+      throw this.unavailable(what, moved, undefined, true);
     }
     return out;
   }
@@ -505,6 +506,8 @@ export class RedisCache implements CacheAdapter {
       if (this.cluster && TOPOLOGY_ERROR.test(message)) {
         if (tag !== undefined) this.incarnations.forget(tag);
         this.cluster.refreshSlotsCache();
+        // the Cluster answers; one shard of it does not (yet)
+        if (this.cluster.status === "ready") throw this.unavailable(what, message, err, true);
       }
       throw this.unavailable(what, message, err);
     }
@@ -526,12 +529,12 @@ export class RedisCache implements CacheAdapter {
     });
   }
 
-  private unavailable(what: string, reason: string, cause?: unknown): BackendUnavailableError {
-    return new BackendUnavailableError(
-      "cache",
-      `The cache (redis at ${this.where}) failed ${what}: ${reason}.`,
-      cause,
-    );
+  /** shard: only part of a Cluster failed (ShardUnavailableError: the circuit breaker does not count it) */
+  private unavailable(what: string, reason: string, cause?: unknown, shard = false): BackendUnavailableError {
+    const message = `The cache (redis at ${this.where}) failed ${what}: ${reason}.`;
+    return shard
+      ? new ShardUnavailableError("cache", message, cause)
+      : new BackendUnavailableError("cache", message, cause);
   }
 }
 
