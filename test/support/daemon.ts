@@ -35,7 +35,8 @@ export interface ChildDaemon {
 export async function spawnDaemon(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<ChildDaemon> {
   const dir = mkdtempSync(join(tmpdir(), "sidecache-"));
   const file = join(dir, "sidecache.yaml");
-  writeFileSync(file, yaml);
+  // without a server section the daemon would take the default port, shared by every test file at once
+  writeFileSync(file, /^server:/m.test(yaml) ? yaml : `${yaml}\nserver: { host: 127.0.0.1, port: 0 }\n`);
   const child = spawn(process.execPath, ["dist/cmd/sidecache.js", "--config", file], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
