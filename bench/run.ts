@@ -5,7 +5,7 @@
  *   --quick          a short run (under a minute); written to bench/results/quick/
  *   --soak           adds a 10-minute mixed-load soak (not part of the default run)
  *   --profile        always profile the hit path with --cpu-prof (otherwise only when sidecache / bare < 0.6)
- *   --only a,b       run only these sections: hit, writes, stampede, near, hitrate, cost, resp
+ *   --only a,b       run only these sections: hit, writes, stampede, near, hitrate, cost, resp, idle
  *   --out DIR        where to write the results
  *   --render         measure nothing: render bench.md, chart.svg (and docs) again from DIR/results.json
  */
@@ -23,12 +23,13 @@ import { renderChart } from "./report/svg.js";
 import { costSection } from "./sections/cost.js";
 import { hitPath } from "./sections/hitpath.js";
 import { hitRate } from "./sections/hitrate.js";
+import { idleFleet } from "./sections/idle.js";
 import { respBench } from "./sections/resp.js";
 import { stampede } from "./sections/stampede.js";
 import { nearCache } from "./sections/near.js";
 import { writes } from "./sections/writes.js";
 
-type Section = "hit" | "writes" | "stampede" | "hitrate" | "cost" | "near" | "resp";
+type Section = "hit" | "writes" | "stampede" | "hitrate" | "cost" | "near" | "resp" | "idle";
 
 function options(): Options {
   const { values } = parseArgs({
@@ -127,6 +128,7 @@ async function main(): Promise<void> {
     await run("hitrate", () => hitRate(ctx));
     await run("cost", () => costSection(ctx, results));
     await run("resp", () => respBench(ctx));
+    await run("idle", () => idleFleet(ctx));
   } finally {
     for (const p of ctx.prefixes) await backends.deleteRedisPrefix(p).catch(() => 0);
     await backends.dropTables(ctx.tables);

@@ -8,6 +8,7 @@ import type { NearResult } from "../sections/near.js";
 import type { HitRateResult } from "../sections/hitrate.js";
 import type { CostResult } from "../sections/cost.js";
 import type { RespBenchResult } from "../sections/resp.js";
+import type { IdleResult } from "../sections/idle.js";
 
 export interface Results {
   machine: Machine;
@@ -22,6 +23,7 @@ export interface Results {
   hitrate?: HitRateResult;
   cost?: CostResult;
   resp?: RespBenchResult;
+  idle?: IdleResult;
   /** sections that failed, with the error */
   failed: Record<string, string>;
 }
