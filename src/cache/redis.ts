@@ -5,10 +5,11 @@
  */
 import { randomBytes, randomInt } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
-import type { CacheAdapter, CacheEntry, ConnectionState } from "./adapter.js";
+import type { CacheAdapter, CacheEntry, ConnectionState, TrustBoard } from "./adapter.js";
 import type { SetOptions } from "./adapter.js";
 import { decodeEntry, encodeEntry, ENTRY_LUA, incarnationOf, kindLetter } from "./codec.js";
 import { ADOPT_LUA, Incarnations } from "./incarnation.js";
+import { RedisTrustBoard } from "./trust-board.js";
 import type { CacheConfig } from "../config/types.js";
 import { BackendUnavailableError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -84,6 +85,7 @@ export class RedisCache implements CacheAdapter {
   private outage = false;
   private closed = false;
   private readonly incarnations: Incarnations;
+  readonly trustBoard: TrustBoard;
 
   constructor(
     private readonly config: CacheConfig,
@@ -112,6 +114,7 @@ export class RedisCache implements CacheAdapter {
     this.redis.defineCommand("sidecacheAdopt", { numberOfKeys: 1, lua: ADOPT_LUA });
     this.redis.defineCommand("sidecacheDeleteIf", { numberOfKeys: 1, lua: DELETE_IF_LUA });
     this.redis.defineCommand("sidecacheRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
+    this.trustBoard = new RedisTrustBoard(this.redis, config.prefix, (what, run) => this.call(what, run));
     this.incarnations = new Incarnations(
       {
         runId: async () => {

@@ -10,7 +10,9 @@
  * channel was killed stops serving copies before the writer stops waiting for it.
  *
  * bounded mode: the invalidation is published and not waited for; a daemon serves copies only while its
- * own heartbeat, sent through the channel, came back within `max_staleness`.
+ * own heartbeat came back within `max_staleness`. The heartbeat goes to the daemon's own channel, on the
+ * connection that holds the shared one: it proves that connection delivers, and no other daemon has to
+ * hear it (on the shared channel every daemon would receive every other's, fifty times fifty).
  */
 import { randomBytes } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
@@ -226,21 +228,23 @@ export class Coherence {
 
   private async heartbeat(): Promise<void> {
     if (this.o.maxStalenessMs === undefined || !this.subscribed || this.stopped) return;
-    await this.pub.publish(this.channel, `h|${this.id}`).catch(() => {});
+    await this.pub.publish(`${this.channel}:ack:${this.id}`, "h").catch(() => {});
   }
 
   private onMessage(channel: string, message: string): void {
     if (channel !== this.channel) {
+      if (message === "h") {
+        this.heardAt = performance.now();
+        return;
+      }
       // an acknowledgement of one of this daemon's invalidations: "<seq>|<member>"
       const bar = message.indexOf("|");
       const w = this.pending.get(Number(message.slice(0, bar)));
       if (w) this.settle(w, message.slice(bar + 1));
       return;
     }
-    if (message.startsWith("h|")) {
-      if (message.slice(2) === this.id) this.heardAt = performance.now();
-      return;
-    }
+    // a heartbeat of a daemon of an earlier version, which sent them here
+    if (message.startsWith("h|")) return;
     const parts = splitN(message, 7);
     if (parts.length < 7) return;
     const [kind, writer, seq, sentAt, keyspace, version] = parts;

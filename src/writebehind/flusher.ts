@@ -99,6 +99,7 @@ export class Flusher {
     this.running = false;
     this.sleeper.cancel();
     this.blocking.abort();
+    await this.claims.release().catch(() => {});
     this.wakeWaiters();
     const grace = new Sleeper();
     await Promise.race([this.loop, grace.sleep(1_000)]);

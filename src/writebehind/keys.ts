@@ -19,6 +19,8 @@ export interface WbKeys {
   dead: string;
   /** the prefix of each consumer's heartbeat key (`<alive><consumer>`, with a TTL) */
   alive: string;
+  /** the consumer that looks for writes to take over (dead consumers', idle ones), with a TTL */
+  claimer: string;
 }
 
 export function wbKeys(prefix: string, keyspace: string): WbKeys {
@@ -30,6 +32,7 @@ export function wbKeys(prefix: string, keyspace: string): WbKeys {
     attempts: `${base}attempts`,
     dead: `${base}dead`,
     alive: `${base}alive:`,
+    claimer: `${base}claimer`,
   };
 }
 
