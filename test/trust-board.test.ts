@@ -73,6 +73,43 @@ describe("the repair sweeper of a fleet", () => {
     expect(sweeperOf(holder!)).toBeDefined();
   });
 
+  it("no sweep under way (the lease held by a daemon that does nothing): every daemon stops trusting within one lease", async () => {
+    const [, keys] = await direct.scan("0", "MATCH", `${tag}:trust:*:lease`, "COUNT", 1000);
+    const lease = keys[0]!;
+    expect((await call(daemons[0]!.url, "PUT", "/v1/kv/aside/q", { n: 1 })).status).toBe(200);
+    for (const d of daemons) {
+      await call(d.url, "GET", "/v1/kv/aside/q");
+      expect((await call(d.url, "GET", "/v1/kv/aside/q")).headers["x-cache"]).toBe("HIT");
+    }
+    const version = Number(
+      String((await call(daemons[0]!.url, "GET", "/v1/kv/aside/q")).headers.etag).replace(/"/g, ""),
+    );
+    await direct.set(lease, "ghost|0", "PX", 60_000);
+    await db.query("begin");
+    await db.query(`update ${table} set value = '{"n": 2}', version = $1 where key = 'q'`, [version + 1]);
+    await db.query(`insert into sidecache_cache_repairs (tbl, key, version) values ($1, 'q', $2)`, [
+      table,
+      version + 1,
+    ]);
+    await db.query("commit");
+    await new Promise((r) => setTimeout(r, LEASE_MS));
+    for (const d of daemons) {
+      const r = await call(d.url, "GET", "/v1/kv/aside/q");
+      expect(r.json()).toEqual({ n: 2 });
+      expect(r.headers["x-cache"], "no sweep proves the cache: PostgreSQL answers").toBe("MISS");
+    }
+    // the lease free again: a daemon takes it, applies the intent, and everyone trusts again
+    await direct.del(lease);
+    await new Promise((r) => setTimeout(r, LEASE_MS));
+    expect(await leaseHolder()).not.toBe("ghost");
+    for (const d of daemons) {
+      await call(d.url, "GET", "/v1/kv/aside/q");
+      const r = await call(d.url, "GET", "/v1/kv/aside/q");
+      expect(r.json()).toEqual({ n: 2 });
+      expect(r.headers["x-cache"]).toBe("HIT");
+    }
+  });
+
   it("SIGKILLed: another daemon takes over within one lease, and no survivor serves a repaired value after one lease", async () => {
     const holder = (await leaseHolder())!;
     const sweeper = sweeperOf(holder)!;

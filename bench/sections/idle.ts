@@ -3,7 +3,8 @@
  * private Redis and a private PostgreSQL (with pg_stat_statements), with no request at all; over a window
  * the section counts Redis commands (INFO commandstats deltas) and PostgreSQL statements
  * (pg_stat_statements calls, and pg_stat_database transactions), and the connections each server holds.
- * The fleet grows 1 → 10 → 50 in one run, so every figure is measured beside the others.
+ * The fleet grows 1 → 10 → 50 in one run, so every figure is measured beside the others. Each daemon
+ * answers one read per keyspace after it starts (a daemon that served traffic, gone quiet).
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -37,6 +38,7 @@ export interface IdleResult {
 }
 
 const FLEET = [1, 10, 50];
+const KEYSPACES = ["users", "orders", "events", "profiles"];
 /** started together: more would only queue on the cores */
 const START_BATCH = 5;
 
@@ -105,7 +107,8 @@ async function spawnOne(file: string, dir: string, i: number): Promise<Child> {
     {},
     join(dir, `daemon-${i}.log`),
   );
-  await waitForOutput(child, /sidecache listening/, 60_000);
+  const m = await waitForOutput(child, /"port":(\d+)[^\n]*sidecache listening/, 60_000);
+  for (const ks of KEYSPACES) await fetch(`http://127.0.0.1:${m[1]}/v1/kv/${ks}/k`).then((r) => r.text());
   return child;
 }
 

@@ -126,15 +126,15 @@ export interface TrustBoard {
   /** The board's state, in one round trip; with readerMs, also says that a daemon reads it, for so long. */
   read(board: string, readerMs?: number): Promise<TrustBoardState>;
   /**
-   * Takes or renews the sweeper lease for ttlMs and issues a ticket (null when another daemon holds the
-   * lease), and tells whether other daemons read the board.
+   * Takes or renews the sweeper lease for ttlMs; null when another daemon holds it. Issues a ticket while
+   * other daemons read the board (null while none does: nobody would look at it).
    */
   claim(
     board: string,
     me: string,
     ttlMs: number,
     storeFailing: boolean,
-  ): Promise<{ ticket: number; readers: boolean } | null>;
+  ): Promise<{ ticket: number | null } | null>;
   /** The sweep of this ticket completed: every intent recorded before it was taken is applied. */
   swept(board: string, ticket: number): Promise<void>;
   /** Gives the lease back if this daemon holds it. */

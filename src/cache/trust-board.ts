@@ -8,14 +8,15 @@ import type { Redis } from "ioredis";
 import type { TrustBoard, TrustBoardState } from "./adapter.js";
 
 /**
- * KEYS lease, issued, readers; ARGV me, ttl ms, store-failing flag. {ticket, readers present}, or {0, 0}
- * when another holds the lease.
+ * KEYS lease, issued, readers; ARGV me, ttl ms, store-failing flag. {-1} when another holds the lease;
+ * else {ticket, 1} while other daemons read the board, {0, 0} while none does (no ticket: nobody needs it).
  */
 const CLAIM_LUA = `
 local h = redis.call('GET', KEYS[1])
-if h and string.sub(h, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return {0, 0} end
+if h and string.sub(h, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return {-1, 0} end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'PX', ARGV[2])
-return {redis.call('INCR', KEYS[2]), redis.call('EXISTS', KEYS[3])}
+if redis.call('EXISTS', KEYS[3]) == 0 then return {0, 0} end
+return {redis.call('INCR', KEYS[2]), 1}
 `;
 
 /** KEYS swept; ARGV the ticket. Keeps the highest. */
@@ -90,7 +91,7 @@ export class RedisTrustBoard implements TrustBoard {
     me: string,
     ttlMs: number,
     storeFailing: boolean,
-  ): Promise<{ ticket: number; readers: boolean } | null> {
+  ): Promise<{ ticket: number | null } | null> {
     const [ticket, readers] = await this.call("trust claim", () =>
       this.redis.sidecacheTrustClaim(
         this.key(board, "lease"),
@@ -101,7 +102,8 @@ export class RedisTrustBoard implements TrustBoard {
         storeFailing ? "1" : "0",
       ),
     );
-    return ticket > 0 ? { ticket, readers: readers === 1 } : null;
+    if (ticket < 0) return null;
+    return { ticket: readers === 1 ? ticket : null };
   }
 
   async swept(board: string, ticket: number): Promise<void> {

@@ -188,7 +188,8 @@ export class CacheTrust {
   }
 
   private async sweepOwn(): Promise<void> {
-    await this.once(await this.claim());
+    const claimed = await this.claim();
+    await this.once(claimed?.ticket ?? null);
   }
 
   /** One round of the loop: the sweeper sweeps; the others read the board, and take the lease when free. */
@@ -198,8 +199,8 @@ export class CacheTrust {
       const seen = await this.observe(this.name());
       if (seen.holder !== null) return;
     }
-    const ticket = await this.claim();
-    if (ticket !== null) await this.once(ticket);
+    const claimed = await this.claim();
+    if (claimed !== null) await this.once(claimed.ticket);
   }
 
   /**
@@ -239,10 +240,11 @@ export class CacheTrust {
   }
 
   /**
-   * Takes or renews the lease and a ticket for a sweep about to begin; null without a board or when another
-   * daemon holds the lease (a sweep of this daemon's own then proves nothing to the others).
+   * Takes or renews the lease for a sweep about to begin, with a ticket while others read the board; null
+   * without a board or when another daemon holds the lease (a sweep of this daemon's own then proves
+   * nothing to the others).
    */
-  private async claim(): Promise<number | null> {
+  private async claim(): Promise<{ ticket: number | null } | null> {
     if (!this.board) return null;
     const board = this.name();
     const claimed = await this.board
@@ -255,8 +257,8 @@ export class CacheTrust {
       );
     }
     this.holding = claimed !== null;
-    this.readers = claimed?.readers ?? false;
-    return claimed?.ticket ?? null;
+    this.readers = (claimed?.ticket ?? null) !== null;
+    return claimed;
   }
 
   /** Reads the board; trusts until lease after the latest read that a completed sweep began after. */
