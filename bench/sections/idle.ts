@@ -2,7 +2,8 @@
  * Background load: what idle daemons cost the servers they share. N daemons (child processes) run over a
  * private Redis and a private PostgreSQL (with pg_stat_statements), with no request at all; over a window
  * the section counts Redis commands (INFO commandstats deltas) and PostgreSQL statements
- * (pg_stat_statements calls, and pg_stat_database transactions), and the connections each server holds.
+ * (pg_stat_statements calls: counted as each statement ends, where pg_stat_database's transaction counts
+ * arrive up to seconds late), and the connections each server holds.
  * The fleet grows 1 → 10 → 50 in one run, so every figure is measured beside the others. Each daemon
  * answers one read per keyspace after it starts (a daemon that served traffic, gone quiet).
  */
@@ -22,7 +23,6 @@ export interface IdleRow {
   windowS: number;
   redisCommandsPerS: number;
   pgStatementsPerS: number;
-  pgTransactionsPerS: number;
   redisConnections: number;
   pgConnections: number;
   /** the most PostgreSQL connections seen while this row's daemons started */
@@ -65,20 +65,12 @@ async function redisCalls(redis: Redis): Promise<Map<string, number>> {
   return out;
 }
 
-async function pgCalls(db: pg.Client): Promise<{ statements: Map<string, number>; xacts: number }> {
+async function pgCalls(db: pg.Client): Promise<Map<string, number>> {
   const r = await db.query<{ query: string; calls: string }>(
     `select query, sum(calls)::bigint as calls from pg_stat_statements
      where dbid = (select oid from pg_database where datname = current_database()) group by query`,
   );
-  const x = await db.query<{ x: string }>(
-    `select xact_commit + xact_rollback as x from pg_stat_database where datname = current_database()`,
-  );
-  return {
-    statements: new Map(
-      r.rows.map((row) => [row.query.replace(/\s+/g, " ").slice(0, 90), Number(row.calls)]),
-    ),
-    xacts: Number(x.rows[0]?.x ?? 0),
-  };
+  return new Map(r.rows.map((row) => [row.query.replace(/\s+/g, " ").slice(0, 90), Number(row.calls)]));
 }
 
 function delta(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
@@ -129,8 +121,8 @@ async function window(
   const rd = delta(r1, r0);
   // this section's own INFO and pg_stat_* reads
   rd.set("info", Math.max(0, (rd.get("info") ?? 0) - 1));
-  const pd = delta(p1.statements, p0.statements);
-  for (const k of [...pd.keys()]) if (/pg_stat_statements|pg_stat_database/.test(k)) pd.delete(k);
+  const pd = delta(p1, p0);
+  for (const k of [...pd.keys()]) if (/pg_stat_statements|pg_stat_activity/.test(k)) pd.delete(k);
   const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
   const top = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]).slice(0, 6);
   const conns = await connections(redis, db);
@@ -139,8 +131,6 @@ async function window(
     windowS: round(s, 1),
     redisCommandsPerS: sum(rd) / s,
     pgStatementsPerS: sum(pd) / s,
-    // minus the two reads of pg_stat_* this window made
-    pgTransactionsPerS: Math.max(0, p1.xacts - p0.xacts - 2) / s,
     redisConnections: conns.redis,
     pgConnections: conns.pg,
     pgConnectionsPeak,
@@ -196,8 +186,7 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
       ctx.log(
         `  ${n} idle daemon(s): Redis ${round(row.redisCommandsPerS, 1)} commands/s ` +
           `(${round(row.redisCommandsPerS / n, 1)} per daemon), PostgreSQL ${round(row.pgStatementsPerS, 1)} ` +
-          `statements/s (${round(row.pgStatementsPerS / n, 2)} per daemon), ${round(row.pgTransactionsPerS, 1)} ` +
-          `transactions/s; connections: Redis ${row.redisConnections}, PostgreSQL ${row.pgConnections} ` +
+          `statements/s (${round(row.pgStatementsPerS / n, 2)} per daemon); connections: Redis ${row.redisConnections}, PostgreSQL ${row.pgConnections} ` +
           `(${row.pgConnectionsPeak} at most while they started)`,
       );
       ctx.log(`    Redis: ${row.topRedis.map((t) => `${t.command} ${round(t.perS, 1)}/s`).join(", ")}`);

@@ -30,18 +30,23 @@ for i = 1, #m do out[#out + 1] = m[i] end
 return out
 `;
 
-/** KEYS[1] members; ARGV[1] the member, ARGV[2] the lease in ms. */
+/**
+ * KEYS[1] members; ARGV[1] the member, ARGV[2] the lease in ms, ARGV[3] "1" to push the set's own expiry
+ * (ten leases) further: every few renewals is enough to keep a set whose members still renew.
+ */
 const RENEW_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) end
 return now
 `;
+/** Renewals between two pushes of the members set's expiry: a third of a lease each, so every 3 leases. */
+const EXPIRE_EVERY = 9;
 
 type Client = Redis & {
   sidecacheNearInvalidate(members: string, channel: string, message: string): Promise<string[]>;
-  sidecacheNearRenew(members: string, member: string, leaseMs: string): Promise<number>;
+  sidecacheNearRenew(members: string, member: string, leaseMs: string, expire: string): Promise<number>;
 };
 
 export interface CoherenceOptions {
@@ -78,6 +83,7 @@ export class Coherence {
   private valid = false;
   private heardAt = -Infinity;
   private seq = 0;
+  private renewals = 0;
   private readonly pending = new Map<number, Waiting>();
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -213,7 +219,8 @@ export class Coherence {
     if (this.o.leaseMs === undefined || !this.subscribed || this.stopped) return;
     const sent = performance.now();
     try {
-      await this.pub.sidecacheNearRenew(this.members, this.id, String(this.o.leaseMs));
+      const expire = this.renewals++ % EXPIRE_EVERY === 0 ? "1" : "0";
+      await this.pub.sidecacheNearRenew(this.members, this.id, String(this.o.leaseMs), expire);
     } catch {
       return; // the lease runs out by itself
     }
