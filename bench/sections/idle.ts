@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { startPrivatePostgres, type PrivatePostgres } from "../../test/support/pg-server.js";
+import { startPgBouncer, type PrivatePgBouncer } from "../../test/support/pgbouncer.js";
 import { startPrivateRedis, type PrivateRedis } from "../../test/support/redis-server.js";
 import { round, sleep, type Context } from "../lib/context.js";
 import { spawnPinned, waitForOutput, type Child } from "../lib/proc.js";
@@ -20,6 +21,8 @@ import { ROOT } from "../lib/servers.js";
 
 export interface IdleRow {
   daemons: number;
+  /** set when the daemons reach PostgreSQL through PgBouncer in transaction mode */
+  via?: "pgbouncer";
   windowS: number;
   redisCommandsPerS: number;
   pgStatementsPerS: number;
@@ -43,10 +46,10 @@ const KEYSPACES = ["users", "orders", "events", "profiles"];
 const START_BATCH = 5;
 
 /** A typical daemon: four keyspaces, one of each kind of background work, the checker on its default schedule. */
-function daemonYaml(redisUrl: string, pgUrl: string): string {
+function daemonYaml(redisUrl: string, pgUrl: string, pooler = false): string {
   return `server: { host: 127.0.0.1, port: 0 }
 cache: { url: ${redisUrl}, prefix: idle }
-store: { url: "${pgUrl}" }
+store: { url: "${pgUrl}"${pooler ? ", pooler: transaction" : ""} }
 log: { level: info }
 keyspaces:
   users: { strategy: cache-aside, table: idle_users }
@@ -148,6 +151,7 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
   const dir = mkdtempSync(join(tmpdir(), "sidecache-idle-"));
   let redis: Redis | undefined;
   let db: pg.Client | undefined;
+  let bouncer: PrivatePgBouncer | undefined;
   try {
     redisServer = await startPrivateRedis();
     // PostgreSQL's default of 100 connections is too few for 50 daemons as they start (the peak is reported)
@@ -162,7 +166,7 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
     const yaml = daemonYaml(redisServer.url, pgServer.url);
     const file = join(dir, "sidecache.yaml");
     writeFileSync(file, yaml);
-    for (const n of FLEET) {
+    const grow = async (n: number, yamlFile: string, via?: "pgbouncer") => {
       let peak = 0;
       let sampling = true;
       const sampler = (async () => {
@@ -174,36 +178,51 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
       while (children.length < n) {
         const batch = Math.min(START_BATCH, n - children.length);
         const started = await Promise.all(
-          Array.from({ length: batch }, (_, i) => spawnOne(file, dir, children.length + i)),
+          Array.from({ length: batch }, (_, i) => spawnOne(yamlFile, dir, children.length + i)),
         );
         children.push(...started);
       }
       await sleep(3_000); // start-up work (warming, first sweeps, claims) settles
       sampling = false;
       await sampler;
-      const row = await window(redis, db, n, windowS, peak);
+      const row = { ...(await window(redis!, db!, n, windowS, peak)), ...(via ? { via } : {}) };
       rows.push(row);
       ctx.log(
-        `  ${n} idle daemon(s): Redis ${round(row.redisCommandsPerS, 1)} commands/s ` +
+        `  ${n} idle daemon(s)${via ? " through PgBouncer (transaction mode)" : ""}: ` +
+          `Redis ${round(row.redisCommandsPerS, 1)} commands/s ` +
           `(${round(row.redisCommandsPerS / n, 1)} per daemon), PostgreSQL ${round(row.pgStatementsPerS, 1)} ` +
           `statements/s (${round(row.pgStatementsPerS / n, 2)} per daemon); connections: Redis ${row.redisConnections}, PostgreSQL ${row.pgConnections} ` +
           `(${row.pgConnectionsPeak} at most while they started)`,
       );
       ctx.log(`    Redis: ${row.topRedis.map((t) => `${t.command} ${round(t.perS, 1)}/s`).join(", ")}`);
       for (const t of row.topPg) ctx.log(`    PostgreSQL ${round(t.perS, 2)}/s: ${t.statement}`);
-    }
+    };
+    for (const n of FLEET) await grow(n, file);
     const one = rows[0]!;
     const many = rows[rows.length - 1]!;
     ctx.log(
       `  ${many.daemons} vs 1: Redis commands/s ×${round(many.redisCommandsPerS / Math.max(one.redisCommandsPerS, 1e-9), 1)}, ` +
         `PostgreSQL statements/s ×${round(many.pgStatementsPerS / Math.max(one.pgStatementsPerS, 1e-9), 1)}`,
     );
+    // The same fleet through PgBouncer in transaction mode, when it is installed.
+    try {
+      bouncer = await startPgBouncer({ target: pgServer.url, poolMode: "transaction", poolSize: 10 });
+    } catch (err) {
+      ctx.log(`  PgBouncer not measured: ${String(err).split("\n")[0]}`);
+    }
+    if (bouncer) {
+      await Promise.allSettled(children.splice(0).map((c) => c.stop("SIGTERM", 10_000)));
+      const pooled = join(dir, "pooled.yaml");
+      writeFileSync(pooled, daemonYaml(redisServer.url, bouncer.url, true));
+      await grow(FLEET[FLEET.length - 1]!, pooled, "pgbouncer");
+    }
     return {
       config: yaml.replace(/redis:\/\/\S+/, "redis://…").replace(/"postgres:\/\/\S+"/, "postgres://…"),
       rows,
     };
   } finally {
     await Promise.allSettled(children.map((c) => c.stop("SIGTERM", 10_000)));
+    await bouncer?.stop().catch(() => {});
     redis?.disconnect();
     await db?.end().catch(() => {});
     await redisServer?.stop().catch(() => {});
