@@ -164,5 +164,8 @@ describe("what a pooler in transaction mode can not carry", () => {
         "t.yaml",
       ),
     ).toThrow(/store\.cdc.*direct connection/);
+    expect(() =>
+      parseConfig(`store: { url: "pglite:memory", pooler: transaction }\nkeyspaces:\n`, "t.yaml"),
+    ).toThrow(/store\.pooler.*PGlite is embedded/);
   });
 });

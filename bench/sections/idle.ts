@@ -163,6 +163,7 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
     await db.connect();
     await db.query("create extension if not exists pg_stat_statements");
     redis = new Redis(redisServer.url);
+    redis.on("error", (err: Error) => ctx.log(`  bench's Redis connection: ${err.message}`));
     const yaml = daemonYaml(redisServer.url, pgServer.url);
     const file = join(dir, "sidecache.yaml");
     writeFileSync(file, yaml);
@@ -171,7 +172,8 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
       let sampling = true;
       const sampler = (async () => {
         while (sampling) {
-          peak = Math.max(peak, (await connections(redis!, db!)).pg);
+          const now = await connections(redis!, db!).catch(() => undefined);
+          peak = Math.max(peak, now?.pg ?? 0);
           await sleep(100);
         }
       })();
