@@ -94,13 +94,14 @@ async function connections(redis: Redis, db: pg.Client): Promise<{ redis: number
   return { redis: Number(clients ?? 1) - 1, pg: Number(r.rows[0]?.n ?? 0) };
 }
 
-async function spawnOne(file: string, dir: string, i: number): Promise<Child> {
+/** Each daemon logs to a file of its own (the port it listens on is read from it). */
+async function spawnOne(file: string, dir: string, name: string): Promise<Child> {
   const child = spawnPinned(
     undefined,
     process.execPath,
     [join(ROOT, "dist/cmd/sidecache.js"), "--config", file],
     {},
-    join(dir, `daemon-${i}.log`),
+    join(dir, `${name}.log`),
   );
   const m = await waitForOutput(child, /"port":(\d+)[^\n]*sidecache listening/, 60_000);
   for (const ks of KEYSPACES) await fetch(`http://127.0.0.1:${m[1]}/v1/kv/${ks}/k`).then((r) => r.text());
@@ -180,7 +181,9 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
       while (children.length < n) {
         const batch = Math.min(START_BATCH, n - children.length);
         const started = await Promise.all(
-          Array.from({ length: batch }, (_, i) => spawnOne(yamlFile, dir, children.length + i)),
+          Array.from({ length: batch }, (_, i) =>
+            spawnOne(yamlFile, dir, `${via ?? "direct"}-${children.length + i}`),
+          ),
         );
         children.push(...started);
       }

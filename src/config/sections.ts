@@ -131,7 +131,9 @@ export function readStore(v: Value, cacheUrl: string): StoreConfig {
   const pooler = f.pooler.oneOf(["none", "transaction"], d.pooler);
   if (pooler === "transaction") {
     if (!/^postgres(ql)?:\/\//i.test(url)) {
-      f.pooler.fail("applies to a PostgreSQL server (store.url postgres://...); PGlite is embedded, with no pooler");
+      f.pooler.fail(
+        "applies to a PostgreSQL server (store.url postgres://...); PGlite is embedded, with no pooler",
+      );
     }
     if (cacheUrl === "memory:") {
       f.pooler.fail(
