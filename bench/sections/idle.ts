@@ -222,7 +222,7 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
       await grow(FLEET[FLEET.length - 1]!, pooled, "pgbouncer");
     }
     return {
-      config: yaml.replace(/redis:\/\/\S+/, "redis://…").replace(/"postgres:\/\/\S+"/, "postgres://…"),
+      config: yaml.replace(/redis:\/\/[^,\s]+/, "redis://…").replace(/"postgres:\/\/\S+"/, "postgres://…"),
       rows,
     };
   } finally {
