@@ -20,6 +20,7 @@ declare module "autocannon" {
     connections: number;
     duration: number;
     timeout: number;
+    connectionRate?: number;
     requests: { setupRequest: (req: never) => unknown }[];
   }
   function autocannon(options: Options): Promise<Result>;

@@ -46,6 +46,10 @@ async function main(argv: string[]): Promise<number> {
         from: { type: "string" },
         limit: { type: "string" },
         wait: { type: "boolean", default: false },
+        key: { type: "string" },
+        since: { type: "string" },
+        until: { type: "string" },
+        cursor: { type: "string" },
       },
     });
   } catch (err) {

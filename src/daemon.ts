@@ -25,6 +25,7 @@ import { CacheTrust } from "./trust/cache-trust.js";
 import { TelemetryHub } from "./telemetry.js";
 import { StatusHistory } from "./ui/history.js";
 import { Warming } from "./warm/warming.js";
+import { AuditRetention } from "./audit/retention.js";
 
 export interface DaemonOptions {
   log?: Logger;
@@ -38,6 +39,8 @@ export interface DaemonOptions {
   warm?: { saveEveryMs?: number };
   /** change data capture's timings (tests: quicker lease tries) */
   cdc?: Partial<CdcTiming>;
+  /** how often old audit records are pruned (tests: short) */
+  auditRetention?: { everyMs?: number };
 }
 
 export class Daemon implements Health {
@@ -64,6 +67,8 @@ export class Daemon implements Health {
   readonly warming: Warming;
   /** with store.cdc: reads changes made outside sidecache; its invalidations go through `view` */
   cdc?: CdcReader;
+  /** deletes audit records past their keyspace's retention */
+  readonly auditRetention?: AuditRetention;
 
   private constructor(
     public config: Config,
@@ -74,8 +79,17 @@ export class Daemon implements Health {
     repairs: DaemonOptions["repairs"] = {},
     status: DaemonOptions["status"] = {},
     warm: DaemonOptions["warm"] = {},
+    retention: DaemonOptions["auditRetention"] = {},
   ) {
     this.log = log;
+    if (store.auditLog) {
+      this.auditRetention = new AuditRetention({
+        keyspaces: () => this.keyspaces.all().map((ks) => ks.config),
+        audit: store.auditLog,
+        log: log.child({ component: "audit" }),
+        everyMs: retention.everyMs,
+      });
+    }
     this.telemetry.subscribe(this.metrics.onEvent);
     this.near = createNearCache(config, cache, telemetry, log.child({ component: "near-cache" }));
     this.view = this.near ?? cache;
@@ -105,6 +119,7 @@ export class Daemon implements Health {
       health: this,
       status: this.status,
       warm: this.warming,
+      audit: store.auditLog,
       log,
     };
   }
@@ -125,6 +140,7 @@ export class Daemon implements Health {
       options.repairs,
       options.status,
       options.warm,
+      options.auditRetention,
     );
     try {
       // PostgreSQL is asked first: a server that can not stream changes gets nothing created in it.
@@ -154,6 +170,7 @@ export class Daemon implements Health {
         );
       }
       daemon.status.start();
+      daemon.auditRetention?.start();
       daemon.http = new HttpServer(daemon.ctx);
       daemon.address = await daemon.http.listen(config.server.host, config.server.port);
       if (config.server.resp) {
@@ -261,6 +278,7 @@ export class Daemon implements Health {
       const deadline = this.config.server.shutdownTimeoutMs;
       await Promise.all([this.http?.close(deadline), this.resp?.close(deadline)]);
       this.status.stop();
+      await this.auditRetention?.stop();
       await this.warming.stop();
       await this.checker?.stop();
       await Promise.allSettled(this.keyspaces.all().map((ks) => ks.strategy.stop(deadline)));
@@ -327,7 +345,11 @@ export class Daemon implements Health {
   }
 
   private async build(config: KeyspaceConfig): Promise<Keyspace> {
-    const table = await this.store.table({ table: config.table, mapped: config.mapped });
+    const table = await this.store.table({
+      table: config.table,
+      mapped: config.mapped,
+      ...(config.audit ? { audit: { keyspace: config.name, table: config.audit.table } } : {}),
+    });
     const near = config.near ? this.near : undefined;
     const strategy = createStrategy({
       keyspace: config,

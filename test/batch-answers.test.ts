@@ -23,7 +23,7 @@ let blocker: pg.Client;
 beforeAll(async () => {
   const u = new URL(PG_URL);
   proxy = new PgProxy({ host: u.hostname, port: Number(u.port || 5432) }, 0, [table]);
-  proxy.watch("writes", /sidecache_under_key_locks/);
+  proxy.watch("writes", /sidecache_(under_key_locks|locked_)/);
   await proxy.listen();
   const url = `postgres://${u.username}@127.0.0.1:${proxy.port}${u.pathname}`;
   store = await createStore({ url, poolSize: 10, timeoutMs: 10_000 });

@@ -34,7 +34,7 @@ async function waitForBlocked(client: pg.Client, n: number): Promise<void> {
   for (;;) {
     const r = await client.query(
       `select count(*)::int as n from pg_stat_activity
-       where wait_event_type = 'Lock' and query like '%sidecache_under_key_locks%'`,
+       where wait_event_type = 'Lock' and (query like '%sidecache_under_key_locks%' or query like '%sidecache_locked_%')`,
     );
     if (r.rows[0].n >= n) return;
     if (Date.now() > deadline) throw new Error(`only ${r.rows[0].n} writes wait on a lock, not ${n}`);
@@ -51,7 +51,7 @@ describe("PostgreSQL killed while a batch is in flight", () => {
   beforeAll(async () => {
     server = await startPrivatePostgres();
     proxy = new PgProxy({ host: "127.0.0.1", port: server.port }, 0);
-    proxy.watch("writes", /sidecache_under_key_locks/);
+    proxy.watch("writes", /sidecache_(under_key_locks|locked_)/);
     await proxy.listen();
   });
 

@@ -306,6 +306,21 @@ describe("JSON bombs", () => {
     expect((await db.query(`select 1 from ${tag}_users where key in ('wide','lie')`)).rowCount).toBe(0);
   });
 
+  it("a chunked body that grows past the limit: 413 once it passes it, the connection closed, nothing written", async () => {
+    const head =
+      "PUT /v1/kv/users/chunky HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const piece = `["${"x".repeat(4000)}",`;
+    const chunk = `${piece.length.toString(16)}\r\n${piece}\r\n`;
+    // 5 pieces of 4 kB pass the 16 kB limit; the body never ends, the answer comes all the same
+    const r = await raw([head, ...Array.from({ length: 5 }, () => chunk)], { gapMs: 20 });
+    expect(r.closed).toBe(true);
+    const answer = parse(r);
+    expect(answer.status).toBe(413);
+    expect(answer.body.error?.code).toBe("value_too_large");
+    expect((await db.query(`select 1 from ${tag}_users where key = 'chunky'`)).rowCount).toBe(0);
+    await stillServes();
+  });
+
   it("numbers PostgreSQL can not hold and NUL characters are refused, not crashed on", async () => {
     for (const body of ["1e999999", "-1e999999", '"a\\u0000b"', '{"k\\u0000": 1}']) {
       const r = await call(daemon.url, "PUT", "/v1/kv/users/odd", body);

@@ -105,7 +105,7 @@ describe("coherent mode", () => {
     expect(noCache.json()).toEqual({ v: 1 });
   });
 
-  it("write on one, read at once on the others: 0 stale over 50 rounds, cache-aside and write-through", async () => {
+  it("write on one, read at once on the others: 0 stale over 200 rounds, cache-aside and write-through", async () => {
     // c hears Redis 30 ms late: its invalidations arrive after the writer has long had its answer, so
     // only the writer's wait for c's acknowledgement keeps c from serving its old copy
     const slow = new TcpDelay({ host: "127.0.0.1", port: redis.port }, 30);
@@ -118,13 +118,13 @@ describe("coherent mode", () => {
       return (await call(late.url, "GET", "/v1/kv/users/warm")).headers["x-cache-tier"] === "L1";
     });
     const urls = [a.url, b.url, late.url];
-    const aside = await rounds(urls, "users", 25, "plain");
-    const wt = await rounds(urls, "wt", 25, "plain");
+    const aside = await rounds(urls, "users", 100, "plain");
+    const wt = await rounds(urls, "wt", 100, "plain");
     // the near cache was really used between writes
-    expect(aside.l1 + wt.l1).toBeGreaterThan(40);
+    expect(aside.l1 + wt.l1).toBeGreaterThan(160);
     await late.stop();
     await slow.close();
-  });
+  }, 180_000);
 
   it("after CLIENT KILL TYPE pubsub (every daemon's channel cut): still 0 stale", async () => {
     const urls = [a.url, b.url, c.url];
@@ -227,7 +227,7 @@ describe("bounded mode", () => {
     // staleness: how long after the acknowledgement a read could still begin and return the older value
     let worst = 0;
     let staleReads = 0;
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 300; i++) {
       await call(x.url, "PUT", "/v1/kv/users/s", { i });
       const acked = Date.now();
       for (;;) {
@@ -241,7 +241,7 @@ describe("bounded mode", () => {
       await call(z.url, "GET", "/v1/kv/users/s");
     }
     console.log(
-      `bounded mode: ${staleReads} stale reads in 30 rounds, began at most ${worst} ms after the ack`,
+      `bounded mode: ${staleReads} stale reads in 300 rounds, began at most ${worst} ms after the ack`,
     );
     expect(worst).toBeLessThan(100);
   });

@@ -63,7 +63,7 @@ cache: { url: "${REDIS_URL}", prefix: ${tag} }
 store: { url: "${PG_URL}" }
 checker: { enabled: false }
 keyspaces:
-  aside: { strategy: cache-aside, table: ${tag}_aside }
+  aside: { strategy: cache-aside, table: ${tag}_aside, audit: { table: ${tag}_audit } }
   rt: { strategy: read-through, table: ${tag}_rt }
   near: { strategy: cache-aside, table: ${tag}_near, near_cache: { max_entries: 100, lease: 1s } }
   wb:
@@ -80,7 +80,7 @@ keyspaces:
 afterAll(async () => {
   await http?.close();
   await daemon?.stop();
-  await db?.query(`drop table if exists ${table}, ${tag}_aside, ${tag}_rt, ${tag}_near`);
+  await db?.query(`drop table if exists ${table}, ${tag}_aside, ${tag}_rt, ${tag}_near, ${tag}_audit`);
   await db?.end();
   const { Redis } = await import("ioredis");
   const redis = new Redis(REDIS_URL);
@@ -245,6 +245,7 @@ describe("the live router against the description", () => {
       ["mget", "/v1/kv/aside/_mget", JSON.stringify({ keys: ["m1", "m2", "absent"] })],
       ["deleteValue", "/v1/kv/aside/k"],
       ["listKeyspaces", "/v1/keyspaces"],
+      ["listAudit", "/v1/keyspaces/aside/audit?limit=2"],
       ["flush", "/v1/keyspaces/wb/flush"],
       ["check", "/v1/keyspaces/aside/check", JSON.stringify({ sample: 10 })],
       ["listDeadLetters", "/v1/keyspaces/wb/dead-letters?count=10"],
@@ -306,6 +307,9 @@ describe("the live router against the description", () => {
       ["warm", "/v1/keyspaces/nope/warm", "{}"],
       ["warmProgress", "/v1/keyspaces/rt/warm"],
       ["warmProgress", "/v1/keyspaces/nope/warm"],
+      ["listAudit", "/v1/keyspaces/rt/audit"],
+      ["listAudit", "/v1/keyspaces/aside/audit?since=soon"],
+      ["listAudit", "/v1/keyspaces/nope/audit"],
     ];
     const seen = new Set<number>();
     for (const [id, path, body, headers] of cases) {
@@ -339,6 +343,7 @@ describe("the live router against the description", () => {
       "kv-routes.ts",
       "admin-routes.ts",
       "warm-routes.ts",
+      "audit-routes.ts",
       "ui-routes.ts",
       "openapi.ts",
     ]) {

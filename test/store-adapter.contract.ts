@@ -405,6 +405,38 @@ export function storeAdapterContract(
       expect((await t.sampleKeys(10)).sort()).toEqual(["2", "5"]);
     });
 
+    it("serves a mapped table whose columns bear the names its statements use inside (k, v, n, i, keys, tbl)", async () => {
+      const table = `sc_contract_${suffix}_names`;
+      tables.push(table);
+      await sql(
+        `create table ${quoteIdent(table)} (k text primary key, v text, n int, i int, keys text, tbl text, version bigint)`,
+      );
+      const t = await store.table({
+        table,
+        mapped: { keyColumn: "k", columns: ["k", "v", "n", "i", "keys", "tbl"], versionColumn: "version" },
+      });
+      const value = { v: "vee", n: 3, i: 4, keys: "ks", tbl: "tb" };
+      const [w] = await t.write([{ key: "a", value: JSON.stringify(value) }], at(10));
+      expect(w).toMatchObject({ key: "a", version: 10, deleted: false, existed: false });
+      expect(JSON.parse((await t.get("a"))!.value)).toEqual({ k: "a", ...value });
+      await expect(t.write([{ key: "a", value: "{}", ifMatch: 9 }], at(1))).rejects.toBeInstanceOf(
+        VersionMismatchError,
+      );
+      const [u] = await t.write([{ key: "a", value: JSON.stringify({ n: 5 }), ifMatch: 10 }], at(1));
+      expect(u!.version).toBe(11);
+      const [d] = await t.write([{ key: "a", value: null }], at(1));
+      expect(d).toMatchObject({ deleted: true, existed: true, version: 12 });
+      expect(await t.settledVersion("a")).toBe(12);
+      expect(
+        await t.applyVersioned([
+          { key: "a", value: JSON.stringify({ v: "old" }), version: 11 },
+          { key: "b", value: JSON.stringify({ v: "bee" }), version: 20 },
+        ]),
+      ).toBe(1);
+      expect(await t.get("a")).toBeNull();
+      expect(JSON.parse((await t.get("b"))!.value)).toMatchObject({ k: "b", v: "bee" });
+    });
+
     it("names the table and columns when a mapping does not match the database", async () => {
       const missing = `sc_contract_${suffix}_missing`;
       await expect(

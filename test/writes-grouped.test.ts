@@ -68,7 +68,7 @@ function send(
 beforeAll(async () => {
   const u = new URL(PG_URL);
   proxy = new PgProxy({ host: u.hostname, port: Number(u.port || 5432) }, 0);
-  proxy.watch("writes", /sidecache_under_key_locks/);
+  proxy.watch("writes", /sidecache_(under_key_locks|locked_)/);
   await proxy.listen();
   const url = `postgres://${u.username}@127.0.0.1:${proxy.port}${u.pathname}`;
   const keyspaces = Object.entries(KEYSPACES)

@@ -42,6 +42,11 @@ export interface LoadSpec {
   core?: number;
   /** per-request timeout, seconds */
   timeoutS?: number;
+  /**
+   * A pause before each request of a connection, ms: the rate held at about connections × 1000 / delayMs
+   * while answers are much faster than that (a latency measured below the maximum rate).
+   */
+  delayMs?: number;
 }
 
 export interface LoadResult {
@@ -131,7 +136,10 @@ let scriptDir: string | undefined;
 async function runWrk(spec: LoadSpec): Promise<LoadResult> {
   scriptDir ??= mkdtempSync(join(tmpdir(), "sidecache-bench-"));
   const script = join(scriptDir, `s${Date.now()}${Math.random().toString(36).slice(2)}.lua`);
-  writeFileSync(script, wrkScript(spec.pattern));
+  const delay = spec.delayMs
+    ? `\ndelay = function() return ${Math.max(1, Math.round(spec.delayMs))} end\n`
+    : "";
+  writeFileSync(script, wrkScript(spec.pattern) + delay);
   const threads = Math.min(spec.threads ?? 1, spec.connections);
   const wrkArgs = [
     `-t${threads}`,
@@ -183,6 +191,7 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
     connections: spec.connections,
     durationS: spec.durationS,
     timeoutS: spec.timeoutS ?? 10,
+    connectionRate: spec.delayMs ? 1000 / Math.max(1, Math.round(spec.delayMs)) : undefined,
   });
   const timed = hasTimeCommand();
   const child = timed

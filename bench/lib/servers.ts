@@ -26,6 +26,8 @@ export interface KeyspaceSpec {
   nearCache?: string;
   consistency?: "strict" | "eventual";
   writeBehind?: { flushInterval: string; batchSize: number; maxQueue: number };
+  /** the keyspace's audit log, in this table */
+  auditTable?: string;
 }
 
 export interface DaemonSpec {
@@ -64,6 +66,7 @@ export function daemonYaml(spec: DaemonSpec, port: number): string {
     if (ks.ttl_jitter !== undefined) lines.push(`    ttl_jitter: ${ks.ttl_jitter}`);
     if (ks.nearCache) lines.push(`    near_cache: ${ks.nearCache}`);
     if (ks.consistency) lines.push(`    consistency: ${ks.consistency}`);
+    if (ks.auditTable) lines.push(`    audit: { table: ${ks.auditTable} }`);
     if (ks.writeBehind) {
       const wb = ks.writeBehind;
       lines.push(

@@ -11,6 +11,8 @@ interface Args {
   connections: number;
   durationS: number;
   timeoutS: number;
+  /** requests per second per connection (a rate held below the maximum) */
+  connectionRate?: number;
 }
 
 interface RawRequest {
@@ -58,6 +60,7 @@ const result = await autocannon({
   url: args.url,
   connections: args.connections,
   duration: args.durationS,
+  ...(args.connectionRate ? { connectionRate: args.connectionRate } : {}),
   timeout: args.timeoutS,
   requests: [{ setupRequest: setup }],
 });

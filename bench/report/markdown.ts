@@ -100,6 +100,17 @@ export function renderMarkdown(r: Results): string {
             `**near / in-app = ${f(h.nearVsInApp, 2)}**.`
           : ""),
     );
+    if (h.halfRate?.length) {
+      out.push(
+        "Latency at about half each server's maximum rate (the same 50 connections, each pausing between " +
+          "requests; wrk's pause is whole milliseconds, so the rate held is near, not at, half):",
+        "",
+        "| server | rate held (req/s) | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        ...h.halfRate.map((r) => `| ${r.server} | ${f(r.rps)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} |`),
+        "",
+      );
+    }
     if (h.profile) {
       out.push(
         `CPU profile of the daemon under the same load (\`node --cpu-prof\`, ${f(h.profile.totalMs / 1000, 1)} s of samples ` +

@@ -54,6 +54,8 @@ export interface HitResult {
   /** the same key served from the daemon's near cache (X-Cache-Tier: L1) */
   nearVsBare?: number;
   nearVsInApp?: number;
+  /** latency held at about half each server's measured maximum rate (50 connections pacing their requests) */
+  halfRate?: { server: HitServer; targetRps: number; rps: number; p50Ms: number; p99Ms: number }[];
   /** below this sidecache / bare ratio a full run profiles the daemon */
   profileBelow: number;
   profile?: ProfileSummary;
@@ -222,6 +224,27 @@ export async function hitPath(ctx: Context): Promise<HitResult> {
       nearVsInApp: by("sidecache, near cache").rps / by("in-app cache-aside").rps,
       profileBelow: 0.6,
     };
+
+    // Latency below saturation: each server at about half the rate it reached, paced by the generator.
+    result.halfRate = [];
+    for (const [name, s] of order) {
+      if (name === "sidecache, access log on") continue;
+      const max = by(name).rps;
+      const delayMs = Math.max(1, Math.round((connections * 1000) / (max / 2)));
+      const targetRps = (connections * 1000) / delayMs;
+      ctx.log(`  hit path at half rate: ${name}, about ${round(targetRps, 0)} req/s for ${durationS}s`);
+      const m = await measure(ctx, s, { ...load(s, durationS), delayMs });
+      ctx.log(
+        `    ${round(m.load.rps, 0)} req/s, p50 ${round(m.load.p50Ms, 3)} ms, p99 ${round(m.load.p99Ms, 3)} ms`,
+      );
+      result.halfRate.push({
+        server: name,
+        targetRps,
+        rps: m.load.rps,
+        p50Ms: m.load.p50Ms,
+        p99Ms: m.load.p99Ms,
+      });
+    }
 
     // A --quick run profiles only when asked; the full run also whenever the ratio is below profileBelow.
     if (ctx.options.profile || (!q && result.ratioVsBare < result.profileBelow)) {

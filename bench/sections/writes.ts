@@ -80,7 +80,9 @@ export interface WritesResult {
 interface Subject {
   label: string;
   /** absent: the in-app baseline */
-  ks?: Omit<KeyspaceSpec, "table">;
+  ks?: Omit<KeyspaceSpec, "table" | "auditTable">;
+  /** the keyspace keeps an audit log (in a table of its own, made for the run) */
+  audit?: boolean;
 }
 
 const BASELINE = "in-app: upsert + Redis SET";
@@ -93,6 +95,7 @@ const SUBJECTS: Subject[] = [
   },
   { label: "write-around", ks: { strategy: "write-around", ttl: "1h" } },
   { label: "cache-aside", ks: { strategy: "cache-aside", ttl: "1h" } },
+  { label: "cache-aside (audit log on)", ks: { strategy: "cache-aside", ttl: "1h" }, audit: true },
   {
     label: "write-behind",
     ks: {
@@ -100,6 +103,15 @@ const SUBJECTS: Subject[] = [
       ttl: "1h",
       writeBehind: { flushInterval: "1s", batchSize: 500, maxQueue: 100_000 },
     },
+  },
+  {
+    label: "write-behind (audit log on)",
+    ks: {
+      strategy: "write-behind",
+      ttl: "1h",
+      writeBehind: { flushInterval: "1s", batchSize: 500, maxQueue: 100_000 },
+    },
+    audit: true,
   },
   { label: `${BASELINE} (again)` },
 ];
@@ -180,8 +192,10 @@ async function startSubject(
       ctx.serverCore,
     );
   }
+  const auditTable = s.audit ? `${table}_audit` : undefined;
+  if (auditTable) ctx.tables.push(auditTable);
   return startDaemon(
-    { cachePrefix: prefix, storeUrl: proxy.url, pool: 10, keyspaces: { w: { ...s.ks, table } } },
+    { cachePrefix: prefix, storeUrl: proxy.url, pool: 10, keyspaces: { w: { ...s.ks, table, auditTable } } },
     { core: ctx.serverCore },
   );
 }

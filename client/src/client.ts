@@ -35,6 +35,19 @@ export type DeadLetter = Schemas["DeadLetter"];
 export type Strategy = Schemas["Strategy"];
 export type WarmRequest = Schemas["WarmRequest"];
 export type WarmProgress = Schemas["WarmProgress"];
+export type AuditRecord = Schemas["AuditRecord"];
+export type AuditPage = Schemas["AuditPage"];
+
+/** Which audit records to read (GET /v1/keyspaces/{keyspace}/audit). */
+export interface AuditQuery {
+  key?: string;
+  /** an RFC 3339 time, a Date, or a duration back from now such as "24h" */
+  since?: string | Date;
+  until?: string | Date;
+  limit?: number;
+  /** the next_cursor of the previous page */
+  cursor?: string;
+}
 type IfNoneMatch = NonNullable<operations["putValue"]["parameters"]["header"]>["If-None-Match"];
 
 /** The JSON body of an operation's answer of a given status, as the description has it. */
@@ -69,6 +82,7 @@ const ROUTES = {
   replayDeadLetter: ["POST", "/v1/keyspaces/{keyspace}/dead-letters/{id}/replay"],
   warm: ["POST", "/v1/keyspaces/{keyspace}/warm"],
   warmProgress: ["GET", "/v1/keyspaces/{keyspace}/warm"],
+  listAudit: ["GET", "/v1/keyspaces/{keyspace}/audit"],
 } as const satisfies { [O in keyof operations]?: RouteOf<O> };
 
 /** The operations the client calls. */
@@ -257,6 +271,24 @@ export class SidecacheClient {
       throw err;
     }
     return json<Body<"warmProgress", 200>>(a);
+  }
+
+  /** One page of the keyspace's audit log, newest first; `next_cursor` continues it (null on the last page). */
+  async audit(keyspace: string, query: AuditQuery = {}, options: CallOptions = {}): Promise<AuditPage> {
+    const q = new URLSearchParams();
+    if (query.key !== undefined) q.set("key", query.key);
+    for (const name of ["since", "until"] as const) {
+      const t = query[name];
+      if (t !== undefined) q.set(name, t instanceof Date ? t.toISOString() : t);
+    }
+    if (query.limit !== undefined) q.set("limit", String(query.limit));
+    if (query.cursor !== undefined) q.set("cursor", query.cursor);
+    const a = await this.call(
+      "listAudit",
+      { params: { keyspace }, query: q.size ? `?${q}` : undefined },
+      options,
+    );
+    return json<Body<"listAudit", 200>>(a);
   }
 
   /** Closes the connections (only those of the client's own pool). */
@@ -479,6 +511,10 @@ export class Keyspace<T = unknown> {
 
   warmProgress(options?: CallOptions): Promise<WarmProgress | null> {
     return this.client.warmProgress(this.name, options);
+  }
+
+  audit(query?: AuditQuery, options?: CallOptions): Promise<AuditPage> {
+    return this.client.audit(this.name, query, options);
   }
 
   private at(key: string): string {

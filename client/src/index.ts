@@ -1,6 +1,9 @@
 export {
   CLIENT_OPERATIONS,
   Keyspace,
+  type AuditPage,
+  type AuditQuery,
+  type AuditRecord,
   SidecacheClient,
   type CacheStatus,
   type CacheTier,

@@ -195,6 +195,29 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/v1/keyspaces/{keyspace}/audit": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @description A keyspace of the configuration, percent-encoded. */
+        keyspace: components["parameters"]["Keyspace"];
+      };
+      cookie?: never;
+    };
+    /**
+     * The keyspace's audit log: who wrote what, and when
+     * @description One record per committed write of a keyspace with `audit` set, written by the transaction that committed the write (for write-behind, by the flush that applied it). Newest first, by time then key and version; pages follow `next_cursor`, and records committed while paging never shift the pages. Writes made outside sidecache are not recorded. 404 `not_found` for a keyspace without `audit`; 400 `invalid_request` for a bad parameter.
+     */
+    get: operations["listAudit"];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/v1/keyspaces/{keyspace}/warm": {
     parameters: {
       query?: never;
@@ -461,6 +484,43 @@ export interface components {
       attempts: number;
       /** @description Milliseconds since the epoch it was dead-lettered. */
       at: number;
+    };
+    AuditRecord: {
+      key: string;
+      version: components["schemas"]["Version"];
+      /**
+       * @description `mset`: one write of an `_mset` (or `MSET`); all of them commit together.
+       * @enum {string}
+       */
+      op: "put" | "delete" | "mset";
+      /** @description The version `If-Match` named; null without one. */
+      if_match: components["schemas"]["Version"] | null;
+      /** @description The write was made with `If-None-Match: *`. */
+      if_none_match: boolean;
+      /** @description The name of the caller's token (`auth.tokens[].name`); null when auth is off. */
+      client: string | null;
+      /**
+       * @description The front end.
+       * @enum {string|null}
+       */
+      via: "http" | "resp" | null;
+      /**
+       * Format: date-time
+       * @description PostgreSQL's clock when the write was applied, in the transaction that committed it (UTC, microseconds).
+       */
+      at: string;
+      /**
+       * Format: date-time
+       * @description write-behind: when the write was acknowledged (queued); null for the other strategies, acknowledged at `at`.
+       */
+      acknowledged_at: string | null;
+    };
+    AuditPage: {
+      keyspace: string;
+      /** @description Newest first. */
+      records: components["schemas"]["AuditRecord"][];
+      /** @description Give it as `cursor` for the next page; null on the last one. */
+      next_cursor: string | null;
     };
     DeadLetterList: {
       dead_letters: components["schemas"]["DeadLetter"][];
@@ -729,7 +789,7 @@ export interface components {
         "application/json": components["schemas"]["Error403"];
       };
     };
-    /** @description No such keyspace (`unknown_keyspace`), or nothing under this key, dead letter or warming run (`not_found`). */
+    /** @description No such keyspace (`unknown_keyspace`), or nothing under this key, dead letter or warming run, or no audit log for the keyspace (`not_found`). */
     NotFound: {
       headers: {
         [name: string]: unknown;
@@ -1292,6 +1352,50 @@ export interface operations {
       403: components["responses"]["Forbidden"];
       404: components["responses"]["NotFound"];
       429: components["responses"]["QueueFull"];
+      500: components["responses"]["Internal"];
+      503: components["responses"]["Unavailable"];
+      504: components["responses"]["Timeout"];
+    };
+  };
+  listAudit: {
+    parameters: {
+      query?: {
+        /** @description Only this key. */
+        key?: string;
+        /**
+         * @description Records at or after: an RFC 3339 time, or a duration back from now (`15m`, `24h`, `7d`).
+         * @example 24h
+         */
+        since?: string;
+        /** @description Records before: an RFC 3339 time, or a duration back from now. */
+        until?: string;
+        limit?: number;
+        /** @description The `next_cursor` of the previous page. */
+        cursor?: string;
+      };
+      header?: never;
+      path: {
+        /** @description A keyspace of the configuration, percent-encoded. */
+        keyspace: components["parameters"]["Keyspace"];
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description A page, newest first. */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          "application/json": components["schemas"]["AuditPage"];
+        };
+      };
+      400: components["responses"]["BadRequest"];
+      401: components["responses"]["Unauthorized"];
+      403: components["responses"]["Forbidden"];
+      404: components["responses"]["NotFound"];
+      405: components["responses"]["MethodNotAllowed"];
       500: components["responses"]["Internal"];
       503: components["responses"]["Unavailable"];
       504: components["responses"]["Timeout"];

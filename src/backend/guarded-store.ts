@@ -1,5 +1,7 @@
 /** A StoreAdapter, and the TableStores it hands out, whose every call passes a BackendGuard. */
 import type {
+  AuditEntry,
+  AuditLog,
   RepairIntent,
   StoreAdapter,
   StoredRow,
@@ -15,6 +17,7 @@ import type { BackendGuard } from "./guard.js";
 
 export class GuardedStore implements StoreAdapter {
   readonly warmSource?: WarmSource;
+  readonly auditLog?: AuditLog;
 
   constructor(
     private readonly inner: StoreAdapter,
@@ -26,6 +29,13 @@ export class GuardedStore implements StoreAdapter {
         queryKeys: (sql, limit) => guard.run("warm_query", () => warm.queryKeys(sql, limit)),
         saveHotKeys: (ks, keys) => guard.run("save_hot_keys", () => warm.saveHotKeys(ks, keys)),
         hotKeys: (ks, limit) => guard.run("hot_keys", () => warm.hotKeys(ks, limit)),
+      };
+    }
+    const audit = inner.auditLog;
+    if (audit) {
+      this.auditLog = {
+        read: (q) => guard.run("audit_read", () => audit.read(q)),
+        prune: (table, ks, ms, batch) => guard.run("audit_prune", () => audit.prune(table, ks, ms, batch)),
       };
     }
   }
@@ -85,8 +95,8 @@ export class GuardedTable implements TableStore {
     );
   }
 
-  applyVersioned(ops: VersionedOp[]): Promise<number> {
-    return this.guard.run("apply", () => this.inner.applyVersioned(ops));
+  applyVersioned(ops: VersionedOp[], audit?: AuditEntry[]): Promise<number> {
+    return this.guard.run("apply", () => this.inner.applyVersioned(ops, audit));
   }
 
   newerThan(ops: { key: string; version: number }[]): Promise<Map<string, number>> {

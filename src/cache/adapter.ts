@@ -50,6 +50,11 @@ export interface CacheAdapter {
   /** Entries of many keys, in the order asked, null where nothing is cached. */
   getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]>;
   /**
+   * The entry when the daemon's own memory holds one it may serve now (a near cache), answered without a
+   * round trip; undefined otherwise (then get() decides). Adapters without such memory leave it out.
+   */
+  peek?(keyspace: string, key: string, options?: GetOptions): CacheEntry | undefined;
+  /**
    * Stores the entry for ttlMs unless what is cached is newer: it is taken when entry.version > cached.version,
    * or when the cached entry is a tombstone and entry.version >= its version, or when both are values of the same
    * version (the same write: a refill after expiry renews it). Atomic. Returns whether it was taken.

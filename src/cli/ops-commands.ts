@@ -5,6 +5,7 @@
  *   sidecache dead-letters list --keyspace KS [--count N] [--after ID]
  *   sidecache dead-letters replay|drop --keyspace KS ID...
  *   sidecache warm --keyspace KS [--from query|hot] [--limit N] [--wait]
+ *   sidecache audit KS [--key K] [--since T] [--until T] [--limit N] [--cursor C]
  *
  * --url (or SIDECACHE_URL, default http://127.0.0.1:7070) names the daemon, --token (or SIDECACHE_TOKEN)
  * an admin token. Tables on stdout, --json for the daemon's JSON. Exit 0; 1 when the daemon refused or
@@ -22,6 +23,10 @@ export interface OpsOptions {
   from?: string;
   limit?: string;
   wait?: boolean;
+  key?: string;
+  since?: string;
+  until?: string;
+  cursor?: string;
 }
 
 export interface Io {
@@ -36,7 +41,7 @@ const stdio: Io = {
   env: process.env,
 };
 
-export const OPS_COMMANDS = ["keyspaces", "dead-letters", "warm"];
+export const OPS_COMMANDS = ["keyspaces", "dead-letters", "warm", "audit"];
 
 export const OPS_HELP = `  sidecache keyspaces [--url URL] [--token TOKEN] [--json]
                                             each keyspace of a running daemon: strategy, queue,
@@ -49,6 +54,10 @@ export const OPS_HELP = `  sidecache keyspaces [--url URL] [--token TOKEN] [--js
   sidecache warm --keyspace KS [--from query|hot] [--limit N] [--wait]
                                             fill the keyspace's cache from its warm: query or its
                                             hot keys; --wait prints progress until done
+  sidecache audit KS [--key K] [--since T] [--until T] [--limit N] [--cursor C] [--json]
+                                            the keyspace's audit log, newest first: who wrote
+                                            what and when; T is an RFC 3339 time or a duration
+                                            back from now (15m, 24h, 7d)
       --url URL       the daemon (default $SIDECACHE_URL or http://127.0.0.1:7070)
       --token TOKEN   an admin token (default $SIDECACHE_TOKEN)`;
 
@@ -73,6 +82,10 @@ export async function runOpsCommand(args: string[], o: OpsOptions, io: Io = stdi
       if (sub !== undefined)
         throw new UsageError("warm takes no argument; name the keyspace with --keyspace");
       return await warm(api, o, io);
+    }
+    if (command === "audit") {
+      if (rest.length > 0) throw new UsageError("audit takes one keyspace");
+      return await audit(api, sub ?? o.keyspace, o, io);
     }
     throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   } catch (err) {
@@ -277,6 +290,50 @@ async function warm(api: Api, o: OpsOptions, io: Io): Promise<number> {
     io.out(line(p));
   }
   return p.state === "failed" ? 1 : 0;
+}
+
+interface AuditRecord {
+  key: string;
+  version: number;
+  op: string;
+  if_match: number | null;
+  if_none_match: boolean;
+  client: string | null;
+  via: string | null;
+  at: string;
+  acknowledged_at: string | null;
+}
+
+async function audit(api: Api, keyspace: string | undefined, o: OpsOptions, io: Io): Promise<number> {
+  if (!keyspace) throw new UsageError("audit needs a keyspace: sidecache audit KS");
+  const q = new URLSearchParams();
+  for (const name of ["key", "since", "until", "limit", "cursor"] as const) {
+    const value = o[name];
+    if (value !== undefined) q.set(name, value);
+  }
+  const path = `/v1/keyspaces/${encodeURIComponent(keyspace)}/audit${q.size > 0 ? `?${q}` : ""}`;
+  const body = (await api.call("GET", path)).body as { records: AuditRecord[]; next_cursor: string | null };
+  if (o.json) {
+    io.out(`${JSON.stringify(body, null, 2)}\n`);
+    return 0;
+  }
+  if (body.records.length === 0) {
+    io.out(`no audit records in ${keyspace}${q.size > 0 ? " that match" : ""}\n`);
+    return 0;
+  }
+  const rows = body.records.map((r) => [
+    r.at,
+    JSON.stringify(r.key),
+    String(r.version),
+    r.op,
+    r.if_none_match ? "if-none-match *" : r.if_match !== null ? `if-match ${r.if_match}` : "-",
+    r.client ?? "-",
+    r.via ?? "-",
+    r.acknowledged_at ?? "-",
+  ]);
+  io.out(table(["AT", "KEY", "VERSION", "OP", "CONDITION", "CLIENT", "VIA", "ACKNOWLEDGED"], rows));
+  if (body.next_cursor) io.out(`more: add --cursor ${body.next_cursor}\n`);
+  return 0;
 }
 
 function table(head: string[], rows: string[][]): string {

@@ -12,8 +12,9 @@ import {
 } from "./types.js";
 import { formatDuration } from "./units.js";
 import { readWarm } from "../warm/config.js";
+import { readAudit } from "../audit/config.js";
 
-const FIELDS = [
+export const KEYSPACE_FIELDS = [
   "strategy",
   "consistency",
   "table",
@@ -30,7 +31,9 @@ const FIELDS = [
   "near_cache",
   "fill_lease",
   "warm",
+  "audit",
 ] as const;
+const FIELDS = KEYSPACE_FIELDS;
 
 export interface KeyspaceContext {
   cacheUrl: string;
@@ -80,6 +83,7 @@ export function readKeyspace(name: string, v: Value, ctx: KeyspaceContext): Keys
     near: readNear(f.near_cache, ctx.cacheUrl),
     fillLeaseMs: f.fill_lease.duration({ def: d.fillLeaseMs, positive: true }),
     warm: readWarm(f.warm),
+    audit: readAudit(f.audit),
   };
 }
 

@@ -3,7 +3,8 @@ import { readFile } from "node:fs/promises";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { ConfigError } from "../errors.js";
 import { CHECKER_DEFAULTS } from "./defaults.js";
-import { readKeyspace } from "./keyspace.js";
+import { auditTableValue, DEFAULT_AUDIT_TABLE } from "../audit/config.js";
+import { KEYSPACE_FIELDS, readKeyspace } from "./keyspace.js";
 import { joinPath, Value } from "./node.js";
 import { readAlerts, readAuth, readCache, readChecker, readLog, readServer, readStore } from "./sections.js";
 import type { Config, KeyspaceConfig } from "./types.js";
@@ -60,6 +61,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     tables.set(ks.table.toLowerCase(), ks);
     keyspaces.set(name, ks);
   }
+  checkAuditTables(f.keyspaces, keyspaces, tables);
 
   return {
     file,
@@ -72,6 +74,28 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     log: readLog(f.log),
     keyspaces,
   };
+}
+
+/** An audit table is none of the keyspaces' tables nor one of sidecache's own. */
+function checkAuditTables(
+  section: Value,
+  keyspaces: Map<string, KeyspaceConfig>,
+  tables: Map<string, KeyspaceConfig>,
+): void {
+  for (const [name, value] of section.entries()) {
+    const audit = keyspaces.get(name)?.audit;
+    if (!audit) continue;
+    const table = audit.table.toLowerCase();
+    const owner = tables.get(table);
+    const own = table.startsWith("sidecache_") && table !== DEFAULT_AUDIT_TABLE;
+    if (owner || own) {
+      auditTableValue(value.fields(KEYSPACE_FIELDS).audit).fail(
+        owner
+          ? `names table ${audit.table}, the table of keyspace ${owner.name}; the audit log needs a table of its own`
+          : `names table ${audit.table}, a name sidecache keeps for its own tables; choose another (default ${DEFAULT_AUDIT_TABLE})`,
+      );
+    }
+  }
 }
 
 /** The YAML path of the deepest key whose entry holds `offset`, so syntax errors name a field too. */

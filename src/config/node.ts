@@ -72,6 +72,11 @@ export class Value {
     return n === undefined || n === null || (isScalar(n) && n.value === null);
   }
 
+  /** Whether the value is written as a mapping (as opposed to a scalar or a list). */
+  get isMapping(): boolean {
+    return isMap(this.resolved());
+  }
+
   get line(): number | undefined {
     const n = this.resolved();
     if ((isMap(n) || isSeq(n)) && this.keyLine !== undefined) return this.keyLine;

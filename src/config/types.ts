@@ -155,6 +155,16 @@ export interface KeyspaceConfig {
   near?: NearCacheConfig;
   /** absent: no warming configured */
   warm?: WarmConfig;
+  /** absent: the keyspace keeps no audit log */
+  audit?: AuditConfig;
+}
+
+/** A keyspace's audit log: one row per committed write, in PostgreSQL (docs/operations.md, audit log). */
+export interface AuditConfig {
+  /** the table the rows go to, created when missing; keyspaces may share one */
+  table: string;
+  /** rows older than this are deleted in the background; absent: kept until an operator prunes them */
+  retentionMs?: number;
 }
 
 export interface NearCacheConfig {

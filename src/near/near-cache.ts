@@ -66,6 +66,15 @@ export class NearCache implements CacheAdapter {
     for (const s of this.stores.values()) s.clear();
   }
 
+  peek(keyspace: string, key: string, options?: GetOptions): CacheEntry | undefined {
+    const store = this.storeFor(keyspace, options);
+    if (!store || !this.usable(store)) return undefined;
+    const near = store.get(key);
+    if (!near) return undefined;
+    this.telemetry.emit({ type: "near_hit", keyspace });
+    return near;
+  }
+
   async get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
     const store = this.storeFor(keyspace, options);
     if (!store) return this.inner.get(keyspace, key);
@@ -74,7 +83,7 @@ export class NearCache implements CacheAdapter {
       const near = store.get(key);
       if (near) {
         this.telemetry.emit({ type: "near_hit", keyspace });
-        return { ...near, near: true };
+        return near;
       }
     }
     this.telemetry.emit({ type: "near_miss", keyspace });
@@ -90,7 +99,7 @@ export class NearCache implements CacheAdapter {
     const usable = this.usable(store);
     const out: (CacheEntry | null)[] = keys.map((k) => {
       const near = usable ? store.get(k) : undefined;
-      return near ? { ...near, near: true } : null;
+      return near ?? null;
     });
     const missing = keys.filter((_, i) => out[i] === null);
     const hits = keys.length - missing.length;

@@ -61,7 +61,8 @@ export class NearStore {
     if (ttl <= 0) return;
     const old = this.lru.peek(key, { allowStale: true });
     if (old && old.version > entry.version) return;
-    this.lru.set(key, { entry, version: entry.version }, { ttl });
+    // marked once here, so a hit hands out the stored object as it is
+    this.lru.set(key, { entry: { ...entry, near: true }, version: entry.version }, { ttl });
   }
 
   /** Drops the copy of the key and refuses copies older than `version` (0: drops, refuses nothing older). */

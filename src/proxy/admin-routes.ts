@@ -8,6 +8,7 @@ import { sendJson } from "./respond.js";
 import type { Keyspace } from "../keyspaces.js";
 import { hasDeadLetters } from "../strategies/strategy.js";
 import { warmRoute } from "./warm-routes.js";
+import { auditRoute } from "./audit-routes.js";
 
 export async function opsRoute(
   ctx: ProxyContext,
@@ -76,9 +77,13 @@ export async function adminRoute(
     meta.op = "warm";
     return warmRoute(ctx, ks, method, req, res);
   }
+  if (action === "audit" && parts.length === 5) {
+    meta.op = "audit";
+    return auditRoute(ctx, ks, method, req, res);
+  }
   if (parts.length !== 5 || (action !== "flush" && action !== "check")) {
     throw new NotFoundError(
-      "Keyspace actions are /v1/keyspaces/{keyspace}/flush, /check, /warm and /dead-letters.",
+      "Keyspace actions are /v1/keyspaces/{keyspace}/flush, /check, /warm, /audit and /dead-letters.",
     );
   }
   meta.op = action;
@@ -136,7 +141,7 @@ async function deadLetterRoute(
   meta: { keyspace: string; op: Op },
 ): Promise<number> {
   meta.op = "deadletters";
-  ctx.auth.check(req, "admin", ks.config.name);
+  const client = ctx.auth.check(req, "admin", ks.config.name) ?? null;
   const strategy = ks.strategy;
   if (!hasDeadLetters(strategy)) {
     throw new NotFoundError(
@@ -169,7 +174,7 @@ async function deadLetterRoute(
   }
   if (rest.length === 2 && rest[1] === "replay") {
     if (method !== "POST") throw new MethodNotAllowedError("replay answers POST only.", ["POST"]);
-    const version = await strategy.replayDeadLetter(id!);
+    const version = await strategy.replayDeadLetter(id!, { client, via: "http" });
     if (version === null) throw new NotFoundError(`No dead letter ${id}.`);
     sendJson(res, 202, JSON.stringify({ version }));
     return 202;

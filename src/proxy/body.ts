@@ -12,22 +12,46 @@ export function checkMediaType(req: IncomingMessage): void {
   if (base !== "application/json" && !base.endsWith("+json")) throw new UnsupportedMediaTypeError(base);
 }
 
-/** The body as text, or value_too_large as soon as it passes limit bytes (the rest is not read). */
-export async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+/**
+ * The body as text, or value_too_large as soon as it passes limit bytes (the rest is not read; the answer
+ * closes the connection). Read with listeners rather than an async iterator: a promise per chunk is a
+ * measurable part of a small write's cost.
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<string> {
   const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) throw new ValueTooLargeError(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new ValueTooLargeError(limit);
-    chunks.push(chunk);
-  }
-  try {
-    return utf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-  } catch {
-    throw new InvalidJsonError("The body is not valid UTF-8.");
-  }
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(new ValueTooLargeError(limit));
+  if (req.readableEnded) return Promise.resolve("");
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err: Error | null) => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+      if (err) {
+        req.pause();
+        return reject(err);
+      }
+      try {
+        resolve(utf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      } catch {
+        reject(new InvalidJsonError("The body is not valid UTF-8."));
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return done(new ValueTooLargeError(limit));
+      chunks.push(chunk);
+    };
+    const onEnd = () => done(null);
+    const onError = (err: Error) => done(err);
+    const onClose = () => done(new Error("The connection closed before the body was read."));
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
+  });
 }
 
 /** Parses JSON text, turning every failure (syntax, nesting too deep) into invalid_json. */

@@ -1,6 +1,7 @@
 /** What the HTTP layer needs from the daemon, as narrow interfaces. */
 import type { ServerConfig } from "../config/types.js";
 import type { KeyspaceRegistry } from "../keyspaces.js";
+import type { AuditLog } from "../store/adapter.js";
 import type { Logger } from "../log.js";
 import type { StatusHistory } from "../ui/history.js";
 import type { WarmProgress, WarmRequest } from "../warm/warming.js";
@@ -17,6 +18,7 @@ export type Op =
   | "keyspaces"
   | "deadletters"
   | "warm"
+  | "audit"
   | "ops";
 
 /** The front end a request came in by: the HTTP protocol or the Redis protocol (RESP). */
@@ -58,6 +60,8 @@ export interface ProxyContext {
     start(keyspace: string, request?: WarmRequest): WarmProgress;
     progress(keyspace: string): WarmProgress | undefined;
   };
+  /** reads the keyspaces' audit logs */
+  audit?: Pick<AuditLog, "read">;
   log: Logger;
   /** log every request at info (config log.access); otherwise only failures, the rest at debug */
   accessLog: boolean;

@@ -2,32 +2,48 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { InvalidRequestError, ValueTooLargeError } from "../errors.js";
 import type { Keyspace } from "../keyspaces.js";
-import type { Conditions } from "../strategies/strategy.js";
+import type { WriteOrigin } from "../store/adapter.js";
+import type { Conditions, ReadResult } from "../strategies/strategy.js";
 import { checkMediaType, parseJson, readBody } from "./body.js";
 import { checkKey } from "./keys.js";
 import { errorBody, sendEmpty, sendJson } from "./respond.js";
 
-export async function getValue(
+export function getValue(
   ks: Keyspace,
   key: string,
   req: IncomingMessage,
   res: ServerResponse,
-): Promise<number> {
+  requestId: string,
+): number | Promise<number> {
   ks.hot?.touch(key);
-  const r = await ks.strategy.get(key, readOptions(req));
-  const headers: Record<string, string> = { "x-cache": r.cache, "x-cache-tier": r.tier };
-  if (r.version > 0) headers.etag = `"${r.version}"`;
-  if (!r.found) {
-    sendJson(
-      res,
-      404,
-      errorBody("not_found", `No value is stored under this key in ${JSON.stringify(ks.config.name)}.`),
-      headers,
-    );
-    return 404;
-  }
-  sendJson(res, 200, r.value!, headers);
-  return 200;
+  const options = readOptions(req);
+  const now = ks.strategy.peek?.(key, options);
+  if (now) return answerRead(ks, res, now, requestId);
+  return ks.strategy.get(key, options).then((r) => answerRead(ks, res, r, requestId));
+}
+
+/** Every header of a read in one writeHead: no per-header validation and merging on the hit path. */
+function answerRead(ks: Keyspace, res: ServerResponse, r: ReadResult, requestId: string): number {
+  const status = r.found ? 200 : 404;
+  const body = r.found
+    ? r.value!
+    : errorBody("not_found", `No value is stored under this key in ${JSON.stringify(ks.config.name)}.`);
+  const headers = [
+    "x-request-id",
+    requestId,
+    "x-cache",
+    r.cache,
+    "x-cache-tier",
+    r.tier,
+    "content-type",
+    "application/json",
+    "content-length",
+    String(Buffer.byteLength(body)),
+  ];
+  if (r.version > 0) headers.push("etag", `"${r.version}"`);
+  res.writeHead(status, headers);
+  res.end(body);
+  return status;
 }
 
 export async function putValue(
@@ -36,12 +52,13 @@ export async function putValue(
   req: IncomingMessage,
   res: ServerResponse,
   maxValue: number,
+  origin: WriteOrigin,
 ): Promise<number> {
   checkMediaType(req);
   const conditions = parseConditions(req);
   const text = await readBody(req, maxValue);
   parseJson(text);
-  const ack = await ks.strategy.put(key, text, conditions);
+  const ack = await ks.strategy.put(key, text, conditions, origin);
   sendJson(res, ack.status, `{"version":${ack.version}}`, { etag: `"${ack.version}"` });
   return ack.status;
 }
@@ -51,8 +68,9 @@ export async function deleteValue(
   key: string,
   req: IncomingMessage,
   res: ServerResponse,
+  origin: WriteOrigin,
 ): Promise<number> {
-  const ack = await ks.strategy.delete(key, parseConditions(req));
+  const ack = await ks.strategy.delete(key, parseConditions(req), origin);
   if (ack.status === 202) sendJson(res, 202, `{"version":${ack.version ?? 0}}`);
   else sendEmpty(res, ack.status);
   return ack.status;
@@ -90,6 +108,7 @@ export async function mset(
   req: IncomingMessage,
   res: ServerResponse,
   limits: { maxBody: number; maxBatch: number; maxValue: number },
+  origin: WriteOrigin,
 ): Promise<number> {
   checkMediaType(req);
   const body = parseJson(await readBody(req, limits.maxBody));
@@ -111,7 +130,7 @@ export async function mset(
     if (Buffer.byteLength(text) > limits.maxValue) throw new ValueTooLargeError(limits.maxValue);
     values.set(key, text);
   }
-  const ack = await ks.strategy.putMany(values);
+  const ack = await ks.strategy.putMany(values, origin);
   sendJson(res, ack.status, JSON.stringify({ versions: ack.versions }));
   return ack.status;
 }

@@ -43,7 +43,7 @@ const errorResponseNames: Record<ErrorStatus, [string, string]> = {
   403: ["Forbidden", "The token may not do this on this keyspace (read < write < admin)."],
   404: [
     "NotFound",
-    "No such keyspace (`unknown_keyspace`), or nothing under this key, dead letter or warming run (`not_found`).",
+    "No such keyspace (`unknown_keyspace`), or nothing under this key, dead letter or warming run, or no audit log for the keyspace (`not_found`).",
   ],
   405: ["MethodNotAllowed", "The method is not served here, or the keyspace is read-through (no writes)."],
   412: [
@@ -303,6 +303,55 @@ const schemas = {
       reason: { type: "string" },
       attempts: { type: "integer", minimum: 1 },
       at: { type: "integer", description: "Milliseconds since the epoch it was dead-lettered." },
+    },
+  },
+  AuditRecord: {
+    type: "object",
+    required: ["key", "version", "op", "if_match", "if_none_match", "client", "via", "at", "acknowledged_at"],
+    additionalProperties: false,
+    properties: {
+      key: { type: "string" },
+      version: ref("schemas", "Version"),
+      op: {
+        type: "string",
+        enum: ["put", "delete", "mset"],
+        description: "`mset`: one write of an `_mset` (or `MSET`); all of them commit together.",
+      },
+      if_match: {
+        anyOf: [ref("schemas", "Version"), { type: "null" }],
+        description: "The version `If-Match` named; null without one.",
+      },
+      if_none_match: { type: "boolean", description: "The write was made with `If-None-Match: *`." },
+      client: {
+        type: ["string", "null"],
+        description: "The name of the caller's token (`auth.tokens[].name`); null when auth is off.",
+      },
+      via: { type: ["string", "null"], enum: ["http", "resp", null], description: "The front end." },
+      at: {
+        type: "string",
+        format: "date-time",
+        description:
+          "PostgreSQL's clock when the write was applied, in the transaction that committed it (UTC, microseconds).",
+      },
+      acknowledged_at: {
+        type: ["string", "null"],
+        format: "date-time",
+        description:
+          "write-behind: when the write was acknowledged (queued); null for the other strategies, acknowledged at `at`.",
+      },
+    },
+  },
+  AuditPage: {
+    type: "object",
+    required: ["keyspace", "records", "next_cursor"],
+    additionalProperties: false,
+    properties: {
+      keyspace: { type: "string" },
+      records: { type: "array", items: ref("schemas", "AuditRecord"), description: "Newest first." },
+      next_cursor: {
+        type: ["string", "null"],
+        description: "Give it as `cursor` for the next page; null on the last one.",
+      },
     },
   },
   DeadLetterList: {
@@ -779,6 +828,58 @@ const paths = {
       summary: "Queue a dead letter again with a fresh version",
       tags: ["admin"],
       responses: { "202": versionBody("Queued.", false), ...errors(400, 404, 429) },
+    },
+  },
+  "/v1/keyspaces/{keyspace}/audit": {
+    parameters: ksParams,
+    get: {
+      operationId: "listAudit",
+      summary: "The keyspace's audit log: who wrote what, and when",
+      description:
+        "One record per committed write of a keyspace with `audit` set, written by the transaction that committed the write (for write-behind, by the flush that applied it). Newest first, by time then key and version; pages follow `next_cursor`, and records committed while paging never shift the pages. Writes made outside sidecache are not recorded. 404 `not_found` for a keyspace without `audit`; 400 `invalid_request` for a bad parameter.",
+      tags: ["admin"],
+      parameters: [
+        {
+          name: "key",
+          in: "query",
+          required: false,
+          description: "Only this key.",
+          schema: { type: "string" },
+        },
+        {
+          name: "since",
+          in: "query",
+          required: false,
+          description:
+            "Records at or after: an RFC 3339 time, or a duration back from now (`15m`, `24h`, `7d`).",
+          schema: { type: "string" },
+          example: "24h",
+        },
+        {
+          name: "until",
+          in: "query",
+          required: false,
+          description: "Records before: an RFC 3339 time, or a duration back from now.",
+          schema: { type: "string" },
+        },
+        {
+          name: "limit",
+          in: "query",
+          required: false,
+          schema: { type: "integer", minimum: 1, maximum: 1000, default: 100 },
+        },
+        {
+          name: "cursor",
+          in: "query",
+          required: false,
+          description: "The `next_cursor` of the previous page.",
+          schema: { type: "string" },
+        },
+      ],
+      responses: {
+        "200": { description: "A page, newest first.", content: json(ref("schemas", "AuditPage")) },
+        ...errors(400, 404, 405),
+      },
     },
   },
   "/v1/keyspaces/{keyspace}/warm": {

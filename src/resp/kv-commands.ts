@@ -8,6 +8,7 @@ import type { Permission } from "../config/types.js";
 import { InvalidRequestError, UnknownKeyspaceError, VersionMismatchError } from "../errors.js";
 import type { Keyspace } from "../keyspaces.js";
 import type { Op } from "../proxy/context.js";
+import type { WriteOrigin } from "../store/adapter.js";
 import type { Conditions } from "../strategies/strategy.js";
 import type { CommandContext, Handler } from "./command.js";
 import { RedisError } from "./errors.js";
@@ -33,7 +34,7 @@ export const get: Handler = (args, c) =>
   observed(c, "get", "", async (o) => {
     const t = target(c, args[1]!, "read", o);
     t.ks.hot?.touch(t.key);
-    const r = await t.ks.strategy.get(t.key);
+    const r = t.ks.strategy.peek?.(t.key) ?? (await t.ks.strategy.get(t.key));
     if (!r.found) {
       o.status = 404;
       return nil(c.session.proto);
@@ -66,7 +67,7 @@ export const set: Handler = async (args, c) => {
     if (!opts.xx && !opts.get) {
       const conditions: Conditions = opts.nx ? { ifNoneMatch: true } : {};
       try {
-        o.status = (await t.ks.strategy.put(t.key, value, conditions)).status;
+        o.status = (await t.ks.strategy.put(t.key, value, conditions, originOf(t))).status;
         return OK;
       } catch (err) {
         if (!(opts.nx && err instanceof VersionMismatchError)) throw err;
@@ -85,7 +86,7 @@ export const set: Handler = async (args, c) => {
       }
       try {
         const when: Conditions = old.found ? { ifMatch: old.version } : { ifNoneMatch: true };
-        o.status = (await t.ks.strategy.put(t.key, value, when)).status;
+        o.status = (await t.ks.strategy.put(t.key, value, when, originOf(t))).status;
         return answer;
       } catch (err) {
         if (!(err instanceof VersionMismatchError)) throw err;
@@ -110,7 +111,7 @@ export const del: Handler = async (args, c) => {
           return 0;
         }
         try {
-          o.status = (await t.ks.strategy.delete(t.key, { ifMatch: r.version })).status;
+          o.status = (await t.ks.strategy.delete(t.key, { ifMatch: r.version }, originOf(t))).status;
           return 1;
         } catch (err) {
           if (!(err instanceof VersionMismatchError)) throw err;
@@ -142,7 +143,7 @@ export const mset: Handler = async (args, c) => {
     // As in Redis, a key given twice takes the last value.
     const items = new Map<string, string>();
     targets.forEach((t, i) => items.set(t.key, storedJson(args[2 + 2 * i]!, maxValue)));
-    o.status = (await targets[0]!.ks.strategy.putMany(items)).status;
+    o.status = (await targets[0]!.ks.strategy.putMany(items, originOf(targets[0]!))).status;
     return OK;
   });
 };
@@ -197,6 +198,11 @@ function targetsOf(c: CommandContext, raw: Buffer[], need: Permission, op: Op, c
     refused(c, op, o, err);
     throw err;
   }
+}
+
+/** Who writes, for the audit log. */
+function originOf(t: Target): WriteOrigin {
+  return { client: t.client ?? null, via: "resp" };
 }
 
 /** read-through refuses every write, whatever the key: let it say so before anything is read. */

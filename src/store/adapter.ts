@@ -41,9 +41,39 @@ export interface VersionedOp {
   version: number;
 }
 
+/** The front end a write came in by. */
+export type Via = "http" | "resp";
+
+/** Who made a write: recorded in the keyspace's audit log, when it keeps one. */
+export interface WriteOrigin {
+  /** the name of the caller's token; null when auth is off */
+  client: string | null;
+  via: Via | null;
+}
+
+export type AuditOp = "put" | "delete" | "mset";
+
+/**
+ * One audit row to write with a write-behind flush, for a write coalesced into one of its ops: recorded
+ * only when the op of its key lands (and at most once per key and version, so a replayed flush adds none).
+ */
+export interface AuditEntry extends WriteOrigin {
+  key: string;
+  version: number;
+  op: AuditOp;
+  ifMatch?: number;
+  ifNoneMatch?: boolean;
+  /** ms since the epoch the write was acknowledged (queued) */
+  acknowledgedAt?: number;
+}
+
 export interface WriteOptions {
   /** the lowest version to give (the daemon's clock); the store goes above the row and its tombstone too */
   minVersion: number;
+  /** who asks, for the audit log (absent: recorded as nobody in particular) */
+  origin?: WriteOrigin;
+  /** the writes are one _mset (MSET): recorded as such in the audit log */
+  mset?: boolean;
   /** the caller stopped waiting: a write not yet sent to PostgreSQL is dropped (nothing written) */
   signal?: AbortSignal;
 }
@@ -64,9 +94,10 @@ export interface TableStore {
   /**
    * Applies already-versioned writes (write-behind flushes) in one statement; each op lands only when its
    * version is above the row's and the tombstone's, so a replayed or late batch never moves a key backwards.
-   * Ops must hold at most one op per key. Returns how many changed a row.
+   * Ops must hold at most one op per key. Returns how many changed a row. With an audit log, the audit
+   * rows of the ops that landed are written by the same statement.
    */
-  applyVersioned(ops: VersionedOp[]): Promise<number>;
+  applyVersioned(ops: VersionedOp[], audit?: AuditEntry[]): Promise<number>;
   /**
    * Of these (key, version) pairs, those whose key PostgreSQL holds at a higher version (row or tombstone),
    * with that version: writes that applyVersioned did not apply because something newer was there.
@@ -106,6 +137,54 @@ export interface RepairIntent {
 export interface TableMapping {
   table: string;
   mapped?: { keyColumn: string; columns: string[]; versionColumn: string };
+  /**
+   * The keyspace keeps an audit log in this table (created when missing): every write the TableStore
+   * commits writes its audit row in the same statement.
+   */
+  audit?: { keyspace: string; table: string };
+}
+
+/** One row of an audit log. */
+export interface AuditRecord {
+  key: string;
+  version: number;
+  op: AuditOp;
+  ifMatch: number | null;
+  ifNoneMatch: boolean;
+  client: string | null;
+  via: Via | null;
+  /** PostgreSQL's clock when the write was applied, microseconds since the epoch */
+  atMicros: number;
+  /** write-behind: when the write was acknowledged (queued), microseconds since the epoch */
+  acknowledgedAtMicros: number | null;
+}
+
+/** A position in an audit log's order (newest first): the last record of a page. */
+export interface AuditPosition {
+  atMicros: number;
+  key: string;
+  version: number;
+}
+
+export interface AuditQuery {
+  table: string;
+  keyspace: string;
+  key?: string;
+  /** microseconds since the epoch, inclusive */
+  sinceMicros?: number;
+  /** microseconds since the epoch, exclusive */
+  untilMicros?: number;
+  /** records after this one in the order */
+  after?: AuditPosition;
+  limit: number;
+}
+
+/** Reading and pruning audit logs (src/store/audit-sql.ts). */
+export interface AuditLog {
+  /** records newest first (by time, then key and version, descending) */
+  read(q: AuditQuery): Promise<AuditRecord[]>;
+  /** deletes at most `batch` records of the keyspace older than the cut-off; how many */
+  prune(table: string, keyspace: string, olderThanMs: number, batch: number): Promise<number>;
 }
 
 /** What cache warming needs of the store (src/store/warm-sql.ts). */
@@ -136,4 +215,6 @@ export interface StoreAdapter {
   close(): Promise<void>;
   /** cache warming's queries; absent in stores that can not run them */
   readonly warmSource?: WarmSource;
+  /** the audit logs of keyspaces that keep one */
+  readonly auditLog?: AuditLog;
 }

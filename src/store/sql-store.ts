@@ -3,7 +3,9 @@
  * and managed tables, checks mapped ones, and hands out a SqlTableStore per table.
  *
  * - sidecache_tombstones holds the version of each deleted key (table-store.ts).
- * - sidecache_under_key_locks runs each writing statement under its keys' locks (sql.ts).
+ * - sidecache_under_key_locks runs each writing statement under its keys' locks (sql.ts); each table's
+ *   writing statements get functions of their own, sidecache_locked_<hash>, that keep their plans
+ *   (locked-function.ts).
  * - sidecache_cache_repairs holds the cache updates that failed after a commit (docs/design.md, cache
  *   repairs) until the cache entry is known to be repaired.
  */
@@ -23,7 +25,8 @@ import {
   str,
   TOMBSTONES,
 } from "./sql.js";
-import { SqlTableStore } from "./table-store.js";
+import { AUDIT_COLUMNS, auditDdl, SqlAuditLog } from "./audit-sql.js";
+import { SqlTableStore, type AuditTarget } from "./table-store.js";
 import { SqlWarmSource } from "./warm-sql.js";
 
 export { quoteIdent } from "./sql.js";
@@ -31,7 +34,10 @@ export { quoteIdent } from "./sql.js";
 export class SqlStoreAdapter implements StoreAdapter {
   readonly kind: string;
   readonly warmSource: SqlWarmSource;
+  readonly auditLog: SqlAuditLog;
   private tombstones: Promise<void> | null = null;
+  /** audit tables known to exist, by name */
+  private readonly auditTables = new Map<string, Promise<void>>();
 
   constructor(
     /** the connection(s) underneath, for callers that need raw SQL (tests, tooling) */
@@ -40,6 +46,29 @@ export class SqlStoreAdapter implements StoreAdapter {
   ) {
     this.kind = driver.kind;
     this.warmSource = new SqlWarmSource(driver);
+    this.auditLog = new SqlAuditLog(driver);
+  }
+
+  /** Creates an audit table and its indexes when missing, once per table and adapter. */
+  private ensureAudit(table: string): Promise<void> {
+    let ready = this.auditTables.get(table);
+    if (!ready) {
+      ready = (async () => {
+        for (const sql of auditDdl(table)) await this.ddl(sql);
+        const cols = await this.columnsOf(table);
+        const missing = AUDIT_COLUMNS.filter((c) => !cols?.has(c));
+        if (missing.length > 0) {
+          throw new StoreRejectedError(
+            `The audit table ${JSON.stringify(table)} exists but is not a sidecache audit table: it lacks the ` +
+              `column(s) ${missing.join(", ")}. Name another table in the keyspace's audit.table.`,
+            "42703",
+          );
+        }
+      })();
+      ready.catch(() => this.auditTables.delete(table));
+      this.auditTables.set(table, ready);
+    }
+    return ready;
   }
 
   /** Runs DDL one daemon at a time: `create table if not exists` alone can race on the catalog. */
@@ -48,6 +77,26 @@ export class SqlStoreAdapter implements StoreAdapter {
       await tx.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
       await tx.query(sql);
     });
+  }
+
+  /**
+   * The table's statements get functions of their own (locked-function.ts); a role that may not create
+   * them keeps the shared function, which works the same, only slower.
+   */
+  private async prepared(store: SqlTableStore): Promise<SqlTableStore> {
+    try {
+      await this.driver.transaction(async (tx) => {
+        await tx.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
+        await store.prepare(tx);
+      });
+      store.activate();
+    } catch (err) {
+      this.log?.warn(
+        { err: (err as Error).message },
+        "the write statements' functions could not be created: writes run through the shared key-lock function",
+      );
+    }
+    return store;
   }
 
   /** What every keyspace shares: tombstones, the key-lock function and repair intents. */
@@ -93,6 +142,8 @@ export class SqlStoreAdapter implements StoreAdapter {
     return guarded(async () => {
       await this.ensureTombstones();
       const { table, mapped } = mapping;
+      const audit: AuditTarget | undefined = mapping.audit;
+      if (audit) await this.ensureAudit(audit.table);
       if (!mapped) {
         await this.ddl(
           `create table if not exists ${quoteIdent(table)} (
@@ -109,7 +160,9 @@ export class SqlStoreAdapter implements StoreAdapter {
           );
         }
         this.log?.debug({ table }, "managed table ready");
-        return new SqlTableStore(this.driver, table, managedShape(table));
+        return this.prepared(
+          new SqlTableStore(this.driver, table, managedShape(table), undefined, undefined, audit),
+        );
       }
       const cols = await this.columnsOf(table);
       if (!cols) {
@@ -149,11 +202,15 @@ export class SqlStoreAdapter implements StoreAdapter {
         );
       }
       const keyType = cols.get(mapped.keyColumn)!;
-      return new SqlTableStore(
-        this.driver,
-        table,
-        mappedShape(table, { ...mapped, keyType }),
-        mapped.columns,
+      return this.prepared(
+        new SqlTableStore(
+          this.driver,
+          table,
+          mappedShape(table, { ...mapped, keyType }),
+          mapped.columns,
+          undefined,
+          audit,
+        ),
       );
     });
   }

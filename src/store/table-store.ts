@@ -10,12 +10,22 @@
  */
 import { BackendUnavailableError, InvalidRequestError } from "../errors.js";
 import { observeVersion } from "../version.js";
-import type { StoredRow, TableStore, VersionedOp, WriteOp, WriteOptions, WriteResult } from "./adapter.js";
-import type { Driver, Row } from "./driver.js";
+import type {
+  AuditEntry,
+  StoredRow,
+  TableStore,
+  VersionedOp,
+  WriteOp,
+  WriteOptions,
+  WriteResult,
+} from "./adapter.js";
+import { auditInsertFlush, auditTag, flushTag } from "./audit-sql.js";
+import type { Driver, Queryable, Row } from "./driver.js";
 import { isRefusedByServer, isRetryable, mapStoreError } from "./errors.js";
 import { GroupCommit, type GroupLimits, type Settled } from "./group-commit.js";
 import { checkObject, type Shape } from "./shape.js";
-import { arrays, clearRepair, guarded, num, REPAIRS, str, TOMBSTONES, underKeyLocks, UNNEST } from "./sql.js";
+import { LockedStatement } from "./locked-function.js";
+import { arrays, clearRepair, guarded, num, REPAIRS, str, TOMBSTONES, UNNEST } from "./sql.js";
 import {
   batchParams,
   batchWriteSql,
@@ -46,11 +56,24 @@ export const GROUP_LIMITS: GroupLimits = {
 interface WriteUnit {
   ops: WriteOp[];
   minVersion: number;
+  /** the audit tag of each op (audit logs only) */
+  tags?: string[];
+}
+
+/** Where a table's writes are audited: the keyspace's name and its audit table. */
+export interface AuditTarget {
+  keyspace: string;
+  table: string;
 }
 
 export class SqlTableStore implements TableStore {
   private readonly group: GroupCommit<WriteUnit, WriteResult[]>;
-  private readonly batchSql: string;
+  /** a write batch (write-batch.ts) */
+  private readonly batch: LockedStatement;
+  /** write-behind's versioned writes */
+  private readonly versioned: LockedStatement;
+  /** the version of a key once its writes in flight ended */
+  private readonly settled: LockedStatement;
 
   constructor(
     private readonly driver: Driver,
@@ -60,9 +83,30 @@ export class SqlTableStore implements TableStore {
     /** a mapped table's listed columns: the fields a value may have */
     private readonly columns?: string[],
     limits: GroupLimits = GROUP_LIMITS,
+    /** every write committed here writes its audit row there, in the same statement */
+    private readonly audit?: AuditTarget,
   ) {
-    this.batchSql = batchWriteSql(shape);
+    this.batch = new LockedStatement(batchWriteSql(shape, audit), OUTCOME_COLUMNS, 7);
+    this.versioned = new LockedStatement(versionedWriteSql(shape, audit), "changed int8", audit ? 6 : 3);
+    this.settled = new LockedStatement(
+      `select greatest(
+         (select ${shape.version} from ${shape.table} as d where ${shape.keyIs("$2[1]")}),
+         (select t.version from ${TOMBSTONES} as t where t.tbl = $1 and t.key = $2[1]),
+         0)::int8`,
+      "version int8",
+      1,
+    );
     this.group = new GroupCommit(limits, (units) => this.runUnits(units));
+  }
+
+  /** Creates the functions its locked statements run through (in `tx`, under the DDL lock). */
+  async prepare(tx: Queryable): Promise<void> {
+    for (const st of [this.batch, this.versioned, this.settled]) await st.prepare(tx);
+  }
+
+  /** Once prepare()'s transaction committed: the statements run through their functions. */
+  activate(): void {
+    for (const st of [this.batch, this.versioned, this.settled]) st.activate();
   }
 
   private rowOf(r: Row): StoredRow {
@@ -130,13 +174,8 @@ export class SqlTableStore implements TableStore {
   async settledVersion(key: string): Promise<number> {
     // This daemon's own writes of the key first (one may still wait to be sent), then everyone's: the lock.
     await this.group.idle(key);
-    const s = this.shape;
-    const q = `select greatest(
-         (select ${s.version} from ${s.table} as d where ${s.keyIs("$2[1]")}),
-         (select t.version from ${TOMBSTONES} as t where t.tbl = $1 and t.key = $2[1]),
-         0)::int8`;
     try {
-      const call = underKeyLocks(this.name, [key], q, "version int8", [[key]]);
+      const call = this.settled.call(this.name, [key], [[key]]);
       const r = await this.driver.query(call.text, call.values);
       return num(r.rows[0]?.version);
     } catch (err) {
@@ -183,8 +222,11 @@ export class SqlTableStore implements TableStore {
     this.checkValues(ops);
     const keys = [...new Set(ops.map((o) => o.key))];
     if (keys.length < ops.length) throw new InvalidRequestError("A write names the same key twice.");
+    const tags = this.audit
+      ? ops.map((o) => auditTag(options.origin, o.value === null ? "delete" : options.mset ? "mset" : "put"))
+      : undefined;
     const results = await this.group.submit(
-      { ops, minVersion: options.minVersion },
+      { ops, minVersion: options.minVersion, tags },
       keys,
       ops.length,
       options.signal,
@@ -228,13 +270,11 @@ export class SqlTableStore implements TableStore {
 
   private async statement(units: WriteUnit[]): Promise<OpOutcome[]> {
     const ops: BatchOp[] = units.flatMap((u, unit) =>
-      u.ops.map((o) => ({ ...o, unit, minVersion: u.minVersion })),
+      u.ops.map((o, i) => ({ ...o, unit, minVersion: u.minVersion, tag: u.tags?.[i] })),
     );
-    const call = underKeyLocks(
+    const call = this.batch.call(
       this.name,
       ops.map((o) => o.key),
-      this.batchSql,
-      OUTCOME_COLUMNS,
       batchParams(ops),
     );
     const r = await this.driver.autocommit(call.text, call.values);
@@ -243,38 +283,26 @@ export class SqlTableStore implements TableStore {
     return r.rows.map(outcomeOf);
   }
 
-  async applyVersioned(batch: VersionedOp[]): Promise<number> {
+  async applyVersioned(batch: VersionedOp[], audit: AuditEntry[] = []): Promise<number> {
     if (batch.length === 0) return 0;
     // One op per key (an upsert can not touch a row twice in one statement): the newest wins.
     const newest = new Map<string, VersionedOp>();
     for (const op of batch) if ((newest.get(op.key)?.version ?? -1) < op.version) newest.set(op.key, op);
     const ops = [...newest.values()];
     this.checkValues(ops);
-    const s = this.shape;
-    // ops (u) -> eligible (e: above the tombstone) -> upsert / delete where above the row -> tombstones.
-    const sql = `
-      with u as (select * from ${UNNEST("$2", "$3", "$4")}),
-      e as (
-        select u.* from u left join ${TOMBSTONES} as t on t.tbl = $1 and t.key = u.k
-        where t.version is null or u.n > t.version
-      ),
-      puts as (${s.upsert("e as u", "u.v is not null", true)} returning 1),
-      dels as (${s.deleteUsing("e as u", true)} and u.v is null returning 1),
-      tombs as (
-        insert into ${TOMBSTONES} as t (tbl, key, version, deleted_at)
-        select $1, u.k, u.n, now() from e as u where u.v is null
-        on conflict (tbl, key) do update set version = excluded.version, deleted_at = excluded.deleted_at
-        where t.version < excluded.version
-        returning 1
-      )
-      select ((select count(*) from puts) + (select count(*) from dels))::int8 as changed`;
+    const params: (readonly (string | null)[])[] = [...arrays(ops)];
+    if (this.audit) {
+      params.push(
+        audit.map((e) => e.key),
+        audit.map((e) => String(e.version)),
+        audit.map(flushTag),
+      );
+    }
     // The key locks make the tombstone check exact against a concurrent write() of the same key.
-    const call = underKeyLocks(
+    const call = this.versioned.call(
       this.name,
       ops.map((o) => o.key),
-      sql,
-      "changed int8",
-      arrays(ops),
+      params,
     );
     return guarded(async () => {
       for (let attempt = 1; ; attempt++) {
@@ -350,4 +378,44 @@ export class SqlTableStore implements TableStore {
       return r.rows.map((row) => str(row.key));
     });
   }
+}
+
+/** Write-behind's writes, each at the version it was acknowledged with: ops (u) -> eligible (e: above the
+ * tombstone) -> upsert / delete where above the row -> tombstones (-> the audit rows of the ops that
+ * landed). $1 the table name, $2.. keys, values, versions (then, with an audit log, flushAuditSql's). */
+function versionedWriteSql(s: Shape, audit?: AuditTarget): string {
+  return `
+      with u as (select * from ${UNNEST("$2", "$3", "$4")}),
+      e as (
+        select u.* from u left join ${TOMBSTONES} as t on t.tbl = $1 and t.key = u.k
+        where t.version is null or u.n > t.version
+      ),
+      puts as (${s.upsert("e as u", "u.v is not null", true)} returning 1),
+      dels as (${s.deleteUsing("e as u", true)} and u.v is null returning 1),
+      tombs as (
+        insert into ${TOMBSTONES} as t (tbl, key, version, deleted_at)
+        select $1, u.k, u.n, now() from e as u where u.v is null
+        on conflict (tbl, key) do update set version = excluded.version, deleted_at = excluded.deleted_at
+        where t.version < excluded.version
+        returning 1
+      )${
+        audit
+          ? `,
+      ${flushAuditSql(s, audit)}`
+          : ""
+      }
+      select ((select count(*) from puts) + (select count(*) from dels))::int8 as changed`;
+}
+
+/**
+ * The audit rows of a flush ($5 keys, $6 versions, $7 tags): those of the keys whose op lands, the ones
+ * eligible (above the tombstone) that no row of the same version or newer holds, exactly the ops the
+ * upsert and the delete act on. A replayed op lands nowhere and adds none.
+ */
+function flushAuditSql(s: Shape, audit: AuditTarget): string {
+  return `landed as (
+        select e.k from e where not exists (
+          select 1 from ${s.table} as d where ${s.keyIs("e.k")} and ${s.version} >= e.n)
+      ),
+      audit as (${auditInsertFlush(audit, { k: "$5", n: "$6", t: "$7" }, "landed")} returning 1)`;
 }

@@ -6,10 +6,12 @@
  * (If-Match, If-None-Match, the version announced in advance), gives each write its version
  * `greatest(min version, row + 1, tombstone + 1)`, and writes the units whose every write passed: the rows,
  * the deletes and their tombstones. It returns one row per write, in order, saying what it found and did.
- * A key appears at most once per statement (an upsert can not touch a row twice).
+ * A key appears at most once per statement (an upsert can not touch a row twice). With an audit log the
+ * same statement writes an audit row for each write it made (audit-sql.ts): none for a unit that failed.
  */
 import { StoreRejectedError, VersionMismatchError, VersionTakenError } from "../errors.js";
 import type { WriteOp, WriteResult } from "./adapter.js";
+import { auditInsertSync } from "./audit-sql.js";
 import type { Shape } from "./shape.js";
 import { num, str, TOMBSTONES } from "./sql.js";
 
@@ -17,6 +19,8 @@ import { num, str, TOMBSTONES } from "./sql.js";
 export interface BatchOp extends WriteOp {
   unit: number;
   minVersion: number;
+  /** the audit row's tag (auditTag); unused without an audit log */
+  tag?: string;
 }
 
 /** What the statement found and did for one write. */
@@ -41,14 +45,20 @@ export const OUTCOME_COLUMNS =
 
 /**
  * The statement, for one table. Parameters (text[] cast here): $2 unit, $3 key, $4 value (null: delete),
- * $5 If-Match, $6 If-None-Match, $7 min version, $8 announced version; $1 is the table's name.
+ * $5 conditions (null, or "*" for If-None-Match followed by the If-Match version, if any), $6 audit tag, $7 min version,
+ * $8 announced version; $1 is the table's name.
  */
-export function batchWriteSql(s: Shape): string {
+export function batchWriteSql(s: Shape, audit?: { table: string; keyspace: string }): string {
   const canonical = s.canonicalKey ? s.canonicalKey("u.k") : "u.k";
   return `
-    with u as (
-      select * from unnest($2::int4[], $3::text[], $4::text[], $5::int8[], $6::bool[], $7::int8[], $8::int8[])
-        with ordinality as u(unit, k, v, if_match, if_none, min_v, at_v, i)
+    with p as (
+      select * from unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[])
+        with ordinality as p(unit, k, v, cond, tag, min_v, at_v, i)
+    ),
+    u as (
+      select p.unit, p.k, p.v, nullif(ltrim(p.cond, '*'), '')::int8 as if_match,
+        coalesce(left(p.cond, 1) = '*', false) as if_none, p.tag, p.min_v, p.at_v, p.i
+      from p
     ),
     cur as (
       select ${s.keyText} as key, ${s.version} as version from ${s.table} as d
@@ -81,7 +91,12 @@ export function batchWriteSql(s: Shape): string {
       on conflict (tbl, key) do update
         set version = greatest(t.version, excluded.version), deleted_at = excluded.deleted_at
       returning 1
-    )
+    )${
+      audit
+        ? `,
+    audit as (${auditInsertSync(audit, "w", "s.ok")} returning 1)`
+        : ""
+    }
     select w.i, w.k, w.n, w.has_row, w.row_v, w.cur_v, w.cond_ok, w.at_ok, w.canon_k, w.ok from w order by w.i`;
 }
 
@@ -92,8 +107,10 @@ export function batchParams(ops: BatchOp[]): (string | null)[][] {
     ops.map((o) => String(o.unit)),
     ops.map((o) => o.key),
     ops.map((o) => o.value),
-    ops.map((o) => n(o.ifMatch)),
-    ops.map((o) => (o.ifNoneMatch ? "true" : "false")),
+    ops.map((o) =>
+      o.ifNoneMatch || o.ifMatch !== undefined ? `${o.ifNoneMatch ? "*" : ""}${o.ifMatch ?? ""}` : null,
+    ),
+    ops.map((o) => o.tag ?? null),
     ops.map((o) => String(o.minVersion)),
     ops.map((o) => n(o.atVersion)),
   ];

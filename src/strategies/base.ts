@@ -5,7 +5,7 @@
 import { WRITE_MARKER_MIN_MS, type CacheEntry } from "../cache/adapter.js";
 import { SidecacheError } from "../errors.js";
 import { isCommitUnknown } from "../store/errors.js";
-import type { WriteOp, WriteResult } from "../store/adapter.js";
+import type { WriteOp, WriteOrigin, WriteResult } from "../store/adapter.js";
 import { nextVersion } from "../version.js";
 import { ReadPath } from "./read-path.js";
 import { CacheRepairs } from "./repairs.js";
@@ -50,13 +50,17 @@ export abstract class BaseStrategy implements Strategy {
     return this.reads.get(key, options);
   }
 
+  peek(key: string, options?: ReadOptions): ReadResult | undefined {
+    return this.reads.peek(key, options);
+  }
+
   getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>> {
     return this.reads.getMany(keys, options);
   }
 
-  abstract put(key: string, value: string, conditions: Conditions): Promise<WriteAck>;
-  abstract delete(key: string, conditions: Conditions): Promise<DeleteAck>;
-  abstract putMany(items: Map<string, string>): Promise<ManyWriteAck>;
+  abstract put(key: string, value: string, conditions: Conditions, origin?: WriteOrigin): Promise<WriteAck>;
+  abstract delete(key: string, conditions: Conditions, origin?: WriteOrigin): Promise<DeleteAck>;
+  abstract putMany(items: Map<string, string>, origin?: WriteOrigin): Promise<ManyWriteAck>;
 
   async flush(): Promise<number> {
     return 0;
@@ -76,13 +80,15 @@ export abstract class BaseStrategy implements Strategy {
    */
   protected async storeWrite(
     ops: WriteOp[],
+    /** who asks, and whether it is one _mset: for the audit log */
+    by: WriteBy,
     /** tombstones put in the cache before the write, by key (write-through strict) */
     pending?: Map<string, number>,
   ): Promise<WriteResult[]> {
     const minVersion = nextVersion();
     let results: WriteResult[];
     try {
-      results = await this.ctx.store.write(ops, { minVersion });
+      results = await this.ctx.store.write(ops, { minVersion, origin: by.origin, mset: by.mset });
     } catch (err) {
       if (outcomeUnknown(err)) this.invalidateUnknown(ops, pending);
       throw err;
@@ -197,6 +203,12 @@ export abstract class BaseStrategy implements Strategy {
       await this.ctx.store.clearRepair(key, version).catch(() => {});
     };
   }
+}
+
+/** Who asks for a write and whether it is one _mset (the audit log records both). */
+export interface WriteBy {
+  origin?: WriteOrigin;
+  mset?: boolean;
 }
 
 export function conditionsOp(key: string, value: string | null, c: Conditions): WriteOp {

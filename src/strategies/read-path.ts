@@ -91,6 +91,22 @@ export class ReadPath {
     private readonly options: ReadPathOptions,
   ) {}
 
+  /**
+   * A hit answered at once from the daemon's memory (the near cache), under the same rules as get(): no
+   * await, no Redis. Undefined when get() must decide (not held there, a repair owed, trust lost, due for
+   * a refresh ahead).
+   */
+  peek(key: string, options?: ReadOptions): ReadResult | undefined {
+    const entry = this.cache.peek?.(this.ks.name, key, options);
+    if (entry === undefined || entry.kind === "tombstone") return undefined;
+    const now = Date.now();
+    if (entry.freshUntil <= now) return undefined;
+    if (this.options.repairing?.(key) || !(this.options.trusted?.() ?? true)) return undefined;
+    if (this.options.refreshAhead && entry.freshUntil - now < this.ks.refreshAheadMs) return undefined;
+    this.telemetry.emit({ type: "cache_hit", keyspace: this.ks.name });
+    return entryResult(entry, "HIT");
+  }
+
   async get(key: string, options?: ReadOptions): Promise<ReadResult> {
     const since = ++this.seq;
     const repairing = this.options.repairing?.(key) ?? false;

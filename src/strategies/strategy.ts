@@ -4,7 +4,7 @@
  */
 import type { CacheAdapter } from "../cache/adapter.js";
 import type { KeyspaceConfig } from "../config/types.js";
-import type { TableStore } from "../store/adapter.js";
+import type { TableStore, WriteOrigin } from "../store/adapter.js";
 import type { Telemetry } from "../telemetry.js";
 import type { Logger } from "../log.js";
 
@@ -52,12 +52,14 @@ export interface DeleteAck {
 export interface Strategy {
   readonly name: string;
   get(key: string, options?: ReadOptions): Promise<ReadResult>;
+  /** The answer get() would give, when the daemon's memory has it at once; undefined: call get(). */
+  peek?(key: string, options?: ReadOptions): ReadResult | undefined;
   getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>>;
-  /** value is raw JSON text, already validated */
-  put(key: string, value: string, conditions: Conditions): Promise<WriteAck>;
-  delete(key: string, conditions: Conditions): Promise<DeleteAck>;
+  /** value is raw JSON text, already validated; origin: who asks, for the keyspace's audit log */
+  put(key: string, value: string, conditions: Conditions, origin?: WriteOrigin): Promise<WriteAck>;
+  delete(key: string, conditions: Conditions, origin?: WriteOrigin): Promise<DeleteAck>;
   /** all or nothing */
-  putMany(items: Map<string, string>): Promise<ManyWriteAck>;
+  putMany(items: Map<string, string>, origin?: WriteOrigin): Promise<ManyWriteAck>;
   /** write-behind: resolves once PostgreSQL holds every write acknowledged before the call; others: 0 */
   flush(): Promise<number>;
   /** queue depth and dead letters for GET /v1/keyspaces; others: undefined */
@@ -77,8 +79,8 @@ export interface Strategy {
 /** The dead letters of a write-behind keyspace: writes PostgreSQL refused for good. */
 export interface DeadLetterAdmin {
   listDeadLetters(count?: number, after?: string): Promise<unknown[]>;
-  /** queues the write again with a fresh version; null when no such letter */
-  replayDeadLetter(id: string): Promise<number | null>;
+  /** queues the write again with a fresh version; null when no such letter. origin: who replays it */
+  replayDeadLetter(id: string, origin?: WriteOrigin): Promise<number | null>;
   dropDeadLetter(id: string): Promise<boolean>;
 }
 

@@ -7,7 +7,8 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { BackendUnavailableError, QueueFullError, VersionMismatchError } from "../errors.js";
-import type { StoredRow } from "../store/adapter.js";
+import type { AuditOp, StoredRow, WriteOrigin } from "../store/adapter.js";
+import { auditTagOf } from "../writebehind/audit-tags.js";
 import { nextVersion, observeVersion } from "../version.js";
 import { WbConnection } from "../writebehind/connection.js";
 import {
@@ -81,6 +82,7 @@ export class WriteBehindStrategy implements Strategy {
         batchSize: wb.batchSize,
         maxAttempts: wb.maxAttempts,
         claimIdleMs: Math.max(4 * wb.flushIntervalMs, 1_000),
+        audit: ks.audit !== undefined,
       },
       (key) => {
         this.reads.forget(key);
@@ -94,22 +96,29 @@ export class WriteBehindStrategy implements Strategy {
     return this.reads.get(key, options);
   }
 
+  peek(key: string, options?: ReadOptions): ReadResult | undefined {
+    return this.reads.peek(key, options);
+  }
+
   getMany(keys: string[], options?: ReadOptions): Promise<Map<string, ReadResult>> {
     return this.reads.getMany(keys, options);
   }
 
-  async put(key: string, value: string, conditions: Conditions): Promise<WriteAck> {
-    const [version] = await this.enqueue([{ key, value, ...conditions }]);
+  async put(key: string, value: string, conditions: Conditions, origin?: WriteOrigin): Promise<WriteAck> {
+    const tag = this.tag("put", origin, conditions);
+    const [version] = await this.enqueue([{ key, value, ...conditions, tag }]);
     return { status: 202, version: version! };
   }
 
-  async delete(key: string, conditions: Conditions): Promise<DeleteAck> {
-    const [version] = await this.enqueue([{ key, value: null, ...conditions }]);
+  async delete(key: string, conditions: Conditions, origin?: WriteOrigin): Promise<DeleteAck> {
+    const tag = this.tag("delete", origin, conditions);
+    const [version] = await this.enqueue([{ key, value: null, ...conditions, tag }]);
     return { status: 202, version: version! };
   }
 
-  async putMany(items: Map<string, string>): Promise<ManyWriteAck> {
-    const list = [...items].map(([key, value]) => ({ key, value }));
+  async putMany(items: Map<string, string>, origin?: WriteOrigin): Promise<ManyWriteAck> {
+    const tag = this.tag("mset", origin);
+    const list = [...items].map(([key, value]) => ({ key, value, tag }));
     const versions = await this.enqueue(list);
     const out: Record<string, number> = Object.create(null);
     list.forEach((it, i) => (out[it.key] = versions[i]!));
@@ -142,8 +151,9 @@ export class WriteBehindStrategy implements Strategy {
     return listDeadLetters(this.queue, count, after);
   }
 
-  async replayDeadLetter(id: string): Promise<number | null> {
-    const replayed = await replayDeadLetter(this.queue, id);
+  async replayDeadLetter(id: string, origin?: WriteOrigin): Promise<number | null> {
+    const audit = this.ctx.keyspace.audit ? { origin } : undefined;
+    const replayed = await replayDeadLetter(this.queue, id, audit);
     if (replayed !== null) await this.ctx.nearInvalidate?.(replayed.key, replayed.version);
     return replayed?.version ?? null;
   }
@@ -167,6 +177,12 @@ export class WriteBehindStrategy implements Strategy {
   async stop(deadlineMs: number): Promise<void> {
     await this.flusher.stop(deadlineMs);
     await Promise.all([this.conn.close(), this.blocking.close()]);
+  }
+
+  /** Who asked, kept with each queued write when the keyspace keeps an audit log. */
+  private tag(op: AuditOp, origin: WriteOrigin | undefined, conditions?: Conditions): string | undefined {
+    if (!this.ctx.keyspace.audit) return undefined;
+    return auditTagOf(op, origin, conditions);
   }
 
   /** Enqueues, looking PostgreSQL up for a condition only when neither a pending write nor the cache answers. */

@@ -12,9 +12,9 @@
  */
 import { WRITE_MARKER_MIN_MS, type CacheEntry } from "../cache/adapter.js";
 import { BackendUnavailableError, VersionTakenError } from "../errors.js";
-import type { WriteOp, WriteResult } from "../store/adapter.js";
+import type { WriteOp, WriteOrigin, WriteResult } from "../store/adapter.js";
 import { nextVersion, observeVersion } from "../version.js";
-import { BaseStrategy, conditionsOp, outcomeUnknown, versionsOf } from "./base.js";
+import { BaseStrategy, conditionsOp, outcomeUnknown, versionsOf, type WriteBy } from "./base.js";
 import type { Conditions, DeleteAck, ManyWriteAck, WriteAck } from "./strategy.js";
 
 /** Versions tried when other writers keep holding newer ones (in the cache, or in PostgreSQL). */
@@ -23,32 +23,35 @@ const ANNOUNCE_ATTEMPTS = 20;
 export class WriteThroughStrategy extends BaseStrategy {
   readonly name = "write-through";
 
-  async put(key: string, value: string, conditions: Conditions): Promise<WriteAck> {
-    const [result] = await this.write([conditionsOp(key, value, conditions)]);
+  async put(key: string, value: string, conditions: Conditions, origin?: WriteOrigin): Promise<WriteAck> {
+    const [result] = await this.write([conditionsOp(key, value, conditions)], { origin });
     return { status: 200, version: result!.version };
   }
 
-  async delete(key: string, conditions: Conditions): Promise<DeleteAck> {
-    await this.write([conditionsOp(key, null, conditions)]);
+  async delete(key: string, conditions: Conditions, origin?: WriteOrigin): Promise<DeleteAck> {
+    await this.write([conditionsOp(key, null, conditions)], { origin });
     return { status: 204 };
   }
 
-  async putMany(items: Map<string, string>): Promise<ManyWriteAck> {
-    const results = await this.write([...items].map(([k, v]) => conditionsOp(k, v, {})));
+  async putMany(items: Map<string, string>, origin?: WriteOrigin): Promise<ManyWriteAck> {
+    const results = await this.write(
+      [...items].map(([k, v]) => conditionsOp(k, v, {})),
+      { origin, mset: true },
+    );
     return { status: 200, versions: versionsOf(results) };
   }
 
-  private write(ops: WriteOp[]): Promise<WriteResult[]> {
-    return this.ctx.keyspace.consistency === "strict" ? this.strict(ops) : this.eventual(ops);
+  private write(ops: WriteOp[], by: WriteBy): Promise<WriteResult[]> {
+    return this.ctx.keyspace.consistency === "strict" ? this.strict(ops, by) : this.eventual(ops, by);
   }
 
-  private async eventual(ops: WriteOp[]): Promise<WriteResult[]> {
-    const results = await this.storeWrite(ops);
+  private async eventual(ops: WriteOp[], by: WriteBy): Promise<WriteResult[]> {
+    const results = await this.storeWrite(ops, by);
     await Promise.all(results.map((r, i) => this.afterCommit(r.key, this.entryFor(r, ops[i]!.value))));
     return results;
   }
 
-  private async strict(ops: WriteOp[]): Promise<WriteResult[]> {
+  private async strict(ops: WriteOp[], by: WriteBy): Promise<WriteResult[]> {
     const ks = this.ctx.keyspace;
     // The version the write takes, by key, and the tombstones of it the write put in the cache.
     const versions = new Map<string, number>();
@@ -60,6 +63,7 @@ export class WriteThroughStrategy extends BaseStrategy {
         try {
           results = await this.storeWrite(
             ops.map((o) => ({ ...o, atVersion: versions.get(o.key) })),
+            by,
             pending,
           );
           break;

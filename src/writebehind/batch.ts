@@ -10,6 +10,7 @@ import { StoreRejectedError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TableStore, VersionedOp } from "../store/adapter.js";
 import type { Telemetry } from "../telemetry.js";
+import { auditEntryOf } from "./audit-tags.js";
 import type { QueuedWrite } from "./keys.js";
 import type { WriteQueue } from "./queue.js";
 
@@ -20,6 +21,8 @@ export interface BatchDeps {
   telemetry: Telemetry;
   log: Logger;
   maxAttempts: number;
+  /** the keyspace keeps an audit log: the flush writes the rows of the writes it applies */
+  audit: boolean;
   /** a write of this key was dead-lettered */
   onDeadLetter(key: string): void;
 }
@@ -46,7 +49,11 @@ export class Batch {
     this.statements++;
     let changed: number;
     try {
-      changed = await deps.store.applyVersioned(ops);
+      // Every write of a group is audited once its newest lands: the older ones were coalesced into it.
+      changed = await deps.store.applyVersioned(
+        ops,
+        deps.audit ? groups.flat().map(auditEntryOf) : undefined,
+      );
     } catch (err) {
       if (!(err instanceof StoreRejectedError)) throw err;
       if (groups.length > 1) {

@@ -4,7 +4,9 @@
  * anything written since) or drops them. The admin API calls these.
  */
 import { QueueFullError } from "../errors.js";
+import type { WriteOrigin } from "../store/adapter.js";
 import { nextVersion } from "../version.js";
+import { auditTagOf } from "./audit-tags.js";
 import type { WriteQueue } from "./queue.js";
 
 export interface DeadLetter {
@@ -35,12 +37,15 @@ export async function listDeadLetters(queue: WriteQueue, count = 100, after?: st
 export async function replayDeadLetter(
   queue: WriteQueue,
   id: string,
+  /** the keyspace keeps an audit log: who replays it */
+  audit?: { origin?: WriteOrigin },
 ): Promise<{ key: string; version: number } | null> {
   const rows = await queue.conn.call("XRANGE", (redis) => redis.xrange(queue.keys.dead, id, id));
   const row = rows[0];
   if (!row) return null;
   const letter = toDeadLetter(row[0], row[1]);
-  const r = await queue.enqueue([{ key: letter.key, value: letter.value }], nextVersion());
+  const tag = audit ? auditTagOf(letter.value === null ? "delete" : "put", audit.origin) : undefined;
+  const r = await queue.enqueue([{ key: letter.key, value: letter.value, tag }], nextVersion());
   if (r.kind === "full") throw new QueueFullError(queue.ks.name, 1);
   if (r.kind !== "ok") throw new Error(`unexpected answer ${r.kind} to an unconditional write`);
   await dropDeadLetter(queue, id);

@@ -25,6 +25,8 @@ export interface FlusherOptions {
   maxAttempts: number;
   /** how long a write sits idle at a consumer before another takes it */
   claimIdleMs: number;
+  /** the keyspace keeps an audit log */
+  audit: boolean;
 }
 
 const RETRY_BASE_MS = 100;
@@ -182,6 +184,7 @@ export class Flusher {
       telemetry: this.telemetry,
       log: this.log,
       maxAttempts: this.options.maxAttempts,
+      audit: this.options.audit,
       onDeadLetter: this.onDeadLetter,
     };
     for (let attempt = 1; ; attempt++) {

@@ -49,6 +49,8 @@ export interface QueuedWrite {
   version: number;
   /** raw JSON text; null for a delete */
   value: string | null;
+  /** who asked, for the audit log (audit-tags.ts); absent when the keyspace kept no audit log then */
+  tag?: string;
 }
 
 /** The write of one stream entry; null when the entry is not one of ours (or was deleted). */
@@ -57,15 +59,17 @@ export function parseEntry(id: string, fields: string[] | null): QueuedWrite | n
   let key: string | undefined;
   let version: number | undefined;
   let value: string | null = null;
+  let tag: string | undefined;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const f = fields[i];
     const v = fields[i + 1]!;
     if (f === "k") key = v;
     else if (f === "n") version = Number(v);
     else if (f === "v") value = v;
+    else if (f === "a") tag = v;
   }
   if (key === undefined || version === undefined || !Number.isSafeInteger(version)) return null;
-  return { id, key, version, value };
+  return tag === undefined ? { id, key, version, value } : { id, key, version, value, tag };
 }
 
 export interface PendingWrite {

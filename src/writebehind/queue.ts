@@ -40,6 +40,8 @@ export interface EnqueueItem {
   ifNoneMatch?: boolean;
   /** what PostgreSQL held when looked up for a condition: `e:<version>` or `a:<version>` */
   base?: string;
+  /** who asked, for the keyspace's audit log (auditTagOf); kept with the queued write */
+  tag?: string;
 }
 
 export type EnqueueResult =
@@ -75,7 +77,7 @@ export class WriteQueue {
     ];
     for (const it of items) {
       const cond = it.ifNoneMatch ? "n" : it.ifMatch !== undefined ? `m:${it.ifMatch}` : "";
-      args.push(it.key, it.value === null ? "d" : "p", it.value ?? "", cond, it.base ?? "");
+      args.push(it.key, it.value === null ? "d" : "p", it.value ?? "", cond, it.base ?? "", it.tag ?? "");
     }
     const keys = [
       this.keys.stream,

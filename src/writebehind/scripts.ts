@@ -33,8 +33,9 @@ end
  * Enqueues writes, all or nothing.
  * KEYS: stream, pending, clock, then the cache entry of each item.
  * ARGV: max queue, version floor, value freshUntil, value ttl ms, absent freshUntil, absent ttl ms, then
- * five per item: key, op (p|d), value, condition ('' | 'n' for If-None-Match | 'm:<version>' for If-Match),
- * base ('' | 'e:<version>' exists | 'a:<version>' absent: what PostgreSQL held when the caller looked).
+ * six per item: key, op (p|d), value, condition ('' | 'n' for If-None-Match | 'm:<version>' for If-Match),
+ * base ('' | 'e:<version>' exists | 'a:<version>' absent: what PostgreSQL held when the caller looked),
+ * audit tag ('' | who asked, for the audit log: the stream entry's field a).
  * Returns {'ok', version...} | {'full', depth} | {'base', key} (the caller must look PostgreSQL up) |
  * {'mismatch', key, why}.
  */
@@ -44,7 +45,7 @@ local depth = redis.call('XLEN', KEYS[1])
 if depth + n > tonumber(ARGV[1]) then return {'full', tostring(depth)} end
 
 for i = 1, n do
-  local a = 7 + (i - 1) * 5
+  local a = 7 + (i - 1) * 6
   local key, cond, base = ARGV[a], ARGV[a + 3], ARGV[a + 4]
   if cond ~= '' then
     local exists, ver
@@ -75,8 +76,8 @@ local clock = tonumber(redis.call('GET', KEYS[3]) or '0')
 local floor = tonumber(ARGV[2])
 local out = {'ok'}
 for i = 1, n do
-  local a = 7 + (i - 1) * 5
-  local key, op, value = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local a = 7 + (i - 1) * 6
+  local key, op, value, tag = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 5]
   local v = math.max(floor, clock + 1)
   local pv = pendingOf(KEYS[2], key)
   if pv and pv >= v then v = pv + 1 end
@@ -84,12 +85,14 @@ for i = 1, n do
   if cv >= v then v = cv + 1 end
   clock = v
   local vs = fmt(v)
+  local fields = {'k', key, 'n', vs}
+  if op == 'p' then fields[#fields + 1] = 'v'; fields[#fields + 1] = value end
+  if tag ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = tag end
+  redis.call('XADD', KEYS[1], '*', unpack(fields))
   if op == 'p' then
-    redis.call('XADD', KEYS[1], '*', 'k', key, 'n', vs, 'v', value)
     redis.call('HSET', KEYS[2], key, vs .. ':p:' .. value)
     redis.call('SET', KEYS[3 + i], entryText('v', v, '', ARGV[3], value), 'PX', ARGV[4])
   else
-    redis.call('XADD', KEYS[1], '*', 'k', key, 'n', vs)
     redis.call('HSET', KEYS[2], key, vs .. ':d:')
     redis.call('SET', KEYS[3 + i], entryText('a', v, '', ARGV[5]), 'PX', ARGV[6])
   end
