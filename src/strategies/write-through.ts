@@ -70,8 +70,10 @@ export class WriteThroughStrategy extends BaseStrategy {
         } catch (err) {
           if (!(err instanceof VersionTakenError)) throw err;
           for (const v of err.current.values()) observeVersion(v);
-          if (attempt < ANNOUNCE_ATTEMPTS) {
-            // writers of one key that keep overtaking each other: a jittered pause breaks the tie
+          // Once overtaken (two writes of a key announced in one order, sent in the other) it goes again at
+          // once, above the version it found; writers that keep overtaking each other (daemons racing for
+          // one key) pause a jittered while, longer each time, which breaks the tie.
+          if (attempt > 1 && attempt < ANNOUNCE_ATTEMPTS) {
             await new Promise((r) => setTimeout(r, Math.random() * 4 * attempt));
           }
           if (attempt >= ANNOUNCE_ATTEMPTS) {
