@@ -5,7 +5,7 @@
  *   --quick          a short run (under a minute); written to bench/results/quick/
  *   --soak           adds a 10-minute mixed-load soak (not part of the default run)
  *   --profile        always profile the hit path with --cpu-prof (otherwise only when sidecache / bare < 0.6)
- *   --only a,b       run only these sections: hit, writes, stampede, near, hitrate, cost, resp, cluster
+ *   --only a,b       run only these sections: hit, writes, stampede, near, hitrate, cost, resp, cluster, idle
  *   --out DIR        where to write the results
  *   --render         measure nothing: render bench.md, chart.svg (and docs) again from DIR/results.json
  */
@@ -24,12 +24,13 @@ import { clusterBench } from "./sections/cluster.js";
 import { costSection } from "./sections/cost.js";
 import { hitPath } from "./sections/hitpath.js";
 import { hitRate } from "./sections/hitrate.js";
+import { idleFleet } from "./sections/idle.js";
 import { respBench } from "./sections/resp.js";
 import { stampede } from "./sections/stampede.js";
 import { nearCache } from "./sections/near.js";
 import { writes } from "./sections/writes.js";
 
-type Section = "hit" | "writes" | "stampede" | "hitrate" | "cost" | "near" | "resp" | "cluster";
+type Section = "hit" | "writes" | "stampede" | "hitrate" | "cost" | "near" | "resp" | "cluster" | "idle";
 
 function options(): Options {
   const { values } = parseArgs({
@@ -129,6 +130,7 @@ async function main(): Promise<void> {
     await run("cost", () => costSection(ctx, results));
     await run("resp", () => respBench(ctx));
     await run("cluster", () => clusterBench(ctx));
+    await run("idle", () => idleFleet(ctx));
   } finally {
     for (const p of ctx.prefixes) await backends.deleteRedisPrefix(p).catch(() => 0);
     await backends.dropTables(ctx.tables);

@@ -159,7 +159,9 @@ export class Daemon implements Health {
       await daemon.cdc?.start();
       // Repairs a daemon that died left behind are applied before the first request is served.
       await daemon.trust.start();
-      if (/^postgres(ql)?:/.test(config.store.url) && config.keyspaces.size > 0) {
+      // Behind a pooler in transaction mode no session lock holds (and memory: is refused with it).
+      const direct = config.store.pooler !== "transaction";
+      if (/^postgres(ql)?:/.test(config.store.url) && direct && config.keyspaces.size > 0) {
         daemon.presence = await Presence.acquire(
           config.store.url,
           config.cache.url === "memory:",

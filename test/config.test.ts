@@ -63,7 +63,13 @@ describe("defaults", () => {
       trustLeaseMs: 1500,
       breaker,
     });
-    expect(c.store).toEqual({ url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5000, breaker });
+    expect(c.store).toEqual({
+      url: "pglite:./data/pg",
+      poolSize: 10,
+      timeoutMs: 5000,
+      breaker,
+      pooler: "none",
+    });
     expect(c.auth).toBeUndefined();
     expect(c.alerts).toEqual({ webhooks: [] });
     expect(c.checker).toEqual({

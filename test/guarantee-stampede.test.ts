@@ -129,14 +129,14 @@ keyspaces:
     for (const d of others) await d.stop();
   });
 
-  it("900 concurrent cold reads over 3 daemons cost one PostgreSQL read", async () => {
+  it("1,000 concurrent cold reads over 3 daemons cost one PostgreSQL read", async () => {
     await db.query(
       `insert into ${table("aside")} (key, value, version, updated_at) values ('fleet', '{"f":1}', 9, now())`,
     );
     const urls = [daemon.url, ...others.map((d) => d.url)];
     const before = proxy.selectsOn(table("aside"));
     const replies = await Promise.all(
-      Array.from({ length: 900 }, (_, i) => call(urls[i % 3]!, "GET", "/v1/kv/aside/fleet")),
+      Array.from({ length: 1_000 }, (_, i) => call(urls[i % 3]!, "GET", "/v1/kv/aside/fleet")),
     );
     for (const r of replies) expect(r.json()).toEqual({ f: 1 });
     expect(proxy.selectsOn(table("aside")) - before).toBe(1);

@@ -9,6 +9,7 @@ import type { HitRateResult } from "../sections/hitrate.js";
 import type { CostResult } from "../sections/cost.js";
 import type { RespBenchResult } from "../sections/resp.js";
 import type { ClusterResult } from "../sections/cluster.js";
+import type { IdleResult } from "../sections/idle.js";
 
 export interface Results {
   machine: Machine;
@@ -24,6 +25,7 @@ export interface Results {
   cost?: CostResult;
   resp?: RespBenchResult;
   cluster?: ClusterResult;
+  idle?: IdleResult;
   /** sections that failed, with the error */
   failed: Record<string, string>;
 }

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import type { Results } from "../lib/results.js";
 import { EXPECTED, type HitRateRow } from "../sections/hitrate.js";
+import { renderIdle } from "./idle-markdown.js";
 import { renderResp } from "./resp-markdown.js";
 
 const f = (n: number | undefined, d = 0): string =>
@@ -367,6 +368,7 @@ export function renderMarkdown(r: Results): string {
     }
   }
   if (r.resp) out.push(...renderResp(r.resp));
+  if (r.idle) out.push(...renderIdle(r.idle));
   return `${out.join("\n\n")}\n`;
 }
 

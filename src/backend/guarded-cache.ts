@@ -3,7 +3,14 @@
  * are those of the adapter underneath, plus "down" whenever a call fails for the cache's own reasons
  * (timeout, unreachable, breaker open): a hung Redis keeps its connection open.
  */
-import type { CacheAdapter, CacheEntry, ConnectionState, GetOptions, SetOptions } from "../cache/adapter.js";
+import type {
+  CacheAdapter,
+  CacheEntry,
+  ConnectionState,
+  GetOptions,
+  SetOptions,
+  TrustBoard,
+} from "../cache/adapter.js";
 import { BackendUnavailableError } from "../errors.js";
 import { BackendTimeoutError, type BackendGuard } from "./guard.js";
 
@@ -91,6 +98,17 @@ export class GuardedCache implements CacheAdapter {
     const inner = this.inner;
     if (!inner.releaseFillLease) return undefined;
     return (ks, key, token) => this.run("fill_lease", () => inner.releaseFillLease!(ks, key, token));
+  }
+
+  get trustBoard(): TrustBoard | undefined {
+    const inner = this.inner.trustBoard;
+    if (!inner) return undefined;
+    return {
+      read: (board, readerMs) => this.run("trust", () => inner.read(board, readerMs)),
+      claim: (board, me, ttlMs, failing) => this.run("trust", () => inner.claim(board, me, ttlMs, failing)),
+      swept: (board, ticket) => this.run("trust", () => inner.swept(board, ticket)),
+      release: (board, me) => this.run("trust", () => inner.release(board, me)),
+    };
   }
 
   private async run<T>(op: string, call: () => Promise<T>): Promise<T> {

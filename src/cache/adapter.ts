@@ -97,10 +97,51 @@ export interface CacheAdapter {
   /** Gives the lease back if it is still this token's. */
   releaseFillLease?(keyspace: string, key: string, token: string): Promise<void>;
   /**
+   * Optional (a cache shared by daemons): where daemons over the same keyspaces agree on one repair
+   * sweeper and see its progress (src/trust/cache-trust.ts).
+   */
+  readonly trustBoard?: TrustBoard;
+  /**
    * Optional: calls the listener when the connection to the cache drops or is made again; returns a
    * function that removes it. A cache living in the process never drops and need not implement it.
    */
   onConnectionChange?(listener: (state: ConnectionState) => void): () => void;
   /** Releases connections; no timer is left running. */
   close(): Promise<void>;
+}
+
+/** What one read of a trust board says. */
+export interface TrustBoardState {
+  /** the daemon holding the sweeper lease, null when nobody does */
+  holder: string | null;
+  /** the holder's last sweep failed because PostgreSQL did not answer */
+  holderStoreFailing: boolean;
+  /** the last ticket issued to a sweep */
+  issued: number;
+  /** the highest ticket whose sweep completed */
+  swept: number;
+}
+
+/**
+ * One sweeper per set of keyspaces, chosen by a lease, and its progress in tickets: a sweep takes a ticket
+ * (a counter in the cache) before it reads the repair intents, and marks it swept once they are applied. A
+ * daemon that read `issued` = n and later sees `swept` > n knows that a whole sweep began after its read.
+ */
+export interface TrustBoard {
+  /** The board's state, in one round trip; with readerMs, also says that a daemon reads it, for so long. */
+  read(board: string, readerMs?: number): Promise<TrustBoardState>;
+  /**
+   * Takes or renews the sweeper lease for ttlMs; null when another daemon holds it. Issues a ticket while
+   * other daemons read the board (null while none does: nobody would look at it).
+   */
+  claim(
+    board: string,
+    me: string,
+    ttlMs: number,
+    storeFailing: boolean,
+  ): Promise<{ ticket: number | null } | null>;
+  /** The sweep of this ticket completed: every intent recorded before it was taken is applied. */
+  swept(board: string, ticket: number): Promise<void>;
+  /** Gives the lease back if this daemon holds it. */
+  release(board: string, me: string): Promise<void>;
 }

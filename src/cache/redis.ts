@@ -11,13 +11,14 @@
  */
 import { randomBytes, randomInt } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
-import type { CacheAdapter, CacheEntry, ConnectionState } from "./adapter.js";
+import type { CacheAdapter, CacheEntry, ConnectionState, TrustBoard } from "./adapter.js";
 import type { SetOptions } from "./adapter.js";
 import { decodeEntry, encodeEntry, ENTRY_LUA, incarnationOf, kindLetter } from "./codec.js";
 import { isCluster, masters, nodeName, nodeOf, openRedis, slotOf, type RedisClient } from "./connect.js";
 import { ADOPT_LUA, Incarnations, type Adopted } from "./incarnation.js";
 import { KeyLayout } from "./layout.js";
 import { Script } from "./script.js";
+import { RedisTrustBoard } from "./trust-board.js";
 import type { CacheConfig } from "../config/types.js";
 import { BackendUnavailableError, ShardUnavailableError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -88,6 +89,7 @@ export class RedisCache implements CacheAdapter {
   private readonly incarnations: Incarnations<Redis>;
   /** node connections whose close is watched */
   private readonly watched = new WeakSet<Redis>();
+  readonly trustBoard: TrustBoard;
 
   constructor(
     private readonly config: CacheConfig,
@@ -103,6 +105,10 @@ export class RedisCache implements CacheAdapter {
     });
     this.cluster = isCluster(this.redis) ? this.redis : undefined;
     this.layout = this.cluster ? KeyLayout.cluster(config.prefix) : KeyLayout.single(config.prefix);
+    // one key slot (its hash tag): a Cluster serves it from one shard
+    this.trustBoard = new RedisTrustBoard(this.redis as Redis, config.prefix, (what, run) =>
+      this.call(what, run),
+    );
     this.incarnations = new Incarnations<Redis>(
       {
         adopt: async (tag, candidate) => {

@@ -27,7 +27,12 @@ export const CACHE_DEFAULTS = {
   trustLeaseMs: 1_500,
 };
 
-export const STORE_DEFAULTS = { url: "pglite:./data/pg", poolSize: 10, timeoutMs: 5 * SECOND };
+export const STORE_DEFAULTS = {
+  url: "pglite:./data/pg",
+  poolSize: 10,
+  timeoutMs: 5 * SECOND,
+  pooler: "none" as const,
+};
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export const LOG_DEFAULTS = { level: "info" as const, access: false };

@@ -67,7 +67,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     file,
     server: readServer(f.server),
     cache,
-    store: readStore(f.store),
+    store: readStore(f.store, cache.url),
     auth: readAuth(f.auth, new Set(keyspaces.keys())),
     alerts: readAlerts(f.alerts),
     checker,

@@ -196,8 +196,8 @@ function readSentinel(v: Value): RedisTarget & { kind: "sentinel" } {
   return { kind: "sentinel", name, nodes };
 }
 
-export function readStore(v: Value): StoreConfig {
-  const f = v.fields(["url", "pool", "timeout", "breaker", "cdc"]);
+export function readStore(v: Value, cacheUrl: string): StoreConfig {
+  const f = v.fields(["url", "pool", "timeout", "breaker", "pooler", "cdc"]);
   const d = STORE_DEFAULTS;
   const url = f.url.str({
     expect: "postgres://..., postgresql://..., pglite:PATH or pglite:memory",
@@ -205,11 +205,34 @@ export function readStore(v: Value): StoreConfig {
     check: checkStoreUrl,
     secret: true,
   });
+  const pooler = f.pooler.oneOf(["none", "transaction"], d.pooler);
+  if (pooler === "transaction") {
+    if (!/^postgres(ql)?:\/\//i.test(url)) {
+      f.pooler.fail(
+        "applies to a PostgreSQL server (store.url postgres://...); PGlite is embedded, with no pooler",
+      );
+    }
+    if (cacheUrl === "memory:") {
+      f.pooler.fail(
+        'can not be transaction with cache.url "memory:": a daemon with an in-process cache keeps other ' +
+          "daemons off its tables with a session lock, which a pooler in transaction mode does not hold. " +
+          "Use a Redis cache, or connect to PostgreSQL directly (pooler: none)",
+      );
+    }
+    if (f.cdc.given) {
+      f.cdc.fail(
+        "needs a direct connection to PostgreSQL (a replication connection and a session lock), which a " +
+          "pooler in transaction mode can not carry: point store.url at PostgreSQL itself with pooler: none " +
+          "(docs/connection-budget.md)",
+      );
+    }
+  }
   return {
     url,
     poolSize: f.pool.int({ min: 1, max: 1000, def: d.poolSize }),
     timeoutMs: f.timeout.duration({ def: d.timeoutMs, positive: true }),
     breaker: readBreaker(f.breaker),
+    pooler,
     cdc: readCdc(f.cdc, url),
   };
 }

@@ -74,6 +74,12 @@ export interface StoreConfig {
   timeoutMs: number;
   /** absent: the defaults (5 failures, 2s) */
   breaker?: BreakerConfig;
+  /**
+   * how PostgreSQL is reached (absent: "none"): "none" (directly, or through a pooler in session mode) or "transaction" (a
+   * pooler such as PgBouncer in transaction mode: no session state is kept, no startup parameter but
+   * application_name is sent)
+   */
+  pooler?: "none" | "transaction";
   /** change data capture: set to have changes made outside sidecache invalidate the cache (docs/cdc.md) */
   cdc?: CdcConfig;
 }

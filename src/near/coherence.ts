@@ -10,7 +10,9 @@
  * channel was killed stops serving copies before the writer stops waiting for it.
  *
  * bounded mode: the invalidation is published and not waited for; a daemon serves copies only while its
- * own heartbeat, sent through the channel, came back within `max_staleness`.
+ * own heartbeat came back within `max_staleness`. The heartbeat goes to the daemon's own channel, on the
+ * connection that holds the shared one: it proves that connection delivers, and no other daemon has to
+ * hear it (on the shared channel every daemon would receive every other's, fifty times fifty).
  *
  * On a Redis Cluster the channel is sharded (SPUBLISH/SSUBSCRIBE, Redis 7) and lives in the slot of the
  * members set: the membership, the invalidations and the acknowledgements all pass through one shard, as
@@ -41,14 +43,19 @@ for i = 1, #m do out[#out + 1] = m[i] end
 return out
 `;
 
-/** KEYS[1] members; ARGV[1] the member, ARGV[2] the lease in ms. */
+/**
+ * KEYS[1] members; ARGV[1] the member, ARGV[2] the lease in ms, ARGV[3] "1" to push the set's own expiry
+ * (ten leases) further: every few renewals is enough to keep a set whose members still renew.
+ */
 const RENEW_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) end
 return now
 `;
+/** Renewals between two pushes of the members set's expiry: a third of a lease each, so every 3 leases. */
+const EXPIRE_EVERY = 9;
 
 const renewScript = new Script(RENEW_LUA);
 const invalidateScript = new Script(invalidateLua("PUBLISH"));
@@ -91,6 +98,7 @@ export class Coherence {
   private valid = false;
   private heardAt = -Infinity;
   private seq = 0;
+  private renewals = 0;
   private readonly pending = new Map<number, Waiting>();
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -257,7 +265,8 @@ export class Coherence {
     if (this.o.leaseMs === undefined || !this.subscribed || this.stopped) return;
     const sent = performance.now();
     try {
-      await renewScript.run(this.pub, [this.members], [this.id, String(this.o.leaseMs)]);
+      const expire = this.renewals++ % EXPIRE_EVERY === 0 ? "1" : "0";
+      await renewScript.run(this.pub, [this.members], [this.id, String(this.o.leaseMs), expire]);
     } catch {
       return; // the lease runs out by itself
     }
@@ -272,21 +281,23 @@ export class Coherence {
 
   private async heartbeat(): Promise<void> {
     if (this.o.maxStalenessMs === undefined || !this.subscribed || this.stopped) return;
-    await this.publish(this.channel, `h|${this.id}`).catch(() => {});
+    await this.publish(`${this.channel}:ack:${this.id}`, "h").catch(() => {});
   }
 
   private onMessage(channel: string, message: string): void {
     if (channel !== this.channel) {
+      if (message === "h") {
+        this.heardAt = performance.now();
+        return;
+      }
       // an acknowledgement of one of this daemon's invalidations: "<seq>|<member>"
       const bar = message.indexOf("|");
       const w = this.pending.get(Number(message.slice(0, bar)));
       if (w) this.settle(w, message.slice(bar + 1));
       return;
     }
-    if (message.startsWith("h|")) {
-      if (message.slice(2) === this.id) this.heardAt = performance.now();
-      return;
-    }
+    // a heartbeat of a daemon of an earlier version, which sent them here
+    if (message.startsWith("h|")) return;
     const parts = splitN(message, 7);
     if (parts.length < 7) return;
     const [kind, writer, seq, sentAt, keyspace, version] = parts;

@@ -203,6 +203,10 @@ export class NearCache implements CacheAdapter {
     return this.inner.releaseFillLease?.bind(this.inner);
   }
 
+  get trustBoard(): CacheAdapter["trustBoard"] {
+    return this.inner.trustBoard;
+  }
+
   onConnectionChange(listener: (state: ConnectionState) => void): () => void {
     return this.inner.onConnectionChange?.(listener) ?? (() => {});
   }

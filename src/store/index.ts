@@ -14,7 +14,13 @@ export { SqlStoreAdapter } from "./sql-store.js";
 export async function createStore(config: StoreConfig, log?: Logger): Promise<StoreAdapter> {
   const { url } = config;
   if (/^postgres(ql)?:\/\//i.test(url)) {
-    const driver = new PostgresDriver({ url, poolSize: config.poolSize, timeoutMs: config.timeoutMs, log });
+    const driver = new PostgresDriver({
+      url,
+      poolSize: config.poolSize,
+      timeoutMs: config.timeoutMs,
+      pooler: config.pooler,
+      log,
+    });
     return new SqlStoreAdapter(driver, log);
   }
   if (url.startsWith("pglite:")) {

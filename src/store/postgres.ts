@@ -8,6 +8,8 @@ export interface PostgresDriverOptions {
   url: string;
   poolSize: number;
   timeoutMs: number;
+  /** "transaction": a pooler such as PgBouncer in transaction mode is in front of PostgreSQL */
+  pooler?: "none" | "transaction";
   log?: Logger;
 }
 
@@ -23,21 +25,45 @@ function brokenConnection(err: unknown): boolean {
   return true;
 }
 
+/**
+ * A pooler in transaction mode hands each transaction whatever server connection is free, so nothing may
+ * be set for a session, and PgBouncer refuses startup parameters it does not know (statement_timeout
+ * among them): the timeouts are set per transaction instead, with SET LOCAL, in BEGIN's round trip.
+ */
+function begin(timeoutMs: number, idleMs: number): string {
+  return `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${idleMs}`;
+}
+
+/** Says what to do when PgBouncer (or another pooler) refused a startup parameter. */
+function explain(err: unknown): unknown {
+  if (err instanceof Error && /unsupported startup parameter/i.test(err.message)) {
+    err.message +=
+      " (a pooler in front of PostgreSQL refused it: for PgBouncer in transaction mode set store.pooler: transaction)";
+  }
+  return err;
+}
+
 export class PostgresDriver implements Driver {
   readonly kind = "postgres";
   private readonly pool: pg.Pool;
+  private readonly begin: string;
 
   constructor(options: PostgresDriverOptions) {
     const { log } = options;
+    const idleMs = Math.max(options.timeoutMs * 2, 10_000);
+    const pooled = options.pooler === "transaction";
+    this.begin = pooled ? begin(options.timeoutMs, idleMs) : "begin";
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize,
       connectionTimeoutMillis: options.timeoutMs,
       // The server gives up first (57014, the connection stays usable); the client-side timeout is the
-      // backstop for a server that no longer answers at all.
-      statement_timeout: options.timeoutMs,
+      // backstop for a server that no longer answers at all. Behind a pooler in transaction mode, a
+      // statement outside a transaction has only the backstop.
+      ...(pooled
+        ? {}
+        : { statement_timeout: options.timeoutMs, idle_in_transaction_session_timeout: idleMs }),
       query_timeout: options.timeoutMs + 1000,
-      idle_in_transaction_session_timeout: Math.max(options.timeoutMs * 2, 10_000),
       keepAlive: true,
       application_name: "sidecache",
     });
@@ -50,12 +76,24 @@ export class PostgresDriver implements Driver {
   }
 
   async query(text: string, params: unknown[] = []): Promise<QueryResult> {
-    return toResult(await this.pool.query(text, params));
+    try {
+      return toResult(await this.pool.query(text, params));
+    } catch (err) {
+      throw explain(err);
+    }
+  }
+
+  private async connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw explain(err);
+    }
   }
 
   async autocommit(text: string, params: unknown[] = []): Promise<QueryResult> {
     // A failure to get a connection sent nothing: it stays a plain error.
-    const client = await this.pool.connect();
+    const client = await this.connect();
     let broken: Error | undefined;
     try {
       return toResult(await client.query(text, params));
@@ -71,12 +109,12 @@ export class PostgresDriver implements Driver {
   }
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.connect();
     // Released with an error (and so closed) only when the connection itself may be broken.
     let broken: Error | undefined;
     let rolledBack = false;
     try {
-      await client.query("begin");
+      await client.query(this.begin);
       const tx: Queryable = {
         query: async (text, params = []) => toResult(await client.query(text, params)),
       };

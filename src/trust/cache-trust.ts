@@ -12,8 +12,17 @@
  * whoever it is and whether or not it saw the cache fail. One failed cache call costs nothing beyond its
  * key (CacheRepairs); a dropped connection costs nothing: a reconnect to another server is caught by the
  * incarnation check.
+ *
+ * Daemons that share a cache and the same keyspaces do not all sweep: one of them, the holder of a lease
+ * on the cache's trust board, does, and shows its progress in tickets (TrustBoard). Every other daemon
+ * reads the board (one round trip) every `checkMs`: a read made at t that saw `issued` = n, followed by any
+ * read that sees `swept` > n, proves that a whole sweep began after t, so the daemon trusts its cache until
+ * t + lease, measured on its own clock exactly as if it had swept at t. When the holder stops (killed,
+ * frozen, cut off) its lease runs out within a third of a trust lease and the next daemon to read the
+ * board takes it. A daemon whose keyspaces differ has a board of its own.
  */
-import type { CacheAdapter, CacheEntry } from "../cache/adapter.js";
+import { createHash, randomBytes } from "node:crypto";
+import type { CacheAdapter, CacheEntry, TrustBoard, TrustBoardState } from "../cache/adapter.js";
 import { WRITE_MARKER_MIN_MS } from "../cache/adapter.js";
 import type { KeyspaceConfig } from "../config/types.js";
 import type { Logger } from "../log.js";
@@ -29,8 +38,12 @@ export interface CacheTrustOptions {
   log: Logger;
   /** how long a successful sweep makes the cache trusted, from the moment it began */
   leaseMs?: number;
-  /** how often to sweep while trusted (default a third of the lease) */
+  /** how often a daemon sweeps while trusted and no other daemon reads its board (default a third of the lease) */
   intervalMs?: number;
+  /** how often the sweeper sweeps while other daemons read its board (default a ninth of the lease) */
+  fastIntervalMs?: number;
+  /** how often a daemon that does not sweep reads the trust board (default a third of the lease) */
+  checkMs?: number;
   /** how often to sweep while not trusted */
   retryMs?: number;
   batch?: number;
@@ -40,27 +53,53 @@ const DEFAULT_LEASE_MS = 1_500;
 const DEFAULT_RETRY_MS = 250;
 const DEFAULT_BATCH = 500;
 
+/** A read of the board: when it was sent (this daemon's clock) and the last ticket issued then. */
+interface Observation {
+  at: number;
+  issued: number;
+}
+
 export class CacheTrust {
   /** performance.now() until which entries may be served */
   private until = 0;
   private everTrusted = false;
-  /** the last sweep failed because PostgreSQL did not answer */
+  /** the last sweep failed because PostgreSQL did not answer (this daemon's, or the sweeper's) */
   private storeFailing = false;
   /** performance.now() when the sweep under way asked PostgreSQL for the intents, while it waits */
   private storeAskedAt?: number;
   private running?: Promise<void>;
-  private again = false;
+  /** what to run next: an own sweep is never replaced by a mere round */
+  private wanted?: "sweep" | "round";
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private unsubscribe?: () => void;
+  /** this daemon's name on the trust board */
+  readonly id = randomBytes(6).toString("hex");
+  private readonly board?: TrustBoard;
+  /** whether this daemon held the sweeper lease at its last round */
+  private holding = false;
+  private observations: Observation[] = [];
+  private boardName?: string;
   readonly leaseMs: number;
   private readonly intervalMs: number;
+  private readonly fastIntervalMs: number;
+  private readonly checkMs: number;
+  /** the sweeper's last claim found other daemons reading the board */
+  private readers = false;
+  /** performance.now() when this daemon last said it reads the board */
+  private markedAt = -Infinity;
   private readonly retryMs: number;
   private readonly batch: number;
 
   constructor(private readonly o: CacheTrustOptions) {
     this.leaseMs = o.leaseMs ?? DEFAULT_LEASE_MS;
+    this.board = o.cache.trustBoard;
     this.intervalMs = o.intervalMs ?? Math.max(1, Math.floor(this.leaseMs / 3));
+    this.fastIntervalMs = Math.min(
+      this.intervalMs,
+      o.fastIntervalMs ?? Math.max(1, Math.floor(this.leaseMs / 9)),
+    );
+    this.checkMs = o.checkMs ?? Math.max(1, Math.floor(this.leaseMs / 3));
     this.retryMs = Math.min(o.retryMs ?? DEFAULT_RETRY_MS, this.intervalMs);
     this.batch = o.batch ?? DEFAULT_BATCH;
   }
@@ -68,6 +107,11 @@ export class CacheTrust {
   /** Whether cache entries may be served now. */
   get trusted(): boolean {
     return performance.now() < this.until;
+  }
+
+  /** Whether this daemon is the one sweeping for the daemons that share its keyspaces. */
+  get sweeper(): boolean {
+    return this.holding || !this.board;
   }
 
   /**
@@ -82,7 +126,8 @@ export class CacheTrust {
 
   /**
    * Resolves once every daemon that trusted its cache when this was called has either swept again (and
-   * so saw every intent recorded before the call) or stopped trusting: one lease.
+   * so saw every intent recorded before the call), seen a sweep that began after the call, or stopped
+   * trusting: one lease.
    */
   outlast(): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, this.leaseMs).unref());
@@ -101,6 +146,11 @@ export class CacheTrust {
     this.unsubscribe?.();
     clearTimeout(this.timer);
     this.timer = undefined;
+    // the next daemon need not wait for the lease to run out
+    if (this.holding && this.board && this.boardName) {
+      void this.board.release(this.boardName, this.id).catch(() => {});
+    }
+    this.holding = false;
   }
 
   /** Sweeps now (after the one under way, if any). */
@@ -108,33 +158,139 @@ export class CacheTrust {
     void this.sweep();
   }
 
-  /** One sweep; concurrent calls share it, and a call during a sweep runs one more after it. */
+  /**
+   * One sweep by this daemon, whether or not it holds the lease (start, a reconnection, a reload, /readyz);
+   * concurrent calls share it, and a call during a sweep runs one more after it.
+   */
   sweep(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
+    return this.turn("sweep");
+  }
+
+  private turn(kind: "sweep" | "round"): Promise<void> {
+    if (this.wanted !== "sweep") this.wanted = kind;
+    if (this.running) return this.running;
     clearTimeout(this.timer);
     this.running = (async () => {
-      do {
-        this.again = false;
-        await this.once();
-      } while (this.again && !this.stopped);
+      while (this.wanted !== undefined && !this.stopped) {
+        const next = this.wanted;
+        this.wanted = undefined;
+        await (next === "sweep" ? this.sweepOwn() : this.round()).catch((err: unknown) => {
+          if (this.trusted)
+            this.o.log.warn({ err: String(err) }, "trust board not read; trusted until the lease ends");
+          else this.o.log.debug({ err: String(err) }, "trust board not read; retrying");
+        });
+      }
     })().finally(() => {
       this.running = undefined;
-      this.arm(this.trusted ? this.intervalMs : this.retryMs);
+      this.arm(this.nextRoundMs());
     });
     return this.running;
+  }
+
+  private async sweepOwn(): Promise<void> {
+    const claimed = await this.claim();
+    await this.once(claimed?.ticket ?? null);
+  }
+
+  /** One round of the loop: the sweeper sweeps; the others read the board, and take the lease when free. */
+  private async round(): Promise<void> {
+    if (!this.board) return this.once(null);
+    if (!this.holding) {
+      const seen = await this.observe(this.name());
+      if (seen.holder !== null) return;
+    }
+    const claimed = await this.claim();
+    if (claimed !== null) await this.once(claimed.ticket);
+  }
+
+  /**
+   * A daemon that reads the board trusts until a lease after its read preceding the last completed sweep:
+   * with sweeps three times as frequent as reads, that is the read before the last, and trust runs a third
+   * of a lease past the next read.
+   */
+  private nextRoundMs(): number {
+    if (!this.trusted) return this.retryMs;
+    if (!this.sweeper) return this.checkMs;
+    return this.readers ? this.fastIntervalMs : this.intervalMs;
   }
 
   private arm(ms: number): void {
     if (this.stopped || this.running) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.sweep(), ms);
+    this.timer = setTimeout(() => void this.turn("round"), ms);
     this.timer.unref();
   }
 
-  private async once(): Promise<void> {
+  /** The board of this daemon's keyspaces: daemons share one only when they apply intents alike. */
+  private name(): string {
+    const pairs = this.o
+      .keyspaces()
+      .map((ks) => `${ks.name}=${ks.table}`)
+      .sort()
+      .join("\n");
+    const name = createHash("sha256").update(pairs).digest("hex").slice(0, 16);
+    if (name !== this.boardName) {
+      // the keyspaces changed (a reload): what was seen on the old board says nothing of the new ones
+      this.boardName = name;
+      this.observations = [];
+      this.holding = false;
+      this.markedAt = -Infinity;
+    }
+    return name;
+  }
+
+  /**
+   * Takes or renews the lease for a sweep about to begin, with a ticket while others read the board; null
+   * without a board or when another daemon holds the lease (a sweep of this daemon's own then proves
+   * nothing to the others).
+   */
+  private async claim(): Promise<{ ticket: number | null } | null> {
+    if (!this.board) return null;
+    const board = this.name();
+    const claimed = await this.board
+      .claim(board, this.id, this.leaseMs / 3, this.storeFailing)
+      .catch(() => null);
+    if (claimed !== null && !this.holding) {
+      this.o.log.info(
+        { sweeper: this.id },
+        "this daemon sweeps the repair intents for every daemon on its keyspaces",
+      );
+    }
+    this.holding = claimed !== null;
+    this.readers = (claimed?.ticket ?? null) !== null;
+    return claimed;
+  }
+
+  /** Reads the board; trusts until lease after the latest read that a completed sweep began after. */
+  private async observe(board: string): Promise<TrustBoardState> {
+    const at = performance.now();
+    // once a lease: the sweeper sweeps faster while someone reads its board
+    const mark = at - this.markedAt >= this.leaseMs;
+    const seen = await this.board!.read(board, mark ? 3 * this.leaseMs : undefined);
+    if (mark) this.markedAt = at;
+    this.observations = this.observations.filter((o) => o.at + this.leaseMs > at);
+    // the counter went back (the cache lost it): earlier reads can not be matched any more
+    if (this.observations.some((o) => o.issued > seen.issued)) this.observations = [];
+    let proven: Observation | undefined;
+    for (const o of this.observations) if (seen.swept > o.issued && (!proven || o.at > proven.at)) proven = o;
+    this.observations.push({ at, issued: seen.issued });
+    if (seen.holder !== null) this.storeFailing = seen.holderStoreFailing;
+    if (proven) this.extend(proven.at + this.leaseMs);
+    return seen;
+  }
+
+  private extend(until: number): void {
+    if (this.stopped) return;
+    const wasTrusted = this.trusted;
+    this.until = Math.max(this.until, until);
+    if (!wasTrusted && this.trusted) {
+      if (this.everTrusted) this.o.log.info("cache entries trusted again: every repair intent is applied");
+      this.everTrusted = true;
+    }
+  }
+
+  /** One sweep; with a ticket, marked swept on the board once it succeeded. */
+  private async once(ticket: number | null): Promise<void> {
     if (this.stopped) return;
     const began = performance.now();
     const byTable = new Map<string, KeyspaceConfig[]>();
@@ -166,12 +322,9 @@ export class CacheTrust {
       return;
     }
     this.storeFailing = false;
-    if (this.stopped) return;
-    const wasTrusted = this.trusted;
-    this.until = Math.max(this.until, began + this.leaseMs);
-    if (!wasTrusted && this.trusted) {
-      if (this.everTrusted) this.o.log.info("cache entries trusted again: every repair intent is applied");
-      this.everTrusted = true;
+    this.extend(began + this.leaseMs);
+    if (ticket !== null && this.boardName !== undefined) {
+      await this.board!.swept(this.boardName, ticket).catch(() => {});
     }
   }
 

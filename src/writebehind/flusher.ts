@@ -122,6 +122,7 @@ export class Flusher {
     this.running = false;
     this.sleeper.cancel();
     this.blocking.abort();
+    await Promise.all(this.parts.map((p) => p.claims.release().catch(() => {})));
     this.wakeWaiters();
     const grace = new Sleeper();
     await Promise.race([this.loop, grace.sleep(1_000)]);

@@ -26,6 +26,8 @@ export interface WbKeys {
   journal: string;
   /** the prefix of the done-marker of a share of such a write (`<done><id>`) */
   done: string;
+  /** the consumer that looks for writes to take over (dead consumers', idle ones), with a TTL */
+  claimer: string;
 }
 
 /** The keys of one partition: the bucket of the tag. */
@@ -40,6 +42,7 @@ export function partitionKeys(layout: KeyLayout, tag: string): WbKeys {
     alive: `${base}alive:`,
     journal: `${base}journal`,
     done: `${base}done:`,
+    claimer: `${base}claimer`,
   };
 }
 

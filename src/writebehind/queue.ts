@@ -16,7 +16,15 @@ import {
   type QueuedWrite,
   type WbKeys,
 } from "./keys.js";
-import { DEAD_LETTER_LUA, ENQUEUE_LUA, ENQUEUE_SHARE_LUA, SETTLE_LUA, STATUS_LUA } from "./scripts.js";
+import {
+  DEAD_LETTER_LUA,
+  ENQUEUE_LUA,
+  ENQUEUE_SHARE_LUA,
+  RELEASE_LEASE_LUA,
+  RENEW_LEASE_LUA,
+  SETTLE_LUA,
+  STATUS_LUA,
+} from "./scripts.js";
 import { Script } from "../cache/script.js";
 
 const enqueueScript = new Script(ENQUEUE_LUA);
@@ -24,6 +32,7 @@ const enqueueShareScript = new Script(ENQUEUE_SHARE_LUA);
 const settleScript = new Script(SETTLE_LUA);
 const deadLetterScript = new Script(DEAD_LETTER_LUA);
 const statusScript = new Script(STATUS_LUA);
+const releaseScript = new Script(RELEASE_LEASE_LUA);
 
 export interface EnqueueItem {
   key: string;
@@ -237,11 +246,26 @@ export class WriteQueue {
     return r.length > 0;
   }
 
-  /** Says this consumer is alive for ttlMs: the others leave its pending writes alone meanwhile. */
-  async heartbeat(consumer: string, ttlMs: number): Promise<void> {
-    await this.conn.call("SET", (redis) =>
-      redis.set(`${this.keys.alive}${consumer}`, "1", "PX", Math.max(1, Math.ceil(ttlMs))),
-    );
+  /**
+   * Says this consumer is alive for ttlMs (the others leave its pending writes alone meanwhile) and takes
+   * or keeps the claimer lease for as long, in one round trip; whether this consumer holds the lease.
+   */
+  async heartbeat(consumer: string, ttlMs: number, holding: boolean): Promise<boolean> {
+    const px = Math.max(1, Math.ceil(ttlMs));
+    const r = await this.conn.call("heartbeat", (redis) => {
+      const p = redis.pipeline().set(`${this.keys.alive}${consumer}`, "1", "PX", px);
+      if (holding) p.eval(RENEW_LEASE_LUA, 1, this.keys.claimer, consumer, px);
+      else p.set(this.keys.claimer, consumer, "PX", px, "NX");
+      return p.exec();
+    });
+    for (const [err] of r ?? []) if (err) throw err;
+    const lease = r?.[1]?.[1];
+    return lease === "OK" || lease === 1;
+  }
+
+  /** Gives the claimer lease back if this consumer holds it. */
+  async releaseClaimer(consumer: string): Promise<void> {
+    await this.conn.call("release", (redis) => releaseScript.run(redis, [this.keys.claimer], [consumer]));
   }
 
   /** Of these consumers, those whose heartbeat is gone: dead, or stopped without draining. */

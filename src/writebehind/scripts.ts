@@ -172,3 +172,15 @@ local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local t = redis.call('TIME')
 return {redis.call('XLEN', KEYS[1]), first[1] and first[1][1] or '', t[1], t[2], redis.call('XLEN', KEYS[2])}
 `;
+
+/** KEYS: the claimer lease. ARGV: the consumer, the lease in ms. 1 when it held the lease and renewed it. */
+export const RENEW_LEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`;
+
+/** KEYS: the claimer lease. ARGV: the consumer. Deletes the lease if it is still this consumer's. */
+export const RELEASE_LEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
