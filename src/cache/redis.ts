@@ -182,7 +182,8 @@ export class RedisCache implements CacheAdapter {
 
   async get(keyspace: string, key: string): Promise<CacheEntry | null> {
     const tag = this.layout.tagOf(keyspace, key);
-    const inc = await this.adoptedFor(tag);
+    // the hit path: a bucket adopted already costs no await
+    const inc = this.known(tag) ?? (await this.adoptedFor(tag));
     const text = await this.on(tag, inc, "GET", (node) => node.get(this.layout.entry(keyspace, key)));
     return text === null ? null : this.current(tag, inc.incarnation, text);
   }
@@ -382,10 +383,16 @@ export class RedisCache implements CacheAdapter {
   }
 
   /** The bucket's incarnation, adopted first when needed; on a Cluster, on a node connection still open. */
-  private async adoptedFor(tag: string): Promise<Adopted<Redis>> {
+  /** The bucket's incarnation when it is adopted and its connection is up; undefined: adoptedFor. */
+  private known(tag: string): Adopted<Redis> | undefined {
     const a = this.incarnations.peek(tag);
-    if (a && (!this.cluster || a.node.status === "ready")) return a;
-    if (a) this.incarnations.forget(tag);
+    return a && (!this.cluster || a.node.status === "ready") ? a : undefined;
+  }
+
+  private async adoptedFor(tag: string): Promise<Adopted<Redis>> {
+    const a = this.known(tag);
+    if (a) return a;
+    if (this.incarnations.peek(tag)) this.incarnations.forget(tag);
     return this.call("adopt", () => this.incarnations.of(tag));
   }
 
@@ -409,13 +416,16 @@ export class RedisCache implements CacheAdapter {
    * One command of a bucket, on the connection its incarnation was adopted on. On a Cluster, an answer
    * that arrives once the bucket was forgotten (its slot moved meanwhile) is not trusted.
    */
-  private async on<T>(
+  private on<T>(tag: string, a: Adopted<Redis>, what: string, run: (node: Redis) => Promise<T>): Promise<T> {
+    return this.cluster ? this.onShard(tag, a, what, run) : this.call(what, () => run(a.node));
+  }
+
+  private async onShard<T>(
     tag: string,
     a: Adopted<Redis>,
     what: string,
     run: (node: Redis) => Promise<T>,
   ): Promise<T> {
-    if (!this.cluster) return this.call(what, () => run(a.node));
     const out = await this.call(what, () => run(a.node), tag);
     if (this.incarnations.peek(tag) !== a) {
       const moved = `the slot of bucket ${tag} moved away from ${nodeName(a.node)}`;
