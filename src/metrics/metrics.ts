@@ -3,6 +3,7 @@
  * per daemon, so tests can run several in one process. Labels are keyspaces, never keys.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { DeferredCounts } from "./deferred.js";
 import type { Op, Protocol, RequestObserver } from "../proxy/context.js";
 import type { TelemetryEvent } from "../telemetry.js";
 import {
@@ -24,11 +25,13 @@ export class Metrics implements RequestObserver {
   private readonly checked = new Set<string>();
   private readonly queues = new Set<string>();
 
+  private readonly requestCounts = new DeferredCounts<"keyspace" | "op" | "status" | "protocol">();
   private readonly requests = new Counter({
     name: "sidecache_requests_total",
     help: "Requests answered, by keyspace, operation, HTTP status (over RESP: the status of the same outcome over HTTP) and protocol (http, resp).",
     labelNames: ["keyspace", "op", "status", "protocol"],
     registers: [this.registry],
+    collect: () => this.requestCounts.flush(),
   });
   private readonly duration = new Histogram({
     name: "sidecache_request_duration_seconds",
@@ -39,7 +42,12 @@ export class Metrics implements RequestObserver {
     ],
     registers: [this.registry],
   });
-  private readonly cacheHits = this.counter("sidecache_cache_hits_total", "Reads answered from the cache.");
+  private readonly hitCounts = new DeferredCounts<"keyspace">();
+  private readonly cacheHits = this.counter(
+    "sidecache_cache_hits_total",
+    "Reads answered from the cache.",
+    () => this.hitCounts.flush(),
+  );
   private readonly cacheMisses = this.counter(
     "sidecache_cache_misses_total",
     "Reads that went to PostgreSQL.",
@@ -91,9 +99,11 @@ export class Metrics implements RequestObserver {
     "sidecache_writebehind_dead_lettered_total",
     "Write-behind writes moved to the dead-letter stream.",
   );
+  private readonly nearHitCounts = new DeferredCounts<"keyspace">();
   private readonly nearHits = this.counter(
     "sidecache_near_cache_hits_total",
     "Reads answered from the daemon's near cache.",
+    () => this.nearHitCounts.flush(),
   );
   private readonly nearMisses = this.counter(
     "sidecache_near_cache_misses_total",
@@ -175,6 +185,9 @@ export class Metrics implements RequestObserver {
   );
 
   constructor() {
+    this.requestCounts.attach(this.requests);
+    this.hitCounts.attach(this.cacheHits);
+    this.nearHitCounts.attach(this.nearHits);
     collectDefaultMetrics({ register: this.registry });
     for (const backend of ["cache", "store"]) {
       this.breakerState.set({ backend }, 0);
@@ -182,24 +195,18 @@ export class Metrics implements RequestObserver {
     }
   }
 
-  /** Labelled children, looked up once: hashing the labels on every request was a hot-path cost. */
-  private readonly requestChildren = new Map<
-    string,
-    { count: { inc(): void }; time: { observe(v: number): void } }
-  >();
+  /** Histogram children, looked up once: hashing the labels on every request was a hot-path cost. */
+  private readonly timers = new Map<string, { observe(v: number): void }>();
 
   request(keyspace: string, op: Op, status: number, seconds: number, protocol: Protocol = "http"): void {
-    const id = `${keyspace}\u0000${op}\u0000${status}\u0000${protocol}`;
-    let child = this.requestChildren.get(id);
-    if (!child) {
-      child = {
-        count: this.requests.labels({ keyspace, op, status: String(status), protocol }),
-        time: this.duration.labels({ keyspace, op, protocol }),
-      };
-      this.requestChildren.set(id, child);
+    const series = `${keyspace}\u0000${op}\u0000${protocol}`;
+    const id = `${series}\u0000${status}`;
+    if (!this.requestCounts.add(id)) {
+      this.requestCounts.open(id, { keyspace, op, status: String(status), protocol });
     }
-    child.count.inc();
-    child.time.observe(seconds);
+    let timer = this.timers.get(series);
+    if (!timer) this.timers.set(series, (timer = this.duration.labels({ keyspace, op, protocol })));
+    timer.observe(seconds);
   }
 
   hitRatio(keyspace: string): number | null {
@@ -215,7 +222,8 @@ export class Metrics implements RequestObserver {
         this.zero(e);
         break;
       case "cache_hit":
-        this.cacheHits.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        if (!this.hitCounts.add(e.keyspace, e.n ?? 1))
+          this.hitCounts.open(e.keyspace, { keyspace: e.keyspace }, e.n ?? 1);
         this.ratio(e.keyspace).hit += e.n ?? 1;
         break;
       case "cache_miss":
@@ -258,7 +266,9 @@ export class Metrics implements RequestObserver {
         this.superseded.inc({ keyspace: e.keyspace });
         break;
       case "near_hit":
-        this.nearHits.inc({ keyspace: e.keyspace }, e.n ?? 1);
+        if (!this.nearHitCounts.add(e.keyspace, e.n ?? 1)) {
+          this.nearHitCounts.open(e.keyspace, { keyspace: e.keyspace }, e.n ?? 1);
+        }
         break;
       case "near_miss":
         this.nearMisses.inc({ keyspace: e.keyspace }, e.n ?? 1);
@@ -345,8 +355,8 @@ export class Metrics implements RequestObserver {
     return h;
   }
 
-  private counter(name: string, help: string): Counter<"keyspace"> {
-    return new Counter({ name, help, labelNames: ["keyspace"], registers: [this.registry] });
+  private counter(name: string, help: string, collect?: () => void): Counter<"keyspace"> {
+    return new Counter({ name, help, labelNames: ["keyspace"], registers: [this.registry], collect });
   }
 
   private byKind(name: string, help: string): Counter<"keyspace" | "kind"> {
