@@ -27,8 +27,20 @@ keyspaces:
   aside: { strategy: cache-aside, table: ${table}, ttl: 1h }
 `;
 
+/** The lease keys, from every page of the scan: the shared Redis may hold many other keys. */
+async function leaseKeys(): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, page] = await direct.scan(cursor, "MATCH", `${tag}:trust:*:lease`, "COUNT", 1000);
+    keys.push(...page);
+    cursor = next;
+  } while (cursor !== "0");
+  return keys;
+}
+
 async function leaseHolder(): Promise<string | null> {
-  const [, keys] = await direct.scan("0", "MATCH", `${tag}:trust:*:lease`, "COUNT", 1000);
+  const keys = await leaseKeys();
   if (keys.length === 0) return null;
   const text = await direct.get(keys[0]!);
   return text === null ? null : text.slice(0, text.lastIndexOf("|"));
@@ -74,8 +86,7 @@ describe("the repair sweeper of a fleet", () => {
   });
 
   it("no sweep under way (the lease held by a daemon that does nothing): every daemon stops trusting within one lease", async () => {
-    const [, keys] = await direct.scan("0", "MATCH", `${tag}:trust:*:lease`, "COUNT", 1000);
-    const lease = keys[0]!;
+    const lease = (await leaseKeys())[0]!;
     expect((await call(daemons[0]!.url, "PUT", "/v1/kv/aside/q", { n: 1 })).status).toBe(200);
     for (const d of daemons) {
       await call(d.url, "GET", "/v1/kv/aside/q");
