@@ -6,7 +6,7 @@
  */
 import type { KeyspaceConfig } from "../config/types.js";
 import { CdcSetupError } from "../errors.js";
-import { quoteIdent, quoteLiteral, TOMBSTONES } from "../store/sql.js";
+import { DDL_LOCK, quoteIdent, quoteLiteral, TOMBSTONES } from "../store/sql.js";
 import type { SqlRunner } from "./server-checks.js";
 
 /**
@@ -58,7 +58,7 @@ const TRIGGER_FUNCTION = `create or replace function sidecache_cdc_row() returns
 async function ddl(db: SqlRunner, plan: () => Promise<string[]>): Promise<void> {
   await db.query("begin");
   try {
-    await db.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
+    await db.query(DDL_LOCK);
     for (const s of await plan()) await db.query(s);
     await db.query("commit");
   } catch (err) {

@@ -14,7 +14,7 @@
  * statement runs through the shared function as before.
  */
 import { createHash } from "node:crypto";
-import { LOCKED_PARAMS, underKeyLocks } from "./sql.js";
+import { functionExists, LOCKED_PARAMS, lockKeysSql, underKeyLocks } from "./sql.js";
 import type { Queryable } from "./driver.js";
 
 const TAG = "$sidecache_locked$";
@@ -45,12 +45,9 @@ export class LockedStatement {
   }
 
   private body(): string {
-    const keys = `$${this.arity + 2}`;
     return `
       begin
-        perform count(pg_advisory_xact_lock(l.t, l.k)) from (
-          select distinct hashtext($1) as t, hashtext(k) as k from unnest(${keys}) as k order by 1, 2
-        ) as l;
+        ${lockKeysSql("$1", `$${this.arity + 2}`)}
         return query ${this.sql};
       end`;
   }
@@ -63,11 +60,7 @@ export class LockedStatement {
 
   /** Creates the function when it is missing (in the caller's transaction, under its DDL lock). */
   async prepare(tx: Queryable): Promise<void> {
-    if (!this.eligible) return;
-    const r = await tx.query(`select 1 from pg_proc where proname = $1 and pg_function_is_visible(oid)`, [
-      this.name,
-    ]);
-    if (r.rows.length === 0) await tx.query(this.ddl());
+    if (this.eligible && !(await functionExists(tx, this.name))) await tx.query(this.ddl());
   }
 
   /** Calls go through the function from now on (once the transaction that created it committed). */

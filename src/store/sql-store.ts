@@ -12,10 +12,12 @@
 import { StoreRejectedError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RepairIntent, StoreAdapter, TableMapping, TableStore } from "./adapter.js";
-import type { Driver } from "./driver.js";
+import type { Driver, Queryable } from "./driver.js";
 import { managedShape, mappedShape } from "./shape.js";
 import {
   clearRepair,
+  DDL_LOCK,
+  functionExists,
   guarded,
   keyLocksFunction,
   UNDER_KEY_LOCKS,
@@ -71,12 +73,16 @@ export class SqlStoreAdapter implements StoreAdapter {
     return ready;
   }
 
-  /** Runs DDL one daemon at a time: `create table if not exists` alone can race on the catalog. */
-  private async ddl(sql: string): Promise<void> {
+  /** Runs `fn` one daemon at a time: `create table if not exists` alone can race on the catalog. */
+  private async underDdlLock(fn: (tx: Queryable) => Promise<unknown>): Promise<void> {
     await this.driver.transaction(async (tx) => {
-      await tx.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
-      await tx.query(sql);
+      await tx.query(DDL_LOCK);
+      await fn(tx);
     });
+  }
+
+  private ddl(sql: string): Promise<void> {
+    return this.underDdlLock((tx) => tx.query(sql));
   }
 
   /**
@@ -85,10 +91,7 @@ export class SqlStoreAdapter implements StoreAdapter {
    */
   private async prepared(store: SqlTableStore): Promise<SqlTableStore> {
     try {
-      await this.driver.transaction(async (tx) => {
-        await tx.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
-        await store.prepare(tx);
-      });
+      await this.underDdlLock((tx) => store.prepare(tx));
       store.activate();
     } catch (err) {
       this.log?.warn(
@@ -108,12 +111,8 @@ export class SqlStoreAdapter implements StoreAdapter {
            primary key (tbl, key))`,
       );
       // Created when missing only: a daemon connecting as another role (CDC's, say) may not own it.
-      await this.driver.transaction(async (tx) => {
-        await tx.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
-        const r = await tx.query(`select 1 from pg_proc where proname = $1 and pg_function_is_visible(oid)`, [
-          UNDER_KEY_LOCKS,
-        ]);
-        if (r.rows.length === 0) await tx.query(keyLocksFunction());
+      await this.underDdlLock(async (tx) => {
+        if (!(await functionExists(tx, UNDER_KEY_LOCKS))) await tx.query(keyLocksFunction());
       });
       await this.ddl(
         `create table if not exists ${REPAIRS} (

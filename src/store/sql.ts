@@ -63,15 +63,35 @@ export const LOCKED_PARAMS = 7;
  *   it runs), so it sees every write that held a lock before it. A lock taken inside a plain statement
  *   (a CTE calling pg_advisory_xact_lock) would not: the statement's snapshot predates the wait.
  */
+/** Taken first by every transaction that creates sidecache's tables and functions, one daemon at a time. */
+export const DDL_LOCK = `select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`;
+
+/**
+ * The PL/pgSQL statement that locks the keys `keys` (a text[] expression) of the table `table` (text), in
+ * one fixed order. Every function that writes under key locks takes them with it, so two of them never
+ * wait for each other's locks in opposite orders.
+ */
+export function lockKeysSql(table: string, keys: string): string {
+  return `perform count(pg_advisory_xact_lock(l.t, l.k)) from (
+        select distinct hashtext(${table}) as t, hashtext(k) as k from unnest(${keys}) as k order by 1, 2
+      ) as l;`;
+}
+
+/** Whether a function of this name is on the search path. */
+export async function functionExists(db: Queryable, name: string): Promise<boolean> {
+  const r = await db.query(`select 1 from pg_proc where proname = $1 and pg_function_is_visible(oid)`, [
+    name,
+  ]);
+  return r.rows.length > 0;
+}
+
 export function keyLocksFunction(): string {
   const params = Array.from({ length: LOCKED_PARAMS }, (_, i) => `p${i + 1} text[] default null`);
   const using = Array.from({ length: LOCKED_PARAMS }, (_, i) => `p${i + 1}`);
   return `create or replace function ${UNDER_KEY_LOCKS}(tbl text, keys text[], q text, ${params.join(", ")})
     returns setof record language plpgsql volatile as $fn$
     begin
-      perform count(pg_advisory_xact_lock(l.t, l.k)) from (
-        select distinct hashtext(tbl) as t, hashtext(k) as k from unnest(keys) as k order by 1, 2
-      ) as l;
+      ${lockKeysSql("tbl", "keys")}
       return query execute q using tbl, ${using.join(", ")};
     end $fn$`;
 }

@@ -5,7 +5,7 @@
  */
 import type { WarmSource } from "./adapter.js";
 import type { Driver } from "./driver.js";
-import { guarded, str } from "./sql.js";
+import { DDL_LOCK, guarded, str } from "./sql.js";
 
 const HOT_KEYS = "sidecache_hot_keys";
 
@@ -56,7 +56,7 @@ export class SqlWarmSource implements WarmSource {
   private ensureTable(): Promise<void> {
     this.created ??= this.driver
       .transaction(async (tx) => {
-        await tx.query(`select pg_advisory_xact_lock(hashtext('sidecache:ddl'))`);
+        await tx.query(DDL_LOCK);
         await tx.query(
           `create table if not exists ${HOT_KEYS} (
              keyspace text not null, key text not null, hits bigint not null, saved_at timestamptz not null,
