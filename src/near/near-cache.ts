@@ -68,24 +68,15 @@ export class NearCache implements CacheAdapter {
 
   peek(keyspace: string, key: string, options?: GetOptions): CacheEntry | undefined {
     const store = this.storeFor(keyspace, options);
-    if (!store || !this.usable(store)) return undefined;
-    const near = store.get(key);
-    if (!near) return undefined;
-    this.telemetry.emit({ type: "near_hit", keyspace });
-    return near;
+    return store && this.usable(store) ? this.hit(store, keyspace, key) : undefined;
   }
 
   async get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
     const store = this.storeFor(keyspace, options);
     if (!store) return this.inner.get(keyspace, key);
     const usable = this.usable(store);
-    if (usable) {
-      const near = store.get(key);
-      if (near) {
-        this.telemetry.emit({ type: "near_hit", keyspace });
-        return near;
-      }
-    }
+    const near = usable ? this.hit(store, keyspace, key) : undefined;
+    if (near) return near;
     this.telemetry.emit({ type: "near_miss", keyspace });
     const epoch = store.epoch;
     const entry = await this.inner.get(keyspace, key);
@@ -224,6 +215,13 @@ export class NearCache implements CacheAdapter {
       this.dropAll();
     }
     return this.stores.get(keyspace);
+  }
+
+  /** The key's copy when it may be served, counted as a near hit. */
+  private hit(store: NearStore, keyspace: string, key: string): CacheEntry | undefined {
+    const near = store.get(key);
+    if (near) this.telemetry.emit({ type: "near_hit", keyspace });
+    return near;
   }
 
   private usable(store: NearStore): boolean {

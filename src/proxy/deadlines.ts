@@ -29,13 +29,6 @@ export class Deadlines {
     return this.running.size;
   }
 
-  /** No timer is left running (the daemon stops). */
-  stop(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.armedFor = Infinity;
-  }
-
   private arm(at: number): void {
     clearTimeout(this.timer);
     this.armedFor = at;

@@ -98,9 +98,8 @@ export class ReadPath {
    */
   peek(key: string, options?: ReadOptions): ReadResult | undefined {
     const entry = this.cache.peek?.(this.ks.name, key, options);
-    if (entry === undefined || entry.kind === "tombstone") return undefined;
     const now = Date.now();
-    if (entry.freshUntil <= now) return undefined;
+    if (!servable(entry, now)) return undefined;
     if (this.options.repairing?.(key) || !(this.options.trusted?.() ?? true)) return undefined;
     if (this.options.refreshAhead && entry.freshUntil - now < this.ks.refreshAheadMs) return undefined;
     this.telemetry.emit({ type: "cache_hit", keyspace: this.ks.name });
@@ -116,7 +115,7 @@ export class ReadPath {
     const now = Date.now();
     // The cache did not answer: it vouches for nothing (a failed read is not "nothing cached").
     if (entry === undefined) return this.unvouched(key, since, true);
-    if (entry && entry.kind !== "tombstone" && entry.freshUntil > now) {
+    if (servable(entry, now)) {
       this.telemetry.emit({ type: "cache_hit", keyspace: this.ks.name });
       if (
         this.options.refreshAhead &&
@@ -184,7 +183,7 @@ export class ReadPath {
     const misses: { key: string; entry: CacheEntry | null | undefined }[] = [];
     for (const key of unique) {
       const entry = entries.get(key);
-      if (entry && entry.kind !== "tombstone" && entry.freshUntil > now) {
+      if (servable(entry, now)) {
         out.set(key, entryResult(entry, "HIT"));
       } else {
         misses.push({ key, entry });
@@ -405,6 +404,11 @@ export class ReadPath {
       return keys.map(() => undefined);
     }
   }
+}
+
+/** An entry a hit may answer with: a value or an absent marker, still fresh. */
+function servable(entry: CacheEntry | null | undefined, now: number): entry is CacheEntry {
+  return entry != null && entry.kind !== "tombstone" && entry.freshUntil > now;
 }
 
 function seenOf(entry: CacheEntry | null): Seen {
