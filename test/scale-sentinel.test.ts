@@ -5,11 +5,12 @@
  * one acknowledged before it began, and the cost of the failover (errors, the longest time without an
  * acknowledged write) is measured and printed.
  */
-import { Agent, request } from "node:http";
+import { Agent } from "node:http";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PG_URL, spawnDaemon, uniqueTag, type ChildDaemon } from "./support/daemon.js";
 import { SENTINEL_MASTER, startPrivateSentinel, type PrivateSentinel } from "./support/redis-sentinel.js";
+import { keepAliveSender } from "./support/http.js";
 
 const tag = uniqueTag();
 /** written under load: the synchronous strategies lose nothing; write-behind only what the failover may */
@@ -22,36 +23,7 @@ let db: pg.Client;
 let daemons: ChildDaemon[] = [];
 const agent = new Agent({ keepAlive: true, maxSockets: 128 });
 
-function send(base: string, method: string, path: string, body?: unknown) {
-  const url = new URL(base);
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise<{ status: number; etag: number; text: string }>((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        method,
-        path,
-        agent,
-        headers: payload ? { "content-type": "application/json" } : {},
-      },
-      (res) => {
-        let text = "";
-        res.on("data", (c: Buffer) => (text += c.toString()));
-        res.on("end", () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            etag: Number(String(res.headers.etag ?? '"0"').replace(/\D/g, "") || 0),
-            text,
-          }),
-        );
-      },
-    );
-    req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end(payload);
-  });
-}
+const send = keepAliveSender(agent, 10_000);
 
 beforeAll(async () => {
   sentinel = await startPrivateSentinel();

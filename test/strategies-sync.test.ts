@@ -4,13 +4,14 @@
  * newest one acknowledged before it began (read your writes, across instances), and at the end the cache
  * and PostgreSQL agree on every key.
  */
-import { Agent, request } from "node:http";
+import { Agent } from "node:http";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeEntry } from "../src/cache/codec.js";
 import type { Daemon } from "../src/daemon.js";
 import { PG_URL, REDIS_URL, startDaemon, uniqueTag } from "./support/daemon.js";
+import { keepAliveSender } from "./support/http.js";
 
 const tag = uniqueTag();
 const KEYSPACES = ["aside", "wts", "wte", "around"] as const;
@@ -23,40 +24,7 @@ let db: pg.Client;
 let redis: Redis;
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
-function send(
-  base: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; etag: number; text: string }> {
-  const url = new URL(base);
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        method,
-        path,
-        agent,
-        headers: payload ? { "content-type": "application/json" } : {},
-      },
-      (res) => {
-        let text = "";
-        res.on("data", (c: Buffer) => (text += c.toString()));
-        res.on("end", () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            etag: Number(String(res.headers.etag ?? '"0"').replace(/"/g, "")),
-            text,
-          }),
-        );
-      },
-    );
-    req.on("error", reject);
-    req.end(payload);
-  });
-}
+const send = keepAliveSender(agent);
 
 beforeAll(async () => {
   const yaml = `
