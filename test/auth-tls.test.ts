@@ -3,20 +3,18 @@
  * one JSON line per request with request id, keyspace, op, status and duration, never values, keys or
  * tokens at info level.
  */
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { promisify } from "node:util";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/load.js";
 import { Daemon } from "../src/daemon.js";
 import { PG_URL, uniqueTag } from "./support/daemon.js";
 import { call } from "./support/http.js";
+import { selfSignedCert } from "./support/tls.js";
 
 const tag = uniqueTag();
 const dir = mkdtempSync(join(tmpdir(), "sidecache-tls-"));
@@ -53,26 +51,7 @@ function httpsCall(
 }
 
 beforeAll(async () => {
-  await promisify(execFile)("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout",
-    join(dir, "key.pem"),
-    "-out",
-    join(dir, "cert.pem"),
-  ]);
-  ca = await readFile(join(dir, "cert.pem"));
+  ca = (await selfSignedCert(dir)).cert;
   const yaml = `
 server: { port: 0, tls: { cert: ${join(dir, "cert.pem")}, key: ${join(dir, "key.pem")} } }
 cache: { url: "memory:" }

@@ -4,7 +4,7 @@
  * the HTTP listener's certificate.
  */
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -15,6 +15,7 @@ import type { Daemon } from "../src/daemon.js";
 import { PG_URL, REDIS_URL, startDaemon, uniqueTag } from "./support/daemon.js";
 import { call } from "./support/http.js";
 import { cleanupShared, encodeCommand, plain, RawResp, RespErrorReply } from "./support/resp.js";
+import { selfSignedCert } from "./support/tls.js";
 
 const run = promisify(execFile);
 const tag = uniqueTag();
@@ -47,26 +48,7 @@ const TOKENS = `    - { name: app, token: ${APP}, allow: { "*": write } }
     - { name: scoped, token: ${SCOPED}, allow: { aside: write } }`;
 
 beforeAll(async () => {
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout",
-    join(dir, "key.pem"),
-    "-out",
-    join(dir, "cert.pem"),
-  ]);
-  ca = readFileSync(join(dir, "cert.pem"));
+  ca = (await selfSignedCert(dir)).cert;
   daemon = await startDaemon(authYaml(TOKENS));
   tlsDaemon = await startDaemon(`
 server: { resp: { port: 0 }, tls: { cert: ${join(dir, "cert.pem")}, key: ${join(dir, "key.pem")} } }
