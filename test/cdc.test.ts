@@ -47,25 +47,28 @@ function mappedSetup(table: string): string {
   return m[1]!.replace(/\baccounts\b/g, table);
 }
 
+/** The keyspaces of the daemons under test: every strategy that reads, write-behind, a near cache, a mapped table. */
+const KEYSPACES: Record<string, string[]> = {
+  users: ["strategy: cache-aside", `table: ${T.users}`],
+  events: ["strategy: read-through", `table: ${T.events}`],
+  queue: ["strategy: write-behind", `table: ${T.queue}`, "write_behind:", "  flush_interval: 100ms"],
+  near: ["strategy: cache-aside", `table: ${T.near}`, "near_cache:", "  mode: coherent", "  ttl: 5m"],
+  people: [
+    "strategy: cache-aside",
+    `table: ${T.people}`,
+    "key_column: id",
+    "columns: [id, name]",
+    "version_column: ver",
+  ],
+};
+
 async function startPair(): Promise<[Daemon, Daemon]> {
   const yaml = cdcYaml({
     storeUrl: server.url,
     prefix: tag,
     slot: `${tag}_slot`,
     publication: `${tag}_pub`,
-    keyspaces: {
-      users: ["strategy: cache-aside", `table: ${T.users}`],
-      events: ["strategy: read-through", `table: ${T.events}`],
-      queue: ["strategy: write-behind", `table: ${T.queue}`, "write_behind:", "  flush_interval: 100ms"],
-      near: ["strategy: cache-aside", `table: ${T.near}`, "near_cache:", "  mode: coherent", "  ttl: 5m"],
-      people: [
-        "strategy: cache-aside",
-        `table: ${T.people}`,
-        "key_column: id",
-        "columns: [id, name]",
-        "version_column: ver",
-      ],
-    },
+    keyspaces: KEYSPACES,
   });
   const config = parseConfig(yaml, "cdc.yaml");
   const options = { log: silentLogger, cdc: { pollMs: 100, redropDelayMs: REDROP_MS } };
@@ -322,17 +325,7 @@ describe("change data capture", () => {
         slot: `${tag}_slot`,
         publication: `${tag}_pub`,
         keyspaces: {
-          users: ["strategy: cache-aside", `table: ${T.users}`],
-          events: ["strategy: read-through", `table: ${T.events}`],
-          queue: ["strategy: write-behind", `table: ${T.queue}`, "write_behind:", "  flush_interval: 100ms"],
-          near: ["strategy: cache-aside", `table: ${T.near}`, "near_cache:", "  mode: coherent", "  ttl: 5m"],
-          people: [
-            "strategy: cache-aside",
-            `table: ${T.people}`,
-            "key_column: id",
-            "columns: [id, name]",
-            "version_column: ver",
-          ],
+          ...KEYSPACES,
           extra: ["strategy: cache-aside", `table: ${extra}`],
         },
       }),
