@@ -26,6 +26,13 @@ export const KEYSPACES: readonly KeyspaceSpec[] = [
     synchronous: true,
   },
   {
+    name: "aside-near",
+    strategy: "cache-aside with a coherent near cache",
+    // hits answered from each daemon's memory (without a round trip) while writes go through the others
+    yaml: "strategy: cache-aside, ttl: 1m, near_cache: { mode: coherent, ttl: 1m }",
+    synchronous: true,
+  },
+  {
     name: "wt-strict",
     strategy: "write-through strict",
     yaml: "strategy: write-through, consistency: strict, ttl: 1m",
