@@ -20,13 +20,14 @@ let db: pg.Client;
 let daemons: ChildDaemon[] = [];
 
 /** Statements PostgreSQL ran that read the table (the loads), as pg_stat_statements counts them. */
-async function readsAtPostgres(): Promise<number> {
+/** Each statement that read the table, with its count: what a failed assertion shows. */
+async function statementsAtPostgres(): Promise<{ query: string; calls: number }[]> {
   const r = await db.query(
-    `select coalesce(sum(calls), 0)::int as n from pg_stat_statements
+    `select query, calls::int as calls from pg_stat_statements
      where query ilike 'select%' and query like $1`,
     [`%${table}%`],
   );
-  return Number(r.rows[0]?.n ?? 0);
+  return r.rows as { query: string; calls: number }[];
 }
 
 beforeAll(async () => {
@@ -61,13 +62,15 @@ describe("a cold key read by three daemon processes at once", () => {
     await db.query(
       `insert into ${table} (key, value, version, updated_at) values ('fleet', '{"f": 1}', 9, now())`,
     );
-    const before = await readsAtPostgres();
+    const before = await statementsAtPostgres();
     const onWire = proxy.selectsOn(table);
     const replies = await Promise.all(
       Array.from({ length: READS }, (_, i) => call(daemons[i % 3]!.url, "GET", "/v1/kv/aside/fleet")),
     );
     for (const r of replies) expect(r.json()).toEqual({ f: 1 });
-    expect(await readsAtPostgres()).toBe(before + 1);
+    const after = await statementsAtPostgres();
+    const count = (xs: { calls: number }[]) => xs.reduce((n, s) => n + s.calls, 0);
+    expect(count(after), JSON.stringify({ before, after })).toBe(count(before) + 1);
     expect(proxy.selectsOn(table) - onWire).toBe(1);
     // the fill serves every daemon afterwards
     for (const d of daemons)

@@ -239,7 +239,7 @@ export class ReadPath {
     const f = this.flights.get(key);
     if (f && !f.done) return;
     this.telemetry.emit({ type: "refresh_ahead", keyspace: this.ks.name });
-    this.startLoad(key, true).catch(() => {
+    this.startLoad(key, true, true).catch(() => {
       // the entry is still served until it expires; the next read retries
     });
   }
@@ -273,8 +273,8 @@ export class ReadPath {
   }
 
   /** fleet: the cache vouches for what it holds, so another daemon's load may serve (a fill lease). */
-  private startLoad(key: string, fleet: boolean): Promise<StoredRow | null> {
-    return this.startFlight(key, fleet ? this.fleetLoad(key) : this.storeLoad(key));
+  private startLoad(key: string, fleet: boolean, refresh = false): Promise<StoredRow | null> {
+    return this.startFlight(key, fleet ? this.fleetLoad(key, refresh) : this.storeLoad(key));
   }
 
   private async storeLoad(key: string): Promise<Loaded> {
@@ -289,7 +289,7 @@ export class ReadPath {
    * in the cache landed after every write acknowledged before this load began (a write's marker refuses an
    * older fill), so it serves the readers of this flight as a load would.
    */
-  private async fleetLoad(key: string): Promise<Loaded> {
+  private async fleetLoad(key: string, refresh: boolean): Promise<Loaded> {
     const c = this.cache;
     if (!c.takeFillLease || !c.watchFill || !c.releaseFillLease) return this.storeLoad(key);
     const ks = this.ks.name;
@@ -303,6 +303,13 @@ export class ReadPath {
     if (token !== null) {
       const release = () => c.releaseFillLease!(ks, key, token!).catch(() => {});
       try {
+        // A reader that missed before the lease was free: the load that freed it may have filled since.
+        // (A refresh ahead finds the entry it renews there.)
+        const landed = refresh ? undefined : await this.landedFill(key, generation);
+        if (landed) {
+          await release();
+          return landed;
+        }
         return { ...(await this.storeLoad(key)), release };
       } catch (err) {
         await release();
@@ -318,17 +325,36 @@ export class ReadPath {
       } catch {
         break;
       }
-      const e = seen.entry;
-      if (e && e.kind !== "tombstone" && e.freshUntil > Date.now() && c.generation() === generation) {
-        this.telemetry.emit({ type: "coalesced", keyspace: ks });
-        return {
-          row: e.kind === "value" ? { key, value: e.value!, version: e.version } : null,
-          fromCache: true,
-        };
-      }
+      const filled = this.fillOf(key, seen.entry, generation);
+      if (filled) return filled;
       if (!seen.leased) break;
     }
     return this.storeLoad(key);
+  }
+
+  /** A fill already in the cache (read after taking the fill lease), or undefined. */
+  private async landedFill(key: string, generation: number): Promise<Loaded | undefined> {
+    let entry: CacheEntry | null;
+    try {
+      entry = (await this.cache.watchFill!(this.ks.name, key)).entry;
+    } catch {
+      return undefined;
+    }
+    return this.fillOf(key, entry, generation);
+  }
+
+  /**
+   * Another daemon's fill, when the entry is one: it landed after every write acknowledged before it was
+   * read (a write's marker refuses an older fill), so it serves as a load begun now would.
+   */
+  private fillOf(key: string, e: CacheEntry | null, generation: number): Loaded | undefined {
+    if (!e || e.kind === "tombstone" || e.freshUntil <= Date.now()) return undefined;
+    if (this.cache.generation() !== generation) return undefined;
+    this.telemetry.emit({ type: "coalesced", keyspace: this.ks.name });
+    return {
+      row: e.kind === "value" ? { key, value: e.value!, version: e.version } : null,
+      fromCache: true,
+    };
   }
 
   private startFlight(key: string, loading: Promise<Loaded>): Promise<StoredRow | null> {
