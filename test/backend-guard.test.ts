@@ -4,7 +4,7 @@ import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CircuitBreaker } from "../src/backend/breaker.js";
 import { BackendGuard, BackendTimeoutError } from "../src/backend/guard.js";
-import { runInRequest, type RequestContext } from "../src/backend/request-context.js";
+import type { RequestContext } from "../src/backend/request-context.js";
 import { BackendUnavailableError, VersionMismatchError } from "../src/errors.js";
 import type { Logger } from "../src/log.js";
 import type { TelemetryEvent } from "../src/telemetry.js";
@@ -110,7 +110,7 @@ describe("BackendGuard", () => {
   });
 
   it("times a call out at the per-call timeout: 504 timeout, counted, logged with the request id", async () => {
-    const p = runInRequest({ id: "req-1", deadline: Date.now() + 10_000 }, () => guard.run("get", never));
+    const p = guard.run("get", never, undefined, { id: "req-1", deadline: Date.now() + 10_000 });
     const check = expect(p).rejects.toMatchObject({ code: "timeout", status: 504, backend: "cache" });
     await vi.advanceTimersByTimeAsync(100);
     await check;
@@ -120,12 +120,12 @@ describe("BackendGuard", () => {
   });
 
   it("cuts the timeout to the request's deadline, without blaming the backend", async () => {
-    const p = runInRequest({ id: "req-2", deadline: Date.now() + 30 }, () => guard.run("get", never));
+    const p = guard.run("get", never, undefined, { id: "req-2", deadline: Date.now() + 30 });
     const check = expect(p).rejects.toBeInstanceOf(BackendTimeoutError);
     await vi.advanceTimersByTimeAsync(30);
     await check;
     for (let i = 0; i < 5; i++) {
-      const q = runInRequest({ id: "r", deadline: Date.now() + 10 }, () => guard.run("get", never));
+      const q = guard.run("get", never, undefined, { id: "r", deadline: Date.now() + 10 });
       const c = expect(q).rejects.toMatchObject({ code: "timeout" });
       await vi.advanceTimersByTimeAsync(10);
       await c;
@@ -133,9 +133,10 @@ describe("BackendGuard", () => {
     expect(guard.state).toBe("closed");
     // A deadline already passed fails at once, before the backend is called.
     let called = false;
-    const late = runInRequest({ id: "r", deadline: Date.now() - 1 }, () =>
-      guard.run("get", async () => (called = true)),
-    );
+    const late = guard.run("get", async () => (called = true), undefined, {
+      id: "r",
+      deadline: Date.now() - 1,
+    });
     await expect(late).rejects.toMatchObject({ code: "timeout" });
     expect(called).toBe(false);
   });
@@ -143,10 +144,8 @@ describe("BackendGuard", () => {
   it("work a request left running after its answer keeps the per-call timeout, not the spent deadline", async () => {
     const request: RequestContext = { id: "req-bg", deadline: Date.now() + 10 };
     let background: Promise<number> | undefined;
-    await runInRequest(request, async () => {
-      // A repair scheduled by the request runs later, in the request's async context.
-      setTimeout(() => (background = guard.run("set", async () => 7)), 50);
-    });
+    // A repair scheduled by the request runs later, still carrying the request.
+    setTimeout(() => (background = guard.run("set", async () => 7, undefined, request)), 50);
     request.answered = true; // the router marks it when the answer is sent
     await vi.advanceTimersByTimeAsync(50);
     await expect(background).resolves.toBe(7);
@@ -203,12 +202,17 @@ describe("BackendGuard", () => {
 
   it("never logs what the call carried", async () => {
     const secret = "value-that-must-not-appear";
-    await runInRequest({ id: "req-3", deadline: Date.now() + 1000 }, () =>
-      guard.run("set", async () => {
-        void secret;
-        throw new BackendUnavailableError("cache", "The cache failed setIfNewer: refused.");
-      }),
-    ).catch(() => {});
+    await guard
+      .run(
+        "set",
+        async () => {
+          void secret;
+          throw new BackendUnavailableError("cache", "The cache failed setIfNewer: refused.");
+        },
+        undefined,
+        { id: "req-3", deadline: Date.now() + 1000 },
+      )
+      .catch(() => {});
     expect(JSON.stringify(logs.lines())).not.toContain(secret);
   });
 });

@@ -13,7 +13,7 @@ import {
 import type { Logger } from "../log.js";
 import type { Telemetry } from "../telemetry.js";
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from "./breaker.js";
-import { currentRequest } from "./request-context.js";
+import type { RequestContext } from "./request-context.js";
 
 /** A call that did not answer in time; `backend` tells whose, so an enclosing guard does not count it. */
 export class BackendTimeoutError extends TimeoutError {
@@ -62,19 +62,24 @@ export class BackendGuard {
   }
 
   /**
-   * Runs one backend call under the timeout and the breaker. `onGiveUp` runs when the guard stops waiting
-   * for the call (its timeout): the call may still be under way.
+   * Runs one backend call under the timeout and the breaker, for `request` when it serves one (its deadline
+   * cuts the timeout). `onGiveUp` runs when the guard stops waiting for the call (its timeout): the call
+   * may still be under way.
    */
-  async run<T>(op: string, call: () => Promise<T>, onGiveUp?: () => void): Promise<T> {
+  async run<T>(
+    op: string,
+    call: () => Promise<T>,
+    onGiveUp?: () => void,
+    request?: RequestContext,
+  ): Promise<T> {
     const { backend, label, timeoutMs } = this.options;
-    const request = currentRequest();
     if (!this.breaker.tryAcquire()) {
       const wait = Math.max(0, Math.ceil((this.breaker.retryAt - Date.now()) / 1000));
       const err = new BackendUnavailableError(
         backend,
         `${capitalize(label)} is not being called: it failed repeatedly and is tried again in ${wait}s.`,
       );
-      this.report(op, "circuit_open", err, 0, "debug");
+      this.report(op, "circuit_open", err, 0, "debug", request);
       throw err;
     }
     const budget = request && !request.answered ? request.deadline - Date.now() : Infinity;
@@ -105,7 +110,7 @@ export class BackendGuard {
             ? `${capitalize(label)} did not answer within ${timeoutMs} ms (${op}).`
             : `The request's deadline passed while waiting for ${label} (${op}).`,
         );
-        this.report(op, "timeout", err, performance.now() - started, own ? "warn" : "info");
+        this.report(op, "timeout", err, performance.now() - started, own ? "warn" : "info", request);
         throw err;
       }
       this.breaker.success();
@@ -116,13 +121,13 @@ export class BackendGuard {
         // One shard down must not stop the calls to every other one.
         if (err instanceof ShardUnavailableError) this.breaker.release();
         else this.breaker.failure();
-        this.report(op, (err as SidecacheError).code, err, performance.now() - started, "warn");
+        this.report(op, (err as SidecacheError).code, err, performance.now() - started, "warn", request);
       } else if (err instanceof SidecacheError) {
         // The backend answered (a version mismatch, refused data, another backend's failure): healthy.
         this.breaker.release();
       } else {
         this.breaker.release();
-        this.report(op, "error", err, performance.now() - started, "error");
+        this.report(op, "error", err, performance.now() - started, "error", request);
       }
       throw err;
     } finally {
@@ -150,12 +155,13 @@ export class BackendGuard {
     err: unknown,
     ms: number,
     level: "debug" | "info" | "warn" | "error",
+    request: RequestContext | undefined,
   ): void {
     const { backend, telemetry, log } = this.options;
     telemetry.emit({ type: "backend_error", backend, code });
     const message = err instanceof Error ? err.message : String(err);
     log[level](
-      { reqId: currentRequest()?.id, backend, op, code, ms: Math.round(ms * 10) / 10, err: message },
+      { reqId: request?.id, backend, op, code, ms: Math.round(ms * 10) / 10, err: message },
       "backend call failed",
     );
   }

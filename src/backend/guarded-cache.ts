@@ -13,6 +13,7 @@ import type {
 } from "../cache/adapter.js";
 import { BackendUnavailableError } from "../errors.js";
 import { BackendTimeoutError, type BackendGuard } from "./guard.js";
+import type { RequestContext } from "./request-context.js";
 
 export class GuardedCache implements CacheAdapter {
   private readonly listeners = new Set<(state: ConnectionState) => void>();
@@ -41,11 +42,11 @@ export class GuardedCache implements CacheAdapter {
   }
 
   get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
-    return this.run("get", () => this.inner.get(keyspace, key, options));
+    return this.run("get", () => this.inner.get(keyspace, key, options), options?.request);
   }
 
   getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]> {
-    return this.run("get_many", () => this.inner.getMany(keyspace, keys, options));
+    return this.run("get_many", () => this.inner.getMany(keyspace, keys, options), options?.request);
   }
 
   setIfNewer(
@@ -55,7 +56,11 @@ export class GuardedCache implements CacheAdapter {
     ttlMs: number,
     options?: SetOptions,
   ): Promise<boolean> {
-    return this.run("set", () => this.inner.setIfNewer(keyspace, key, entry, ttlMs, options));
+    return this.run(
+      "set",
+      () => this.inner.setIfNewer(keyspace, key, entry, ttlMs, options),
+      options?.request,
+    );
   }
 
   generation(): number {
@@ -111,9 +116,9 @@ export class GuardedCache implements CacheAdapter {
     };
   }
 
-  private async run<T>(op: string, call: () => Promise<T>): Promise<T> {
+  private async run<T>(op: string, call: () => Promise<T>, request?: RequestContext): Promise<T> {
     try {
-      return await this.guard.run(op, call);
+      return await this.guard.run(op, call, undefined, request);
     } catch (err) {
       if (
         this.listeners.size > 0 &&

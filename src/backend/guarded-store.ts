@@ -14,6 +14,7 @@ import type {
   WriteResult,
 } from "../store/adapter.js";
 import type { BackendGuard } from "./guard.js";
+import type { RequestContext } from "./request-context.js";
 
 export class GuardedStore implements StoreAdapter {
   readonly warmSource?: WarmSource;
@@ -77,12 +78,12 @@ export class GuardedTable implements TableStore {
     private readonly guard: BackendGuard,
   ) {}
 
-  get(key: string): Promise<StoredRow | null> {
-    return this.guard.run("get", () => this.inner.get(key));
+  get(key: string, request?: RequestContext): Promise<StoredRow | null> {
+    return this.guard.run("get", () => this.inner.get(key), undefined, request);
   }
 
-  getMany(keys: string[]): Promise<Map<string, StoredRow>> {
-    return this.guard.run("get_many", () => this.inner.getMany(keys));
+  getMany(keys: string[], request?: RequestContext): Promise<Map<string, StoredRow>> {
+    return this.guard.run("get_many", () => this.inner.getMany(keys), undefined, request);
   }
 
   write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {
@@ -92,6 +93,7 @@ export class GuardedTable implements TableStore {
       "write",
       () => this.inner.write(ops, { ...options, signal: giveUp.signal }),
       () => giveUp.abort(),
+      options.origin?.request,
     );
   }
 

@@ -12,7 +12,7 @@ import { GuardedStore } from "./guarded-store.js";
 export { BackendGuard, BackendTimeoutError } from "./guard.js";
 export { GuardedCache } from "./guarded-cache.js";
 export { GuardedStore } from "./guarded-store.js";
-export { currentRequest, runInRequest, type RequestContext } from "./request-context.js";
+export type { RequestContext } from "./request-context.js";
 
 function breakerOptions(b: BreakerConfig | undefined): { threshold: number; cooldownMs: number } {
   const c = b ?? BREAKER_DEFAULTS;

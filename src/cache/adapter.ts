@@ -2,6 +2,8 @@
  * What the strategies see of the cache. Implementations: redis.ts (ioredis) and memory.ts
  * (in-process, bounded). Both pass test/cache-adapter.contract.ts.
  */
+import type { RequestContext } from "../backend/request-context.js";
+
 /**
  * Every entry a write leaves (a value, an absent marker, a tombstone) stays in the cache at least this long,
  * fresh or not: a reader that finds nothing knows no write reached the cache in that time, and a slow fill
@@ -26,6 +28,8 @@ export interface CacheEntry {
 export interface GetOptions {
   /** skip the daemon's near cache (Cache-Control: no-cache) */
   skipNear?: boolean;
+  /** the request the read serves: its deadline cuts the call's timeout */
+  request?: RequestContext;
 }
 
 export interface SetOptions {
@@ -37,6 +41,8 @@ export interface SetOptions {
   generation?: number;
   /** a fill: a copy of what PostgreSQL holds, not a change (nothing to announce to other daemons) */
   fill?: boolean;
+  /** the request the write serves: its deadline cuts the call's timeout */
+  request?: RequestContext;
 }
 
 /** "down": the connection was lost or a call failed; "up": the connection is made (again). */

@@ -73,20 +73,20 @@ export class NearCache implements CacheAdapter {
 
   async get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
     const store = this.storeFor(keyspace, options);
-    if (!store) return this.inner.get(keyspace, key);
+    if (!store) return this.inner.get(keyspace, key, options);
     const usable = this.usable(store);
     const near = usable ? this.hit(store, keyspace, key) : undefined;
     if (near) return near;
     this.telemetry.emit({ type: "near_miss", keyspace });
     const epoch = store.epoch;
-    const entry = await this.inner.get(keyspace, key);
+    const entry = await this.inner.get(keyspace, key, options);
     if (entry && usable) store.put(key, entry, epoch);
     return entry;
   }
 
   async getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]> {
     const store = this.storeFor(keyspace, options);
-    if (!store) return this.inner.getMany(keyspace, keys);
+    if (!store) return this.inner.getMany(keyspace, keys, options);
     const usable = this.usable(store);
     const out: (CacheEntry | null)[] = keys.map((k) => {
       const near = usable ? store.get(k) : undefined;
@@ -98,7 +98,7 @@ export class NearCache implements CacheAdapter {
     if (missing.length === 0) return out;
     this.telemetry.emit({ type: "near_miss", keyspace, n: missing.length });
     const epoch = store.epoch;
-    const got = await this.inner.getMany(keyspace, missing);
+    const got = await this.inner.getMany(keyspace, missing, options);
     let j = 0;
     return out.map((e, i) => {
       if (e) return e;

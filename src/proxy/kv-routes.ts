@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { InvalidRequestError, ValueTooLargeError } from "../errors.js";
 import type { Keyspace } from "../keyspaces.js";
+import type { RequestContext } from "../backend/request-context.js";
 import type { WriteOrigin } from "../store/adapter.js";
 import type { Conditions, ReadResult } from "../strategies/strategy.js";
 import { checkMediaType, parseJson, readBody } from "./body.js";
@@ -13,13 +14,13 @@ export function getValue(
   key: string,
   req: IncomingMessage,
   res: ServerResponse,
-  requestId: string,
+  request: RequestContext,
 ): number | Promise<number> {
   ks.hot?.touch(key);
-  const options = readOptions(req);
-  const now = ks.strategy.peek?.(key, options);
-  if (now) return answerRead(ks, res, now, requestId);
-  return ks.strategy.get(key, options).then((r) => answerRead(ks, res, r, requestId));
+  const skipNear = noCache(req);
+  const now = skipNear ? undefined : ks.strategy.peek?.(key);
+  if (now) return answerRead(ks, res, now, request.id);
+  return ks.strategy.get(key, { skipNear, request }).then((r) => answerRead(ks, res, r, request.id));
 }
 
 /** Every header of a read in one writeHead: no per-header validation and merging on the hit path. */
@@ -81,6 +82,7 @@ export async function mget(
   req: IncomingMessage,
   res: ServerResponse,
   limits: { maxBody: number; maxBatch: number },
+  request: RequestContext,
 ): Promise<number> {
   checkMediaType(req);
   const body = parseJson(await readBody(req, limits.maxBody));
@@ -92,7 +94,7 @@ export async function mget(
   }
   for (const k of keys) checkKey(k);
   if (ks.hot) for (const k of keys as string[]) ks.hot.touch(k);
-  const results = await ks.strategy.getMany(keys as string[], readOptions(req));
+  const results = await ks.strategy.getMany(keys as string[], { skipNear: noCache(req), request });
   const parts: string[] = [];
   let allHit = true;
   for (const [key, r] of results) {
@@ -162,7 +164,7 @@ export function parseConditions(req: IncomingMessage): Conditions {
 }
 
 /** Cache-Control: no-cache on a read skips the daemon's near cache (Redis still answers). */
-function readOptions(req: IncomingMessage): { skipNear: boolean } | undefined {
+function noCache(req: IncomingMessage): boolean {
   const cc = req.headers["cache-control"];
-  return cc !== undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(cc) ? { skipNear: true } : undefined;
+  return cc !== undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(cc);
 }

@@ -1,11 +1,11 @@
 /**
  * Maps each request to its route, checks access, answers errors in the protocol's error shape, reports metrics.
- * Each request runs in a request context (id, deadline) that backend calls read; past the deadline it is
+ * Each request has a context (id, deadline) handed down to its backend calls; past the deadline it is
  * answered 504 whatever is still running; one access log line per request.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { runInRequest, type RequestContext } from "../backend/request-context.js";
+import type { RequestContext } from "../backend/request-context.js";
 import type { Permission } from "../config/types.js";
 import {
   InvalidKeyError,
@@ -96,7 +96,7 @@ export function createHandler(ctx: ProxyContext): (req: IncomingMessage, res: Se
     };
     let answer: number | Promise<number>;
     try {
-      answer = runInRequest(request, () => route(ctx, req, res, meta));
+      answer = route(ctx, req, res, meta, request);
     } catch (err) {
       // answered after this turn, as before: a body sent with the request is parsed by then (keep-alive holds)
       answer = Promise.reject(err);
@@ -127,6 +127,7 @@ function route(
   req: IncomingMessage,
   res: ServerResponse,
   meta: Meta,
+  request: RequestContext,
 ): number | Promise<number> {
   const url = req.url ?? "/";
   const q = url.indexOf("?");
@@ -153,21 +154,23 @@ function route(
         maxBatch: ctx.server.maxBatch,
         maxValue: ctx.server.maxValue,
       };
-      return segment === "_mget" ? mget(ks, req, res, limits) : mset(ks, req, res, limits, originOf(meta));
+      return segment === "_mget"
+        ? mget(ks, req, res, limits, request)
+        : mset(ks, req, res, limits, originOf(meta, request));
     }
     switch (method) {
       case "GET":
         meta.op = "get";
         authorize(ctx, req, "read", ks, meta);
-        return getValue(ks, decodeKey(segment), req, res, meta.id);
+        return getValue(ks, decodeKey(segment), req, res, request);
       case "PUT":
         meta.op = "put";
         authorize(ctx, req, "write", ks, meta);
-        return putValue(ks, decodeKey(segment), req, res, ctx.server.maxValue, originOf(meta));
+        return putValue(ks, decodeKey(segment), req, res, ctx.server.maxValue, originOf(meta, request));
       case "DELETE":
         meta.op = "delete";
         authorize(ctx, req, "write", ks, meta);
-        return deleteValue(ks, decodeKey(segment), req, res, originOf(meta));
+        return deleteValue(ks, decodeKey(segment), req, res, originOf(meta, request));
       default:
         throw new MethodNotAllowedError(`${method} is not allowed on a key; use GET, PUT or DELETE.`, [
           "GET",
@@ -194,9 +197,9 @@ export function keyspaceOf(ctx: ProxyContext, segment: string, meta: { keyspace:
   return ks;
 }
 
-/** Who writes, for the audit log: the caller's token name, once authorized. */
-function originOf(meta: Meta): WriteOrigin {
-  return { client: meta.client ?? null, via: "http" };
+/** Who writes, for the audit log: the caller's token name, once authorized; and the request's deadline. */
+function originOf(meta: Meta, request: RequestContext): WriteOrigin {
+  return { client: meta.client ?? null, via: "http", request };
 }
 
 function authorize(

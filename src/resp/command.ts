@@ -1,4 +1,5 @@
 /** What a command handler sees and what describes a command (for dispatch, arity and COMMAND's answers). */
+import type { RequestContext } from "../backend/request-context.js";
 import type { ProxyContext } from "../proxy/context.js";
 import type { Protocol, Reply } from "./reply.js";
 
@@ -30,6 +31,8 @@ export interface RespContext {
 export interface CommandContext {
   resp: RespContext;
   session: Session;
+  /** a command that calls the backends: its id and deadline */
+  request?: RequestContext;
 }
 
 export type Handler = (args: Buffer[], c: CommandContext) => Reply | Promise<Reply>;

@@ -5,7 +5,7 @@
  * and holds back every command after it, so a pipeline sees its own writes as Redis would show them.
  */
 import type { Socket } from "node:net";
-import { runInRequest, type RequestContext } from "../backend/request-context.js";
+import type { RequestContext } from "../backend/request-context.js";
 import type { Logger } from "../log.js";
 import type { CommandContext, CommandSpec, RespContext, Session } from "./command.js";
 import { errorParts, ProtocolError } from "./errors.js";
@@ -233,9 +233,8 @@ export class RespConnection {
         const may = spec.read ? "" : "; the write may still complete";
         answer(error("TIMEOUT", `The command took longer than its deadline of ${deadlineMs} ms${may}.`));
       }, deadlineMs);
-      runInRequest(request, async () => spec.run(args, c)).then(answer, (err: unknown) =>
-        answer(this.failure(err)),
-      );
+      const run = async () => spec.run(args, { ...c, request });
+      run().then(answer, (err: unknown) => answer(this.failure(err)));
     });
   }
 

@@ -4,6 +4,7 @@
  * of a strategy holds over RESP. What Redis answers in one step and the strategies in two (SET ... GET,
  * SET ... XX, DEL's count) is a read followed by a write conditional on the version read.
  */
+import type { RequestContext } from "../backend/request-context.js";
 import type { Permission } from "../config/types.js";
 import { InvalidRequestError, UnknownKeyspaceError, VersionMismatchError } from "../errors.js";
 import type { Keyspace } from "../keyspaces.js";
@@ -28,13 +29,15 @@ interface Target {
   key: string;
   /** the name of the caller's token, when auth is on */
   client?: string;
+  /** the command's deadline, for its backend calls */
+  request?: RequestContext;
 }
 
 export const get: Handler = (args, c) =>
   observed(c, "get", "", async (o) => {
     const t = target(c, args[1]!, "read", o);
     t.ks.hot?.touch(t.key);
-    const r = t.ks.strategy.peek?.(t.key) ?? (await t.ks.strategy.get(t.key));
+    const r = t.ks.strategy.peek?.(t.key) ?? (await t.ks.strategy.get(t.key, { request: t.request }));
     if (!r.found) {
       o.status = 404;
       return nil(c.session.proto);
@@ -77,7 +80,7 @@ export const set: Handler = async (args, c) => {
     }
     await refuseIfReadOnly(t);
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      const old = await t.ks.strategy.get(t.key, CURRENT);
+      const old = await t.ks.strategy.get(t.key, { ...CURRENT, request: t.request });
       const answer =
         opts.get && old.found ? bulk(respValue(old.value!)) : opts.get ? nil(c.session.proto) : OK;
       if ((opts.xx && !old.found) || (opts.nx && old.found)) {
@@ -105,7 +108,7 @@ export const del: Handler = async (args, c) => {
       o.client = t.client;
       await refuseIfReadOnly(t);
       for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-        const r = await t.ks.strategy.get(t.key, CURRENT);
+        const r = await t.ks.strategy.get(t.key, { ...CURRENT, request: t.request });
         if (!r.found) {
           o.status = 204;
           return 0;
@@ -164,7 +167,9 @@ async function readMany(c: CommandContext, raw: Buffer[], command: string): Prom
         o.client = group[0]!.client;
         const ks = group[0]!.ks;
         if (ks.hot) for (const t of group) ks.hot.touch(t.key);
-        const results = await ks.strategy.getMany([...new Set(group.map((t) => t.key))]);
+        const results = await ks.strategy.getMany([...new Set(group.map((t) => t.key))], {
+          request: c.request,
+        });
         const byKey = new Map<string, string | undefined>();
         for (const [key, r] of results) byKey.set(key, r.found ? r.value : undefined);
         values.set(name, byKey);
@@ -182,7 +187,7 @@ function target(c: CommandContext, raw: Buffer, need: Permission, o: Outcome): T
   if (!ks) throw new UnknownKeyspaceError(keyspace.slice(0, 100));
   const client = c.resp.proxy.auth.checkToken(c.session.token, need, keyspace);
   o.client = client;
-  return { ks, name: keyspace, key, client };
+  return { ks, name: keyspace, key, client, request: c.request };
 }
 
 /** Every key's target, checked before any work starts; a refusal is recorded as the command's outcome. */
@@ -202,7 +207,7 @@ function targetsOf(c: CommandContext, raw: Buffer[], need: Permission, op: Op, c
 
 /** Who writes, for the audit log. */
 function originOf(t: Target): WriteOrigin {
-  return { client: t.client ?? null, via: "resp" };
+  return { client: t.client ?? null, via: "resp", request: t.request };
 }
 
 /** read-through refuses every write, whatever the key: let it say so before anything is read. */

@@ -2,7 +2,6 @@
  * Metrics and the access log for a command's work on one keyspace, as the HTTP router records a request:
  * keyspace, op, the HTTP status of the same outcome, duration, and protocol "resp".
  */
-import { currentRequest } from "../backend/request-context.js";
 import { SidecacheError } from "../errors.js";
 import type { Op } from "../proxy/context.js";
 import type { CommandContext } from "./command.js";
@@ -45,7 +44,7 @@ function statusOf(err: unknown): number {
 }
 
 function record(c: CommandContext, op: Op, o: Outcome, started: bigint): void {
-  const request = currentRequest();
+  const request = c.request;
   // Past its deadline the command was answered TIMEOUT, whatever the work did later.
   const status = request?.answered ? 504 : o.status;
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;

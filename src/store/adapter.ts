@@ -4,6 +4,8 @@
  * sql-store.ts and table-store.ts and differ in the driver: pg (a pool) or PGlite (embedded). Both pass
  * test/store-adapter.contract.ts.
  */
+import type { RequestContext } from "../backend/request-context.js";
+
 export interface StoredRow {
   key: string;
   /** raw JSON text of the value */
@@ -49,6 +51,8 @@ export interface WriteOrigin {
   /** the name of the caller's token; null when auth is off */
   client: string | null;
   via: Via | null;
+  /** the request the write serves: its deadline cuts the timeouts of the calls it makes (never recorded) */
+  request?: RequestContext;
 }
 
 export type AuditOp = "put" | "delete" | "mset";
@@ -79,10 +83,10 @@ export interface WriteOptions {
 }
 
 export interface TableStore {
-  /** One row, or null. */
-  get(key: string): Promise<StoredRow | null>;
+  /** One row, or null. `request`: the read it serves (its deadline cuts the call's timeout). */
+  get(key: string, request?: RequestContext): Promise<StoredRow | null>;
   /** Rows of the keys that exist. */
-  getMany(keys: string[]): Promise<Map<string, StoredRow>>;
+  getMany(keys: string[], request?: RequestContext): Promise<Map<string, StoredRow>>;
   /**
    * Puts and deletes in one transaction, all or nothing, each with a version above every version the key
    * ever had (row or tombstone); one op per key. Throws VersionMismatchError when a precondition fails

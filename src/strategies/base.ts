@@ -35,8 +35,8 @@ export abstract class BaseStrategy implements Strategy {
       ctx.keyspace,
       ctx.cache,
       ctx.telemetry,
-      (key) => ctx.store.get(key),
-      (keys) => ctx.store.getMany(keys),
+      (key, request) => ctx.store.get(key, request),
+      (keys, request) => ctx.store.getMany(keys, request),
       {
         refreshAhead: options.refreshAhead ?? false,
         trusted: trust ? () => trust.trusted : undefined,

@@ -13,6 +13,7 @@
  * shares the next one: at most one load per key at a time, however the key's entry looks.
  */
 import { WRITE_MARKER_MIN_MS, type CacheAdapter, type CacheEntry } from "../cache/adapter.js";
+import type { RequestContext } from "../backend/request-context.js";
 import type { KeyspaceConfig } from "../config/types.js";
 import { BackendUnavailableError, SidecacheError } from "../errors.js";
 import type { StoredRow } from "../store/adapter.js";
@@ -20,8 +21,9 @@ import type { Telemetry } from "../telemetry.js";
 import { observeVersion } from "../version.js";
 import type { ReadOptions, ReadResult } from "./strategy.js";
 
-export type Loader = (key: string) => Promise<StoredRow | null>;
-export type ManyLoader = (keys: string[]) => Promise<Map<string, StoredRow>>;
+/** `request`: the read that starts the load (its deadline cuts the call's timeout) */
+export type Loader = (key: string, request?: RequestContext) => Promise<StoredRow | null>;
+export type ManyLoader = (keys: string[], request?: RequestContext) => Promise<Map<string, StoredRow>>;
 
 interface Flight {
   promise: Promise<StoredRow | null>;
@@ -110,11 +112,12 @@ export class ReadPath {
     const since = ++this.seq;
     const repairing = this.options.repairing?.(key) ?? false;
     const trusted = this.options.trusted?.() ?? true;
-    if (repairing || !trusted) return this.unvouched(key, since, repairing);
+    const request = options?.request;
+    if (repairing || !trusted) return this.unvouched(key, since, repairing, request);
     const entry = await this.cached(key, options);
     const now = Date.now();
     // The cache did not answer: it vouches for nothing (a failed read is not "nothing cached").
-    if (entry === undefined) return this.unvouched(key, since, true);
+    if (entry === undefined) return this.unvouched(key, since, true, request);
     if (servable(entry, now)) {
       this.telemetry.emit({ type: "cache_hit", keyspace: this.ks.name });
       if (
@@ -127,7 +130,7 @@ export class ReadPath {
       return entryResult(entry, "HIT");
     }
     try {
-      const row = await this.loadFor(key, since, seenOf(entry));
+      const row = await this.loadFor(key, since, seenOf(entry), request);
       this.telemetry.emit({ type: "cache_miss", keyspace: this.ks.name });
       return row ? fromRow(row, "MISS") : notFound("MISS");
     } catch (err) {
@@ -144,9 +147,14 @@ export class ReadPath {
    * (not a repair owed for this key), the entry is fetched meanwhile, and served as STALE if PostgreSQL
    * fails: it is labelled for what it is.
    */
-  private async unvouched(key: string, since: number, repairing: boolean): Promise<ReadResult> {
+  private async unvouched(
+    key: string,
+    since: number,
+    repairing: boolean,
+    request: RequestContext | undefined,
+  ): Promise<ReadResult> {
     const now = Date.now();
-    const fallback = repairing ? undefined : this.cached(key);
+    const fallback = repairing ? undefined : this.cached(key, request && { request });
     if (fallback && this.options.storeDown?.()) {
       // PostgreSQL did not answer the last sweep: do not wait for it to fail again.
       const entry = await fallback;
@@ -156,7 +164,7 @@ export class ReadPath {
       }
     }
     try {
-      const row = await this.loadFor(key, since, undefined);
+      const row = await this.loadFor(key, since, undefined, request);
       this.telemetry.emit({ type: "cache_miss", keyspace: this.ks.name });
       return row ? fromRow(row, "MISS") : notFound("MISS");
     } catch (err) {
@@ -195,7 +203,10 @@ export class ReadPath {
     // Keys nobody is loading are loaded in one query; the others go through loadFor one by one.
     const fresh = misses.filter((m) => !this.flights.has(m.key));
     if (fresh.length > 0) {
-      const batch = this.loadMany(fresh.map((m) => m.key));
+      const batch = this.loadMany(
+        fresh.map((m) => m.key),
+        options?.request,
+      );
       this.telemetry.emit({ type: "store_read", keyspace: this.ks.name, n: fresh.length, statements: 1 });
       for (const m of fresh)
         this.startFlight(
@@ -205,7 +216,9 @@ export class ReadPath {
     }
     this.telemetry.emit({ type: "cache_miss", keyspace: this.ks.name, n: misses.length });
     const results = await Promise.allSettled(
-      misses.map((m) => this.loadFor(m.key, since, m.entry === undefined ? undefined : seenOf(m.entry))),
+      misses.map((m) =>
+        this.loadFor(m.key, since, m.entry === undefined ? undefined : seenOf(m.entry), options?.request),
+      ),
     );
     results.forEach((r, i) => {
       const m = misses[i]!;
@@ -239,7 +252,7 @@ export class ReadPath {
     const f = this.flights.get(key);
     if (f && !f.done) return;
     this.telemetry.emit({ type: "refresh_ahead", keyspace: this.ks.name });
-    this.startLoad(key, true, true).catch(() => {
+    this.startLoad(key, true, undefined, true).catch(() => {
       // the entry is still served until it expires; the next read retries
     });
   }
@@ -249,11 +262,16 @@ export class ReadPath {
    * Joins a load that began after the reader; or one that began before, when the cache vouches for its
    * result; otherwise waits for the load under way and shares the next one.
    */
-  private async loadFor(key: string, since: number, seen: Seen | undefined): Promise<StoredRow | null> {
+  private async loadFor(
+    key: string,
+    since: number,
+    seen: Seen | undefined,
+    request: RequestContext | undefined,
+  ): Promise<StoredRow | null> {
     let vouched = seen !== undefined;
     for (;;) {
       const f = this.flights.get(key);
-      if (!f) return this.startLoad(key, seen !== undefined);
+      if (!f) return this.startLoad(key, seen !== undefined, request);
       if (f.seq > since) {
         this.telemetry.emit({ type: "coalesced", keyspace: this.ks.name });
         return f.promise;
@@ -273,13 +291,21 @@ export class ReadPath {
   }
 
   /** fleet: the cache vouches for what it holds, so another daemon's load may serve (a fill lease). */
-  private startLoad(key: string, fleet: boolean, refresh = false): Promise<StoredRow | null> {
-    return this.startFlight(key, fleet ? this.fleetLoad(key, refresh) : this.storeLoad(key));
+  private startLoad(
+    key: string,
+    fleet: boolean,
+    request: RequestContext | undefined,
+    refresh = false,
+  ): Promise<StoredRow | null> {
+    return this.startFlight(
+      key,
+      fleet ? this.fleetLoad(key, request, refresh) : this.storeLoad(key, request),
+    );
   }
 
-  private async storeLoad(key: string): Promise<Loaded> {
+  private async storeLoad(key: string, request: RequestContext | undefined): Promise<Loaded> {
     this.telemetry.emit({ type: "store_read", keyspace: this.ks.name, statements: 1 });
-    return { row: await this.load(key) };
+    return { row: await this.load(key, request) };
   }
 
   /**
@@ -289,16 +315,20 @@ export class ReadPath {
    * in the cache landed after every write acknowledged before this load began (a write's marker refuses an
    * older fill), so it serves the readers of this flight as a load would.
    */
-  private async fleetLoad(key: string, refresh: boolean): Promise<Loaded> {
+  private async fleetLoad(
+    key: string,
+    request: RequestContext | undefined,
+    refresh: boolean,
+  ): Promise<Loaded> {
     const c = this.cache;
-    if (!c.takeFillLease || !c.watchFill || !c.releaseFillLease) return this.storeLoad(key);
+    if (!c.takeFillLease || !c.watchFill || !c.releaseFillLease) return this.storeLoad(key, request);
     const ks = this.ks.name;
     const generation = c.generation();
     let token: string | null;
     try {
       token = await c.takeFillLease(ks, key, this.ks.fillLeaseMs);
     } catch {
-      return this.storeLoad(key);
+      return this.storeLoad(key, request);
     }
     if (token !== null) {
       const release = () => c.releaseFillLease!(ks, key, token!).catch(() => {});
@@ -310,7 +340,7 @@ export class ReadPath {
           await release();
           return landed;
         }
-        return { ...(await this.storeLoad(key)), release };
+        return { ...(await this.storeLoad(key, request)), release };
       } catch (err) {
         await release();
         throw err;
@@ -329,7 +359,7 @@ export class ReadPath {
       if (filled) return filled;
       if (!seen.leased) break;
     }
-    return this.storeLoad(key);
+    return this.storeLoad(key, request);
   }
 
   /** A fill already in the cache (read after taking the fill lease), or undefined. */

@@ -2,6 +2,7 @@
  * One interface for every caching strategy; src/strategies/index.ts picks the implementation from the
  * keyspace's config. Strategies see a CacheAdapter and a TableStore, never ioredis or pg.
  */
+import type { RequestContext } from "../backend/request-context.js";
 import type { CacheAdapter } from "../cache/adapter.js";
 import type { KeyspaceConfig, RedisTarget } from "../config/types.js";
 import type { TableStore, WriteOrigin } from "../store/adapter.js";
@@ -15,6 +16,8 @@ export type CacheTier = "L1" | "L2" | "DB";
 export interface ReadOptions {
   /** Cache-Control: no-cache: skip the daemon's near cache */
   skipNear?: boolean;
+  /** the request the read serves: its deadline cuts the timeouts of the calls it makes */
+  request?: RequestContext;
 }
 
 export interface ReadResult {

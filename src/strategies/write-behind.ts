@@ -25,6 +25,7 @@ import { checkPersistence } from "../writebehind/persistence.js";
 import { WriteQueue, type EnqueueItem } from "../writebehind/queue.js";
 import type { PendingWrite } from "../writebehind/keys.js";
 import { ReadPath } from "./read-path.js";
+import type { RequestContext } from "../backend/request-context.js";
 import type {
   Conditions,
   DeleteAck,
@@ -82,8 +83,8 @@ export class WriteBehindStrategy implements Strategy {
       ks,
       ctx.cache,
       ctx.telemetry,
-      (key) => this.load(key),
-      (keys) => this.loadMany(keys),
+      (key, request) => this.load(key, request),
+      (keys, request) => this.loadMany(keys, request),
       { refreshAhead: false },
     );
     this.flusher = new Flusher(
@@ -319,13 +320,13 @@ export class WriteBehindStrategy implements Strategy {
     return m && partition < this.queues.length ? { partition, id: m[2]! } : undefined;
   }
 
-  private async load(key: string): Promise<StoredRow | null> {
+  private async load(key: string, request?: RequestContext): Promise<StoredRow | null> {
     const p = await this.queueOf(key).pending(key);
     if (p) return p.value === null ? null : { key, value: p.value, version: p.version };
-    return this.ctx.store.get(key);
+    return this.ctx.store.get(key, request);
   }
 
-  private async loadMany(keys: string[]): Promise<Map<string, StoredRow>> {
+  private async loadMany(keys: string[], request?: RequestContext): Promise<Map<string, StoredRow>> {
     const pending = await this.pendingMany(keys);
     const out = new Map<string, StoredRow>();
     const rest: string[] = [];
@@ -334,7 +335,7 @@ export class WriteBehindStrategy implements Strategy {
       if (!p) rest.push(key);
       else if (p.value !== null) out.set(key, { key, value: p.value, version: p.version });
     });
-    if (rest.length > 0) for (const [k, row] of await this.ctx.store.getMany(rest)) out.set(k, row);
+    if (rest.length > 0) for (const [k, row] of await this.ctx.store.getMany(rest, request)) out.set(k, row);
     return out;
   }
 }

@@ -16,6 +16,7 @@ import type { WriteOp, WriteOrigin, WriteResult } from "../store/adapter.js";
 import { nextVersion, observeVersion } from "../version.js";
 import { BaseStrategy, conditionsOp, outcomeUnknown, versionsOf, type WriteBy } from "./base.js";
 import type { Conditions, DeleteAck, ManyWriteAck, WriteAck } from "./strategy.js";
+import type { RequestContext } from "../backend/request-context.js";
 
 /** Versions tried when other writers keep holding newer ones (in the cache, or in PostgreSQL). */
 const ANNOUNCE_ATTEMPTS = 20;
@@ -59,7 +60,7 @@ export class WriteThroughStrategy extends BaseStrategy {
     let results!: WriteResult[];
     try {
       for (let attempt = 1; ; attempt++) {
-        await Promise.all(ops.map((o) => this.announce(o.key, versions, pending)));
+        await Promise.all(ops.map((o) => this.announce(o.key, versions, pending, by.origin?.request)));
         try {
           results = await this.storeWrite(
             ops.map((o) => ({ ...o, atVersion: versions.get(o.key) })),
@@ -116,6 +117,7 @@ export class WriteThroughStrategy extends BaseStrategy {
     key: string,
     versions: Map<string, number>,
     pending: Map<string, number>,
+    request: RequestContext | undefined,
   ): Promise<void> {
     const ks = this.ctx.keyspace;
     const ttlMs = Math.max(ks.ttlMs, WRITE_MARKER_MIN_MS);
@@ -125,11 +127,11 @@ export class WriteThroughStrategy extends BaseStrategy {
       let cached: CacheEntry | null = null;
       try {
         const entry = { kind: "tombstone" as const, version, freshUntil: 0 };
-        if (await this.ctx.cache.setIfNewer(ks.name, key, entry, ttlMs)) {
+        if (await this.ctx.cache.setIfNewer(ks.name, key, entry, ttlMs, { request })) {
           pending.set(key, version);
           return;
         }
-        cached = await this.ctx.cache.get(ks.name, key, { skipNear: true });
+        cached = await this.ctx.cache.get(ks.name, key, { skipNear: true, request });
       } catch (err) {
         throw new BackendUnavailableError(
           "cache",
