@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { GroupCommit, WithdrawnError, type GroupLimits, type Settled } from "../src/store/group-commit.js";
+import { Withdrawal } from "../src/store/withdrawal.js";
 
 interface Unit {
   name: string;
@@ -23,8 +24,8 @@ function harness(limits: Partial<GroupLimits> = {}) {
         });
       }),
   );
-  const submit = (name: string, keys: string[], size = keys.length, signal?: AbortSignal) =>
-    group.submit({ name }, keys, size, signal);
+  const submit = (name: string, keys: string[], size = keys.length, withdrawal?: Withdrawal) =>
+    group.submit({ name }, keys, size, withdrawal);
   const tick = () => new Promise((r) => setTimeout(r, 0));
   return { group, statements, submit, tick };
 }
@@ -103,13 +104,13 @@ describe("group commit", () => {
 
   it("drops a waiting unit whose caller stopped waiting; one already sent is left to the statement", async () => {
     const { statements, submit, tick } = harness();
-    const sentCtl = new AbortController();
-    const waitingCtl = new AbortController();
-    const sent = submit("sent", ["k1"], 1, sentCtl.signal);
-    const waiting = submit("waiting", ["k2"], 1, waitingCtl.signal);
+    const sentBy = new Withdrawal();
+    const waitingBy = new Withdrawal();
+    const sent = submit("sent", ["k1"], 1, sentBy);
+    const waiting = submit("waiting", ["k2"], 1, waitingBy);
     await tick();
-    sentCtl.abort();
-    waitingCtl.abort();
+    sentBy.withdraw();
+    waitingBy.withdraw();
     await expect(waiting).rejects.toBeInstanceOf(WithdrawnError);
     statements[0]!.end();
     expect(await sent).toBe("sent done");

@@ -13,6 +13,7 @@ import type {
   WriteOptions,
   WriteResult,
 } from "../store/adapter.js";
+import { Withdrawal } from "../store/withdrawal.js";
 import type { BackendGuard } from "./guard.js";
 import type { RequestContext } from "./request-context.js";
 
@@ -88,11 +89,11 @@ export class GuardedTable implements TableStore {
 
   write(ops: WriteOp[], options: WriteOptions): Promise<WriteResult[]> {
     // A write that times out while it still waits to be sent is dropped rather than written later.
-    const giveUp = new AbortController();
+    const giveUp = new Withdrawal();
     return this.guard.run(
       "write",
-      () => this.inner.write(ops, { ...options, signal: giveUp.signal }),
-      () => giveUp.abort(),
+      () => this.inner.write(ops, { ...options, withdrawal: giveUp }),
+      () => giveUp.withdraw(),
       options.origin?.request,
     );
   }

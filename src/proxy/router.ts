@@ -3,7 +3,6 @@
  * Each request has a context (id, deadline) handed down to its backend calls; past the deadline it is
  * answered 504 whatever is still running; one access log line per request.
  */
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestContext } from "../backend/request-context.js";
 import type { Permission } from "../config/types.js";
@@ -24,6 +23,7 @@ import { decodeKey } from "./keys.js";
 import { deleteValue, getValue, mget, mset, putValue } from "./kv-routes.js";
 import { OPENAPI_PATH, serveOpenApi } from "./openapi.js";
 import { Deadlines, type Watch } from "./deadlines.js";
+import { nextRequestId } from "./request-id.js";
 import { sendError } from "./respond.js";
 import type { WriteOrigin } from "../store/adapter.js";
 
@@ -47,7 +47,7 @@ export function createHandler(ctx: ProxyContext): (req: IncomingMessage, res: Se
   return (req, res) => {
     const started = performance.now();
     const given = req.headers["x-request-id"];
-    const id = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    const id = typeof given === "string" && REQUEST_ID.test(given) ? given : nextRequestId();
     const meta: Meta = { id, keyspace: "", op: "ops" };
     const deadlineMs = ctx.server.requestDeadlineMs;
     const request: RequestContext = { id, deadline: Date.now() + deadlineMs };

@@ -5,6 +5,7 @@
  * test/store-adapter.contract.ts.
  */
 import type { RequestContext } from "../backend/request-context.js";
+import type { Withdrawal } from "./withdrawal.js";
 
 export interface StoredRow {
   key: string;
@@ -79,7 +80,7 @@ export interface WriteOptions {
   /** the writes are one _mset (MSET): recorded as such in the audit log */
   mset?: boolean;
   /** the caller stopped waiting: a write not yet sent to PostgreSQL is dropped (nothing written) */
-  signal?: AbortSignal;
+  withdrawal?: Withdrawal;
 }
 
 export interface TableStore {

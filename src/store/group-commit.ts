@@ -11,9 +11,11 @@
  *   statement that is slower than usual (a lock held by another client, a slow trigger) holds the others
  *   back only that long, while statements of the usual length are never doubled up (more statements at
  *   once mean more commits, each waiting for its own flush of the WAL).
- * - A unit whose caller stopped waiting (its signal aborted) while it still waits is dropped: nothing of it
- *   is written. One already sent is up to PostgreSQL.
+ * - A unit whose caller stopped waiting (withdrew) while it still waits is dropped: nothing of it is
+ *   written. One already sent is up to PostgreSQL.
  */
+import type { Withdrawal } from "./withdrawal.js";
+
 export interface GroupLimits {
   maxOps: number;
   inFlight: number;
@@ -34,7 +36,7 @@ interface Entry<U, R> {
   since: number;
   resolve(value: R): void;
   reject(error: unknown): void;
-  done: Promise<void>;
+  answer: Promise<R>;
 }
 
 export class WithdrawnError extends Error {
@@ -61,26 +63,22 @@ export class GroupCommit<U, R> {
   ) {}
 
   /** Queues a unit naming these keys (distinct) with `size` writes; resolves with its own answer. */
-  submit(unit: U, keys: string[], size: number, signal?: AbortSignal): Promise<R> {
-    if (signal?.aborted) return Promise.reject(new WithdrawnError());
+  submit(unit: U, keys: string[], size: number, withdrawal?: Withdrawal): Promise<R> {
+    if (withdrawal?.withdrawn) return Promise.reject(new WithdrawnError());
     let resolve!: (value: R) => void;
     let reject!: (error: unknown) => void;
     const answer = new Promise<R>((res, rej) => {
       resolve = res;
       reject = rej;
     });
-    const done = answer.then(
-      () => {},
-      () => {},
-    );
-    const entry: Entry<U, R> = { unit, keys, size, since: performance.now(), resolve, reject, done };
+    const entry: Entry<U, R> = { unit, keys, size, since: performance.now(), resolve, reject, answer };
     for (const k of keys) {
       let set = this.active.get(k);
       if (!set) this.active.set(k, (set = new Set()));
       set.add(entry);
     }
     this.queue.push(entry);
-    signal?.addEventListener("abort", () => this.withdraw(entry), { once: true });
+    withdrawal?.onWithdraw(() => this.withdraw(entry));
     this.pump();
     return answer;
   }
@@ -88,7 +86,7 @@ export class GroupCommit<U, R> {
   /** Resolves once no unit naming the key that is waiting or in flight now is left. */
   async idle(key: string): Promise<void> {
     const set = this.active.get(key);
-    if (set) await Promise.all([...set].map((e) => e.done));
+    if (set) await Promise.allSettled([...set].map((e) => e.answer));
   }
 
   /** Units waiting and statements in flight (tests, metrics). */

@@ -229,7 +229,7 @@ export class SqlTableStore implements TableStore {
       { ops, minVersion: options.minVersion, tags },
       keys,
       ops.length,
-      options.signal,
+      options.withdrawal,
     );
     for (const r of results) observeVersion(r.version);
     return results;
