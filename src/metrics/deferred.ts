@@ -5,7 +5,7 @@
  */
 import type { Counter } from "prom-client";
 
-interface Owed<L extends string> {
+export interface Owed<L extends string> {
   labels: Partial<Record<L, string>>;
   n: number;
 }
@@ -28,8 +28,11 @@ export class DeferredCounts<L extends string> {
     return true;
   }
 
-  open(id: string, labels: Partial<Record<L, string>>, n = 1): void {
-    this.owed.set(id, { labels, n });
+  /** Starts counting under `id`; the count it returns may be added to directly (`n++`). */
+  open(id: string, labels: Partial<Record<L, string>>, n = 1): Owed<L> {
+    const o = { labels, n };
+    this.owed.set(id, o);
+    return o;
   }
 
   flush(): void {

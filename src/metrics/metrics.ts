@@ -3,7 +3,8 @@
  * per daemon, so tests can run several in one process. Labels are keyspaces, never keys.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { DeferredCounts } from "./deferred.js";
+import { DeferredCounts, type Owed } from "./deferred.js";
+import { DurationHistogram, type DurationSeries } from "./durations.js";
 import type { Op, Protocol, RequestObserver } from "../proxy/context.js";
 import type { TelemetryEvent } from "../telemetry.js";
 import {
@@ -33,15 +34,13 @@ export class Metrics implements RequestObserver {
     registers: [this.registry],
     collect: () => this.requestCounts.flush(),
   });
-  private readonly duration = new Histogram({
-    name: "sidecache_request_duration_seconds",
-    help: "Time from request to answer, in seconds, by keyspace, operation and protocol (http, resp).",
-    labelNames: ["keyspace", "op", "protocol"],
-    buckets: [
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-    ],
-    registers: [this.registry],
-  });
+  private readonly duration = new DurationHistogram(
+    "sidecache_request_duration_seconds",
+    "Time from request to answer, in seconds, by keyspace, operation and protocol (http, resp).",
+    ["keyspace", "op", "protocol"],
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    this.registry,
+  );
   private readonly hitCounts = new DeferredCounts<"keyspace">();
   private readonly cacheHits = this.counter(
     "sidecache_cache_hits_total",
@@ -195,18 +194,26 @@ export class Metrics implements RequestObserver {
     }
   }
 
-  /** Histogram children, looked up once: hashing the labels on every request was a hot-path cost. */
-  private readonly timers = new Map<string, { observe(v: number): void }>();
+  /** Each (keyspace, op, protocol)'s counts, looked up by nested maps: no label strings built per request. */
+  private readonly requestSeries = new Map<string, Map<string, RequestSeries>>();
 
   request(keyspace: string, op: Op, status: number, seconds: number, protocol: Protocol = "http"): void {
-    const series = `${keyspace}\u0000${op}\u0000${protocol}`;
-    const id = `${series}\u0000${status}`;
-    if (!this.requestCounts.add(id)) {
-      this.requestCounts.open(id, { keyspace, op, status: String(status), protocol });
+    let byOp = this.requestSeries.get(keyspace);
+    if (!byOp) this.requestSeries.set(keyspace, (byOp = new Map()));
+    const at = protocol === "http" ? op : `${op}\u0000${protocol}`;
+    let s = byOp.get(at);
+    if (!s) {
+      const labels = { keyspace, op, protocol };
+      byOp.set(at, (s = { labels, statuses: new Map(), duration: this.duration.series(labels) }));
     }
-    let timer = this.timers.get(series);
-    if (!timer) this.timers.set(series, (timer = this.duration.labels({ keyspace, op, protocol })));
-    timer.observe(seconds);
+    let owed = s.statuses.get(status);
+    if (owed === undefined) {
+      const id = `${keyspace}\u0000${op}\u0000${protocol}\u0000${status}`;
+      owed = this.requestCounts.open(id, { keyspace, op, status: String(status), protocol }, 0);
+      s.statuses.set(status, owed);
+    }
+    owed.n++;
+    s.duration.observe(seconds);
   }
 
   hitRatio(keyspace: string): number | null {
@@ -309,7 +316,7 @@ export class Metrics implements RequestObserver {
     for (const protocol of e.protocols ?? ["http"]) {
       for (const { op, status } of requestSeries(e.strategy)) {
         this.requests.inc({ keyspace, op, status, protocol }, 0);
-        this.duration.zero({ keyspace, op, protocol });
+        this.duration.series({ keyspace, op, protocol });
       }
     }
     for (const c of [
@@ -366,4 +373,11 @@ export class Metrics implements RequestObserver {
   private gauge(name: string, help: string): Gauge<"keyspace"> {
     return new Gauge({ name, help, labelNames: ["keyspace"], registers: [this.registry] });
   }
+}
+
+interface RequestSeries {
+  labels: { keyspace: string; op: string; protocol: string };
+  /** each status's count in requestCounts */
+  statuses: Map<number, Owed<"keyspace" | "op" | "status" | "protocol">>;
+  duration: DurationSeries;
 }
