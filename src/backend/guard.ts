@@ -66,12 +66,7 @@ export class BackendGuard {
    * cuts the timeout). `onGiveUp` runs when the guard stops waiting for the call (its timeout): the call
    * may still be under way.
    */
-  async run<T>(
-    op: string,
-    call: () => Promise<T>,
-    onGiveUp?: () => void,
-    request?: RequestContext,
-  ): Promise<T> {
+  run<T>(op: string, call: () => Promise<T>, onGiveUp?: () => void, request?: RequestContext): Promise<T> {
     const { backend, label, timeoutMs } = this.options;
     if (!this.breaker.tryAcquire()) {
       const wait = Math.max(0, Math.ceil((this.breaker.retryAt - Date.now()) / 1000));
@@ -80,24 +75,55 @@ export class BackendGuard {
         `${capitalize(label)} is not being called: it failed repeatedly and is tried again in ${wait}s.`,
       );
       this.report(op, "circuit_open", err, 0, "debug", request);
-      throw err;
+      return Promise.reject(err);
     }
     const budget = request && !request.answered ? request.deadline - Date.now() : Infinity;
     const limit = Math.min(timeoutMs, budget);
     if (limit <= 0) {
       this.breaker.release();
-      throw new BackendTimeoutError(backend, `The request's deadline passed before ${label} was called.`);
+      return Promise.reject(
+        new BackendTimeoutError(backend, `The request's deadline passed before ${label} was called.`),
+      );
     }
     const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout =
-      this.options.selfTimed && limit === timeoutMs
-        ? undefined
-        : new Promise<typeof TIMED_OUT>((resolve) => {
-            timer = setTimeout(() => resolve(TIMED_OUT), limit);
-          });
+    if (!(this.options.selfTimed && limit === timeoutMs)) {
+      return this.timed(op, call, onGiveUp, request, limit, started);
+    }
+    // The call times itself out: one promise chain, no timer, no race (the hit path).
+    let pending: Promise<T>;
     try {
-      const result = timeout ? await Promise.race([call(), timeout]) : await call();
+      pending = call();
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    return pending.then(
+      (result) => {
+        this.breaker.success();
+        return result;
+      },
+      (err: unknown) => {
+        this.failed(op, err, started, request);
+        throw err;
+      },
+    );
+  }
+
+  /** A call under a timer of the guard's own: the request's deadline is nearer than the call's timeout. */
+  private async timed<T>(
+    op: string,
+    call: () => Promise<T>,
+    onGiveUp: (() => void) | undefined,
+    request: RequestContext | undefined,
+    limit: number,
+    started: number,
+  ): Promise<T> {
+    const { backend, label, timeoutMs } = this.options;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), limit);
+    });
+    try {
+      const result = await Promise.race([call(), timeout]);
       if (result === TIMED_OUT) {
         onGiveUp?.();
         // Only the call's own timeout says something about the backend; a request deadline does not.
@@ -114,24 +140,30 @@ export class BackendGuard {
         throw err;
       }
       this.breaker.success();
-      return result;
+      return result as T;
     } catch (err) {
-      if (err instanceof BackendTimeoutError && err.backend === backend) throw err;
-      if (this.isOwnFailure(err)) {
-        // One shard down must not stop the calls to every other one.
-        if (err instanceof ShardUnavailableError) this.breaker.release();
-        else this.breaker.failure();
-        this.report(op, (err as SidecacheError).code, err, performance.now() - started, "warn", request);
-      } else if (err instanceof SidecacheError) {
-        // The backend answered (a version mismatch, refused data, another backend's failure): healthy.
-        this.breaker.release();
-      } else {
-        this.breaker.release();
-        this.report(op, "error", err, performance.now() - started, "error", request);
-      }
+      this.failed(op, err, started, request);
       throw err;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /** Counts a failed call against the breaker (or not: the backend answered) and reports it. */
+  private failed(op: string, err: unknown, started: number, request: RequestContext | undefined): void {
+    // a timeout this guard raised was counted when it was raised
+    if (err instanceof BackendTimeoutError && err.backend === this.options.backend) return;
+    if (this.isOwnFailure(err)) {
+      // One shard down must not stop the calls to every other one.
+      if (err instanceof ShardUnavailableError) this.breaker.release();
+      else this.breaker.failure();
+      this.report(op, (err as SidecacheError).code, err, performance.now() - started, "warn", request);
+    } else if (err instanceof SidecacheError) {
+      // The backend answered (a version mismatch, refused data, another backend's failure): healthy.
+      this.breaker.release();
+    } else {
+      this.breaker.release();
+      this.report(op, "error", err, performance.now() - started, "error", request);
     }
   }
 

@@ -116,20 +116,21 @@ export class GuardedCache implements CacheAdapter {
     };
   }
 
-  private async run<T>(op: string, call: () => Promise<T>, request?: RequestContext): Promise<T> {
-    try {
-      return await this.guard.run(op, call, undefined, request);
-    } catch (err) {
-      if (
-        this.listeners.size > 0 &&
-        (err instanceof BackendUnavailableError || err instanceof BackendTimeoutError) &&
-        err.backend === "cache"
-      ) {
-        for (const listener of this.listeners) listener("down");
-      }
-      throw err;
-    }
+  private run<T>(op: string, call: () => Promise<T>, request?: RequestContext): Promise<T> {
+    return this.guard.run(op, call, undefined, request).catch(this.down);
   }
+
+  /** A failure of the cache's own tells the listeners it is down; every error goes on to the caller. */
+  private readonly down = (err: unknown): never => {
+    if (
+      this.listeners.size > 0 &&
+      (err instanceof BackendUnavailableError || err instanceof BackendTimeoutError) &&
+      err.backend === "cache"
+    ) {
+      for (const listener of this.listeners) listener("down");
+    }
+    throw err;
+  };
 
   async close(): Promise<void> {
     this.guard.stop();

@@ -180,10 +180,26 @@ export class RedisCache implements CacheAdapter {
     return this.incarnations.generation;
   }
 
-  async get(keyspace: string, key: string): Promise<CacheEntry | null> {
+  get(keyspace: string, key: string): Promise<CacheEntry | null> {
     const tag = this.layout.tagOf(keyspace, key);
-    // the hit path: a bucket adopted already costs no await
-    const inc = this.known(tag) ?? (await this.adoptedFor(tag));
+    const inc = this.known(tag);
+    // The hit path: a bucket adopted already, the connection up: one promise chain, no async frames.
+    if (inc && !this.closed && this.redis.status === "ready") {
+      return inc.node.get(this.layout.entry(keyspace, key)).then(
+        (text) => {
+          if (this.incarnations.peek(tag) !== inc) throw this.movedAway(tag, inc, "GET");
+          return text === null ? null : this.current(tag, inc.incarnation, text);
+        },
+        (err: unknown) => {
+          throw this.failure("GET", err, tag);
+        },
+      );
+    }
+    return this.slowGet(keyspace, key, tag);
+  }
+
+  private async slowGet(keyspace: string, key: string, tag: string): Promise<CacheEntry | null> {
+    const inc = await this.adoptedFor(tag);
     const text = await this.on(tag, inc, "GET", (node) => node.get(this.layout.entry(keyspace, key)));
     return text === null ? null : this.current(tag, inc.incarnation, text);
   }
@@ -427,11 +443,17 @@ export class RedisCache implements CacheAdapter {
     run: (node: Redis) => Promise<T>,
   ): Promise<T> {
     const out = await this.call(what, () => run(a.node), tag);
-    if (this.incarnations.peek(tag) !== a) {
-      const moved = `the slot of bucket ${tag} moved away from ${nodeName(a.node)}`;
-      throw this.unavailable(what, moved, undefined, true);
-    }
+    if (this.incarnations.peek(tag) !== a) throw this.movedAway(tag, a, what);
     return out;
+  }
+
+  private movedAway(tag: string, a: Adopted<Redis>, what: string): BackendUnavailableError {
+    return this.unavailable(
+      what,
+      `the slot of bucket ${tag} moved away from ${nodeName(a.node)}`,
+      undefined,
+      true,
+    );
   }
 
   /**
@@ -518,15 +540,20 @@ export class RedisCache implements CacheAdapter {
     try {
       return await run();
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (this.cluster && TOPOLOGY_ERROR.test(message)) {
-        if (tag !== undefined) this.incarnations.forget(tag);
-        this.cluster.refreshSlotsCache();
-        // the Cluster answers; one shard of it does not (yet)
-        if (this.cluster.status === "ready") throw this.unavailable(what, message, err, true);
-      }
-      throw this.unavailable(what, message, err);
+      throw this.failure(what, err, tag);
     }
+  }
+
+  /** A command's error as the adapter reports it; on a Cluster, a changed slot map is read again. */
+  private failure(what: string, err: unknown, tag?: string): BackendUnavailableError {
+    const message = err instanceof Error ? err.message : String(err);
+    if (this.cluster && TOPOLOGY_ERROR.test(message)) {
+      if (tag !== undefined) this.incarnations.forget(tag);
+      this.cluster.refreshSlotsCache();
+      // the Cluster answers; one shard of it does not (yet)
+      if (this.cluster.status === "ready") return this.unavailable(what, message, err, true);
+    }
+    return this.unavailable(what, message, err);
   }
 
   private firstReady(): Promise<boolean> {

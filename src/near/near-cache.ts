@@ -71,9 +71,19 @@ export class NearCache implements CacheAdapter {
     return store && this.usable(store) ? this.hit(store, keyspace, key) : undefined;
   }
 
-  async get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
+  get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
     const store = this.storeFor(keyspace, options);
+    // not near-cached: straight through, no async frame of its own
     if (!store) return this.inner.get(keyspace, key, options);
+    return this.nearGet(store, keyspace, key, options);
+  }
+
+  private async nearGet(
+    store: NearStore,
+    keyspace: string,
+    key: string,
+    options: GetOptions | undefined,
+  ): Promise<CacheEntry | null> {
     const usable = this.usable(store);
     const near = usable ? this.hit(store, keyspace, key) : undefined;
     if (near) return near;

@@ -441,13 +441,9 @@ export class ReadPath {
   }
 
   /** The key's entry, null when nothing is cached, undefined when the cache did not answer. */
-  private async cached(key: string, options?: ReadOptions): Promise<CacheEntry | null | undefined> {
-    try {
-      return await this.cache.get(this.ks.name, key, options);
-    } catch {
-      // counted and logged by the backend guard; the read goes on against PostgreSQL
-      return undefined;
-    }
+  private cached(key: string, options?: ReadOptions): Promise<CacheEntry | null | undefined> {
+    // a failure is counted and logged by the backend guard; the read goes on against PostgreSQL
+    return this.cache.get(this.ks.name, key, options).catch(() => undefined);
   }
 
   private async cachedMany(
