@@ -13,6 +13,7 @@ import {
 import type { Logger } from "../log.js";
 import type { Telemetry } from "../telemetry.js";
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from "./breaker.js";
+import { Deadlines } from "./deadlines.js";
 import type { RequestContext } from "./request-context.js";
 
 /** A call that did not answer in time; `backend` tells whose, so an enclosing guard does not count it. */
@@ -42,11 +43,11 @@ export interface GuardOptions {
   selfTimed?: boolean;
 }
 
-const TIMED_OUT = Symbol("timed out");
-
 export class BackendGuard {
   readonly breaker: CircuitBreaker;
   private probeTimer: NodeJS.Timeout | undefined;
+  /** the calls the guard times itself, under one timer */
+  private readonly deadlines = new Deadlines();
   private stopped = false;
 
   constructor(private readonly options: GuardOptions) {
@@ -109,7 +110,7 @@ export class BackendGuard {
   }
 
   /** A call under a timer of the guard's own: the request's deadline is nearer than the call's timeout. */
-  private async timed<T>(
+  private timed<T>(
     op: string,
     call: () => Promise<T>,
     onGiveUp: (() => void) | undefined,
@@ -117,36 +118,61 @@ export class BackendGuard {
     limit: number,
     started: number,
   ): Promise<T> {
-    const { backend, label, timeoutMs } = this.options;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
-      timer = setTimeout(() => resolve(TIMED_OUT), limit);
-    });
-    try {
-      const result = await Promise.race([call(), timeout]);
-      if (result === TIMED_OUT) {
-        onGiveUp?.();
-        // Only the call's own timeout says something about the backend; a request deadline does not.
-        const own = limit === timeoutMs;
-        if (own) this.breaker.failure();
-        else this.breaker.release();
-        const err = new BackendTimeoutError(
-          backend,
-          own
-            ? `${capitalize(label)} did not answer within ${timeoutMs} ms (${op}).`
-            : `The request's deadline passed while waiting for ${label} (${op}).`,
-        );
-        this.report(op, "timeout", err, performance.now() - started, own ? "warn" : "info", request);
-        throw err;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      // one timer for every call in flight (a timer armed and cleared per call is a cost of every write)
+      const watch = this.deadlines.watch(Date.now() + limit, () => {
+        if (settled) return;
+        settled = true;
+        reject(this.timedOut(op, onGiveUp, request, limit, started));
+      });
+      let pending: Promise<T>;
+      try {
+        pending = call();
+      } catch (err) {
+        pending = Promise.reject(err);
       }
-      this.breaker.success();
-      return result as T;
-    } catch (err) {
-      this.failed(op, err, started, request);
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
+      pending.then(
+        (result) => {
+          if (settled) return;
+          settled = true;
+          this.deadlines.end(watch);
+          this.breaker.success();
+          resolve(result);
+        },
+        (err: unknown) => {
+          if (settled) return;
+          settled = true;
+          this.deadlines.end(watch);
+          this.failed(op, err, started, request);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** The guard stops waiting for a call: its own timeout counts against the backend, a deadline does not. */
+  private timedOut(
+    op: string,
+    onGiveUp: (() => void) | undefined,
+    request: RequestContext | undefined,
+    limit: number,
+    started: number,
+  ): BackendTimeoutError {
+    const { backend, label, timeoutMs } = this.options;
+    onGiveUp?.();
+    // Only the call's own timeout says something about the backend; a request deadline does not.
+    const own = limit === timeoutMs;
+    if (own) this.breaker.failure();
+    else this.breaker.release();
+    const err = new BackendTimeoutError(
+      backend,
+      own
+        ? `${capitalize(label)} did not answer within ${timeoutMs} ms (${op}).`
+        : `The request's deadline passed while waiting for ${label} (${op}).`,
+    );
+    this.report(op, "timeout", err, performance.now() - started, own ? "warn" : "info", request);
+    return err;
   }
 
   /** Counts a failed call against the breaker (or not: the backend answered) and reports it. */
@@ -170,6 +196,7 @@ export class BackendGuard {
   /** Stops the background probe; no timer is left running. */
   stop(): void {
     this.stopped = true;
+    this.deadlines.stop();
     clearTimeout(this.probeTimer);
     this.probeTimer = undefined;
   }

@@ -60,7 +60,18 @@ export async function putValue(
   const text = await readBody(req, maxValue);
   parseJson(text);
   const ack = await ks.strategy.put(key, text, conditions, origin);
-  sendJson(res, ack.status, `{"version":${ack.version}}`, { etag: `"${ack.version}"` });
+  const body = `{"version":${ack.version}}`;
+  res.writeHead(ack.status, [
+    "x-request-id",
+    origin.request!.id,
+    "etag",
+    `"${ack.version}"`,
+    "content-type",
+    "application/json",
+    "content-length",
+    String(body.length),
+  ]);
+  res.end(body);
   return ack.status;
 }
 
@@ -72,8 +83,9 @@ export async function deleteValue(
   origin: WriteOrigin,
 ): Promise<number> {
   const ack = await ks.strategy.delete(key, parseConditions(req), origin);
-  if (ack.status === 202) sendJson(res, 202, `{"version":${ack.version ?? 0}}`);
-  else sendEmpty(res, ack.status);
+  const id = { "x-request-id": origin.request!.id };
+  if (ack.status === 202) sendJson(res, 202, `{"version":${ack.version ?? 0}}`, id);
+  else sendEmpty(res, ack.status, id);
   return ack.status;
 }
 
@@ -101,7 +113,10 @@ export async function mget(
     parts.push(`${JSON.stringify(key)}:${r.found ? r.value : "null"}`);
     if (r.cache !== "HIT") allHit = false;
   }
-  sendJson(res, 200, `{"values":{${parts.join(",")}}}`, { "x-cache": allHit ? "HIT" : "MISS" });
+  sendJson(res, 200, `{"values":{${parts.join(",")}}}`, {
+    "x-request-id": request.id,
+    "x-cache": allHit ? "HIT" : "MISS",
+  });
   return 200;
 }
 
@@ -133,7 +148,9 @@ export async function mset(
     values.set(key, text);
   }
   const ack = await ks.strategy.putMany(values, origin);
-  sendJson(res, ack.status, JSON.stringify({ versions: ack.versions }));
+  sendJson(res, ack.status, JSON.stringify({ versions: ack.versions }), {
+    "x-request-id": origin.request!.id,
+  });
   return ack.status;
 }
 

@@ -22,7 +22,7 @@ import type { Op, ProxyContext } from "./context.js";
 import { decodeKey } from "./keys.js";
 import { deleteValue, getValue, mget, mset, putValue } from "./kv-routes.js";
 import { OPENAPI_PATH, serveOpenApi } from "./openapi.js";
-import { Deadlines, type Watch } from "./deadlines.js";
+import { Deadlines, type Watch } from "../backend/deadlines.js";
 import { nextRequestId } from "./request-id.js";
 import { sendError } from "./respond.js";
 import type { WriteOrigin } from "../store/adapter.js";
@@ -134,14 +134,15 @@ function route(
   const path = q === -1 ? url : url.slice(0, q);
   const parts = path.split("/");
   const method = req.method ?? "GET";
-  // a read of a key writes all its headers at once (src/proxy/kv-routes.ts); every other answer gets it here
-  if (method !== "GET" || parts[2] !== "kv") res.setHeader("x-request-id", meta.id);
+  // the answers of /v1/kv write all their headers at once (src/proxy/kv-routes.ts); the others get it here
+  if (parts[2] !== "kv" || parts[1] !== "v1") res.setHeader("x-request-id", meta.id);
 
   if (parts[1] === "ui") return uiRoute(ctx, ctx.status, path, method, req, res);
   if (path === OPENAPI_PATH) return serveOpenApi(ctx, method, req, res);
   if (parts[1] !== "v1") return opsRoute(ctx, path, method, req, res);
 
   if (parts[2] === "kv") {
+    // errors are answered by fail(), which sets the request id
     if (parts.length < 5) throw new NotFoundError("Use /v1/kv/{keyspace}/{key}.");
     const ks = keyspaceOf(ctx, parts[3]!, meta);
     if (parts.length > 5) throw new InvalidKeyError("Keys are one path segment: encode slashes as %2F.");

@@ -1,7 +1,7 @@
 /**
- * Requests still running, watched for their deadline by one timer for all of them: a timer armed and
- * cleared per request is a measurable part of a cache hit's cost. The timer is armed for the earliest
- * deadline and re-armed when it fires; a request that ends only leaves the set.
+ * Work still running (requests, backend calls), watched for its deadline by one timer for all of it: a timer
+ * armed and cleared each time is a measurable part of a cache hit's cost. The timer is armed for the earliest
+ * deadline and re-armed when it fires; work that ends only leaves the set.
  */
 export interface Watch {
   readonly at: number;
@@ -23,6 +23,14 @@ export class Deadlines {
 
   end(w: Watch): void {
     this.running.delete(w);
+  }
+
+  /** Forgets everything watched; no timer is left armed. */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    this.running.clear();
   }
 
   get size(): number {
