@@ -14,7 +14,7 @@ import { PG_URL, REDIS_URL, startDaemon, uniqueTag } from "./support/daemon.js";
 import { call } from "./support/http.js";
 
 const tag = uniqueTag();
-const TABLES = ["stampede", "aside", "wts", "wte", "around", "neg", "ttl", "rt"];
+const TABLES = ["stampede", "fleet", "aside", "wts", "wte", "around", "neg", "ttl", "rt"];
 let db: pg.Client;
 let redis: Redis;
 const daemons: Daemon[] = [];
@@ -148,6 +148,52 @@ describe("no stampede", () => {
       return r.rows[0].n === 0;
     });
     expect((await scans(`${tag}_stampede`)) - before).toBe(1);
+  });
+
+  it("a reader that missed before another daemon's load ended takes that load's fill instead of loading again", async () => {
+    const one = await start(`  fleet: { strategy: cache-aside, table: ${tag}_fleet }`);
+    const two = await start(`  fleet: { strategy: cache-aside, table: ${tag}_fleet }`);
+    await db.query(`insert into ${tag}_fleet (key, value, version) values ('late', '{"n": 9}', 4)`);
+    // PostgreSQL reads of the key, counted at both daemons' stores
+    let loads = 0;
+    for (const d of [one, two]) {
+      const store = storeOf(d, "fleet");
+      const original = store.get.bind(store);
+      store.get = async (k: string, request) => {
+        if (k === "late") loads++;
+        return original(k, request);
+      };
+    }
+    // The second daemon's reader finds nothing in Redis, and is held there until the first daemon's
+    // load has filled the key and given its fill lease back.
+    const strategy = two.keyspaces.get("fleet")!.strategy as unknown as { ctx: StrategyContext };
+    const cache = strategy.ctx.cache;
+    const originalGet = cache.get.bind(cache);
+    let missed!: () => void;
+    const miss = new Promise<void>((r) => (missed = r));
+    let resume!: () => void;
+    const gate = new Promise<void>((r) => (resume = r));
+    cache.get = async (ks, key, options) => {
+      const entry = await originalGet(ks, key, options);
+      if (key !== "late") return entry;
+      cache.get = originalGet;
+      expect(entry).toBeNull();
+      missed();
+      await gate;
+      return entry;
+    };
+    const late = call(two.url, "GET", "/v1/kv/fleet/late");
+    await miss;
+    const first = await call(one.url, "GET", "/v1/kv/fleet/late");
+    expect(first.headers["x-cache"]).toBe("MISS");
+    await until("the first daemon's fill", async () => (await cached("fleet", "late")) !== null);
+    const lease = `${tag}:fl:{fleet}:late`;
+    await until("the fill lease to be given back", async () => (await redis.exists(lease)) === 0);
+    resume();
+    const r = await late;
+    expect(r.status).toBe(200);
+    expect(r.json()).toEqual({ n: 9 });
+    expect(loads).toBe(1);
   });
 });
 
