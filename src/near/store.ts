@@ -9,24 +9,49 @@ import { LRUCache } from "lru-cache";
 import type { CacheEntry } from "../cache/adapter.js";
 import type { NearCacheConfig } from "../config/types.js";
 
-interface Slot {
-  /** null: an invalidation marker (nothing to serve; copies below `version` refused) */
-  entry: CacheEntry | null;
-  version: number;
-}
+/**
+ * What the LRU holds per key: the copy itself, handed out as it is on a hit (so one object per key, not a
+ * copy inside a holder). An invalidation marker is a tombstone at the version it announces: never served,
+ * and it refuses copies older than that version. Tombstones read from Redis are never kept, so every
+ * tombstone here is a marker.
+ */
+type Held = CacheEntry;
 
 /** A slot's bytes: its key, its value text and a fixed overhead for the objects around them. */
 const OVERHEAD = 96;
 
+/**
+ * Built field by field, always in this order: a spread copy gets a hidden class of its own in V8
+ * (measured: one per entry, about 200 bytes each), and markers and copies share one.
+ */
+function held(
+  kind: CacheEntry["kind"],
+  version: number,
+  freshUntil: number,
+  value: string | undefined,
+): Held {
+  return { kind, version, freshUntil, value, near: true };
+}
+
+/**
+ * A copy of the text that owns its characters. A value decoded from a Redis reply is a slice of the reply's
+ * whole text, which V8 keeps as a view holding that text alive: kept for long, it costs the reply plus the
+ * view. A text that UTF-8 can not carry as it is (lone surrogates) is kept as it is.
+ */
+function ownText(text: string): string {
+  const copy = Buffer.from(text, "utf8").toString("utf8");
+  return copy === text ? copy : text;
+}
+
 export class NearStore {
-  private readonly lru: LRUCache<string, Slot>;
+  private readonly lru: LRUCache<string, Held>;
   private epochNo = 0;
 
   constructor(readonly config: NearCacheConfig) {
-    this.lru = new LRUCache<string, Slot>({
+    this.lru = new LRUCache<string, Held>({
       max: config.maxEntries,
       maxSize: config.maxBytes,
-      sizeCalculation: (slot, key) => key.length * 2 + (slot.entry?.value?.length ?? 0) * 2 + OVERHEAD,
+      sizeCalculation: (held, key) => key.length * 2 + (held.value?.length ?? 0) * 2 + OVERHEAD,
       ttl: config.ttlMs,
       ttlAutopurge: false,
       updateAgeOnGet: false,
@@ -48,8 +73,7 @@ export class NearStore {
 
   /** A copy that may be served now: fresh by its own clock. */
   get(key: string, now = Date.now()): CacheEntry | undefined {
-    const slot = this.lru.get(key);
-    const entry = slot?.entry;
+    const entry = this.lru.get(key);
     if (!entry || entry.kind === "tombstone" || entry.freshUntil <= now) return undefined;
     return entry;
   }
@@ -61,25 +85,18 @@ export class NearStore {
     if (ttl <= 0) return;
     const old = this.lru.peek(key, { allowStale: true });
     if (old && old.version > entry.version) return;
-    // Marked once here, so a hit hands out the stored object as it is. Built field by field: a spread
-    // copy gets a hidden class of its own in V8 (measured: one per entry, about 200 bytes each).
-    const copy: CacheEntry = {
-      kind: entry.kind,
-      version: entry.version,
-      freshUntil: entry.freshUntil,
-      value: entry.value,
-      near: true,
-    };
-    this.lru.set(key, { entry: copy, version: entry.version }, { ttl });
+    // Marked once here, so a hit hands out the stored object as it is.
+    const value = entry.value === undefined ? undefined : ownText(entry.value);
+    this.lru.set(key, held(entry.kind, entry.version, entry.freshUntil, value), { ttl });
   }
 
   /** Drops the copy of the key and refuses copies older than `version` (0: drops, refuses nothing older). */
   invalidate(key: string, version: number): boolean {
     const old = this.lru.peek(key, { allowStale: true });
     const floor = Math.max(version, old?.version ?? 0);
-    if (floor > 0) this.lru.set(key, { entry: null, version: floor }, { ttl: this.config.ttlMs });
+    if (floor > 0) this.lru.set(key, held("tombstone", floor, 0, undefined), { ttl: this.config.ttlMs });
     else this.lru.delete(key);
-    return old?.entry != null;
+    return old !== undefined && old.kind !== "tombstone";
   }
 
   /** Drops everything, and every copy already on its way. */
