@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { checkCdcServer } from "../src/cdc/index.js";
 import { loadConfig } from "../src/config/load.js";
 import { ConfigError } from "../src/errors.js";
+import { applyHeapPolicy } from "../src/heap-policy.js";
 import { createLogger, flushLogs } from "../src/log.js";
 import { OPS_COMMANDS, OPS_HELP, runOpsCommand } from "../src/cli/ops-commands.js";
 
@@ -103,6 +104,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(file: string, config: Awaited<ReturnType<typeof loadConfig>>): Promise<number> {
+  applyHeapPolicy();
   const log = createLogger(config.log.level);
   // Loaded here so that the commands that only call a running daemon start fast.
   const { Daemon } = await import("../src/daemon.js");
