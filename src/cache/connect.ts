@@ -14,6 +14,7 @@
 import calculateSlot from "cluster-key-slot";
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis";
 import type { RedisTarget } from "../config/types.js";
+import { releaseFinishedPipelines } from "./pipeline-release.js";
 
 export type RedisClient = Redis | Cluster;
 
@@ -38,6 +39,7 @@ export function backoff(attempt: number): number {
 
 /** Opens a client for the target; it connects at once and reconnects by itself until closed. */
 export function openRedis(target: RedisTarget, o: ConnectOptions = {}): RedisClient {
+  releaseFinishedPipelines();
   const common: RedisOptions = {
     maxRetriesPerRequest: 0,
     // A command refused during an outage must not run later behind the caller's back.
