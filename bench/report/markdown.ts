@@ -104,11 +104,11 @@ export function renderMarkdown(r: Results): string {
       out.push(
         "Latency at about half each server's maximum rate (the same 50 connections, each pausing between " +
           "requests; wrk's pause is whole milliseconds, so the rate held is near, not at, half):",
-        "",
-        "| server | rate held (req/s) | p50 ms | p99 ms |",
-        "|---|---|---|---|",
-        ...h.halfRate.map((r) => `| ${r.server} | ${f(r.rps)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} |`),
-        "",
+        [
+          "| server | rate held (req/s) | p50 ms | p99 ms |",
+          "|---|---|---|---|",
+          ...h.halfRate.map((r) => `| ${r.server} | ${f(r.rps)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} |`),
+        ].join("\n"),
       );
     }
     if (h.profile) {
