@@ -48,7 +48,7 @@ export class WriteThroughStrategy extends BaseStrategy {
 
   private async eventual(ops: WriteOp[], by: WriteBy): Promise<WriteResult[]> {
     const results = await this.storeWrite(ops, by);
-    await Promise.all(results.map((r, i) => this.afterCommit(r.key, this.entryFor(r, ops[i]!.value))));
+    await eachOf(results, (r, i) => this.afterCommit(r.key, this.entryFor(r, ops[i]!.value)));
     return results;
   }
 
@@ -60,7 +60,7 @@ export class WriteThroughStrategy extends BaseStrategy {
     let results!: WriteResult[];
     try {
       for (let attempt = 1; ; attempt++) {
-        await Promise.all(ops.map((o) => this.announce(o.key, versions, pending, by.origin?.request)));
+        await eachOf(ops, (o) => this.announce(o.key, versions, pending, by.origin?.request));
         try {
           results = await this.storeWrite(
             ops.map((o) => ({ ...o, atVersion: versions.get(o.key) })),
@@ -91,19 +91,17 @@ export class WriteThroughStrategy extends BaseStrategy {
       if (!outcomeUnknown(err)) await Promise.all([...pending].map(([k, v]) => this.takeBack(k, v)));
       throw err;
     }
-    await Promise.all(
-      results.map(async (r, i) => {
-        const update = this.entryFor(r, ops[i]!.value);
-        // Without a tombstone of its own the write must not be answered on a cache update that failed:
-        // the durable repair of eventual does it.
-        if (pending.get(r.key) !== r.version) return this.afterCommit(r.key, update);
-        const set = async () => {
-          await this.ctx.cache.setIfNewer(ks.name, r.key, update.entry, update.ttlMs);
-        };
-        // The tombstone keeps readers on PostgreSQL until the value lands, so the write is acknowledged.
-        await set().catch(() => this.repairs.schedule(r.key, set, async () => {}));
-      }),
-    );
+    await eachOf(results, async (r, i) => {
+      const update = this.entryFor(r, ops[i]!.value);
+      // Without a tombstone of its own the write must not be answered on a cache update that failed:
+      // the durable repair of eventual does it.
+      if (pending.get(r.key) !== r.version) return this.afterCommit(r.key, update);
+      const set = async () => {
+        await this.ctx.cache.setIfNewer(ks.name, r.key, update.entry, update.ttlMs);
+      };
+      // The tombstone keeps readers on PostgreSQL until the value lands, so the write is acknowledged.
+      await set().catch(() => this.repairs.schedule(r.key, set, async () => {}));
+    });
     return results;
   }
 
@@ -159,4 +157,9 @@ export class WriteThroughStrategy extends BaseStrategy {
     // While it stays, reads of the key miss (their fills are refused): correct, only slower.
     await remove().catch(() => this.repairs.schedule(key, remove, remove));
   }
+}
+
+/** Runs `each` over the items at once and waits for all; a single item (most writes) without Promise.all. */
+function eachOf<T>(items: T[], each: (item: T, i: number) => Promise<unknown>): Promise<unknown> {
+  return items.length === 1 ? each(items[0]!, 0) : Promise.all(items.map(each));
 }
