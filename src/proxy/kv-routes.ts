@@ -7,7 +7,10 @@ import type { WriteOrigin } from "../store/adapter.js";
 import type { Conditions, ReadResult } from "../strategies/strategy.js";
 import { checkMediaType, parseJson, readBody } from "./body.js";
 import { checkKey } from "./keys.js";
-import { errorBody, sendEmpty, sendJson } from "./respond.js";
+import { errorBody, sendEmpty, sendJson, sendJsonWith } from "./respond.js";
+
+/** Who writes a key over HTTP: the audit log's origin, and the request the answer names. */
+export type HttpOrigin = WriteOrigin & { request: RequestContext };
 
 export function getValue(
   ks: Keyspace,
@@ -23,27 +26,14 @@ export function getValue(
   return ks.strategy.get(key, { skipNear, request }).then((r) => answerRead(ks, res, r, request.id));
 }
 
-/** Every header of a read in one writeHead: no per-header validation and merging on the hit path. */
 function answerRead(ks: Keyspace, res: ServerResponse, r: ReadResult, requestId: string): number {
   const status = r.found ? 200 : 404;
   const body = r.found
     ? r.value!
     : errorBody("not_found", `No value is stored under this key in ${JSON.stringify(ks.config.name)}.`);
-  const headers = [
-    "x-request-id",
-    requestId,
-    "x-cache",
-    r.cache,
-    "x-cache-tier",
-    r.tier,
-    "content-type",
-    "application/json",
-    "content-length",
-    String(Buffer.byteLength(body)),
-  ];
+  const headers = ["x-request-id", requestId, "x-cache", r.cache, "x-cache-tier", r.tier];
   if (r.version > 0) headers.push("etag", `"${r.version}"`);
-  res.writeHead(status, headers);
-  res.end(body);
+  sendJsonWith(res, status, body, headers);
   return status;
 }
 
@@ -53,25 +43,19 @@ export async function putValue(
   req: IncomingMessage,
   res: ServerResponse,
   maxValue: number,
-  origin: WriteOrigin,
+  origin: HttpOrigin,
 ): Promise<number> {
   checkMediaType(req);
   const conditions = parseConditions(req);
   const text = await readBody(req, maxValue);
   parseJson(text);
   const ack = await ks.strategy.put(key, text, conditions, origin);
-  const body = `{"version":${ack.version}}`;
-  res.writeHead(ack.status, [
+  sendJsonWith(res, ack.status, `{"version":${ack.version}}`, [
     "x-request-id",
-    origin.request!.id,
+    origin.request.id,
     "etag",
     `"${ack.version}"`,
-    "content-type",
-    "application/json",
-    "content-length",
-    String(body.length),
   ]);
-  res.end(body);
   return ack.status;
 }
 
@@ -80,10 +64,10 @@ export async function deleteValue(
   key: string,
   req: IncomingMessage,
   res: ServerResponse,
-  origin: WriteOrigin,
+  origin: HttpOrigin,
 ): Promise<number> {
   const ack = await ks.strategy.delete(key, parseConditions(req), origin);
-  const id = { "x-request-id": origin.request!.id };
+  const id = { "x-request-id": origin.request.id };
   if (ack.status === 202) sendJson(res, 202, `{"version":${ack.version ?? 0}}`, id);
   else sendEmpty(res, ack.status, id);
   return ack.status;
@@ -125,7 +109,7 @@ export async function mset(
   req: IncomingMessage,
   res: ServerResponse,
   limits: { maxBody: number; maxBatch: number; maxValue: number },
-  origin: WriteOrigin,
+  origin: HttpOrigin,
 ): Promise<number> {
   checkMediaType(req);
   const body = parseJson(await readBody(req, limits.maxBody));
@@ -149,7 +133,7 @@ export async function mset(
   }
   const ack = await ks.strategy.putMany(values, origin);
   sendJson(res, ack.status, JSON.stringify({ versions: ack.versions }), {
-    "x-request-id": origin.request!.id,
+    "x-request-id": origin.request.id,
   });
   return ack.status;
 }

@@ -8,8 +8,18 @@ export function sendJson(
   body: string,
   headers?: Record<string, string>,
 ): void {
-  if (headers) for (const name in headers) res.setHeader(name, headers[name]!);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  const flat: string[] = [];
+  if (headers) for (const name in headers) flat.push(name, headers[name]!);
+  sendJsonWith(res, status, body, flat);
+}
+
+/**
+ * A JSON answer whose headers (name, value, name, value, ...) go out in one writeHead with the content
+ * type and length (appended to the array given): no per-header validation and merging on the hot paths.
+ */
+export function sendJsonWith(res: ServerResponse, status: number, body: string, headers: string[]): void {
+  headers.push("content-type", "application/json", "content-length", String(Buffer.byteLength(body)));
+  res.writeHead(status, headers);
   res.end(body);
 }
 

@@ -20,12 +20,11 @@ import { adminRoute, opsRoute } from "./admin-routes.js";
 import { uiRoute } from "./ui-routes.js";
 import type { Op, ProxyContext } from "./context.js";
 import { decodeKey } from "./keys.js";
-import { deleteValue, getValue, mget, mset, putValue } from "./kv-routes.js";
+import { deleteValue, getValue, mget, mset, putValue, type HttpOrigin } from "./kv-routes.js";
 import { OPENAPI_PATH, serveOpenApi } from "./openapi.js";
 import { Deadlines, type Watch } from "../backend/deadlines.js";
 import { nextRequestId } from "./request-id.js";
 import { sendError } from "./respond.js";
-import type { WriteOrigin } from "../store/adapter.js";
 
 /** Bodies of _mget and _mset may hold many values. */
 const BATCH_BODY_FACTOR = 16;
@@ -199,7 +198,7 @@ export function keyspaceOf(ctx: ProxyContext, segment: string, meta: { keyspace:
 }
 
 /** Who writes, for the audit log: the caller's token name, once authorized; and the request's deadline. */
-function originOf(meta: Meta, request: RequestContext): WriteOrigin {
+function originOf(meta: Meta, request: RequestContext): HttpOrigin {
   return { client: meta.client ?? null, via: "http", request };
 }
 
