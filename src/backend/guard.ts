@@ -91,13 +91,7 @@ export class BackendGuard {
       return this.timed(op, call, onGiveUp, request, limit, started);
     }
     // The call times itself out: one promise chain, no timer, no race (the hit path).
-    let pending: Promise<T>;
-    try {
-      pending = call();
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
-    return pending.then(
+    return invoke(call).then(
       (result) => {
         this.breaker.success();
         return result;
@@ -126,13 +120,7 @@ export class BackendGuard {
         settled = true;
         reject(this.timedOut(op, onGiveUp, request, limit, started));
       });
-      let pending: Promise<T>;
-      try {
-        pending = call();
-      } catch (err) {
-        pending = Promise.reject(err);
-      }
-      pending.then(
+      invoke(call).then(
         (result) => {
           if (settled) return;
           settled = true;
@@ -260,6 +248,15 @@ export class BackendGuard {
       );
     }, delay);
     this.probeTimer.unref();
+  }
+}
+
+/** The call's promise; a call that throws before it returns one is a rejected promise all the same. */
+function invoke<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call();
+  } catch (err) {
+    return Promise.reject(err);
   }
 }
 
