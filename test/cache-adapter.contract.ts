@@ -42,6 +42,7 @@ export function cacheAdapterContract(name: string, make: () => Promise<CacheAdap
         "get",
         "getMany",
         "setIfNewer",
+        "setManyIfNewer",
         "delete",
         "deleteKeyspace",
         "sampleKeys",
@@ -269,6 +270,44 @@ export function cacheAdapterContract(name: string, make: () => Promise<CacheAdap
         version: 200,
         value: '{"v":200}',
       });
+    });
+
+    it("setManyIfNewer takes or refuses each entry by the setIfNewer rule, answering in the order given", async () => {
+      const space = ks("many");
+      await cache.setIfNewer(space, "newer-cached", value(10, '"ten"'), TTL);
+      await cache.setIfNewer(space, "tombstoned", tombstone(5), TTL);
+      await cache.setIfNewer(space, "older-cached", value(1, '"one"'), TTL);
+      const taken = await cache.setManyIfNewer(space, [
+        { key: "fresh", entry: value(3, '"fresh"'), ttlMs: TTL },
+        { key: "newer-cached", entry: value(9, '"nine"'), ttlMs: TTL },
+        { key: "tombstoned", entry: value(5, '"five"'), ttlMs: TTL },
+        { key: "older-cached", entry: tombstone(2), ttlMs: TTL },
+        // two entries of one key: as if set one after the other
+        { key: "twice", entry: tombstone(7), ttlMs: TTL },
+        { key: "twice", entry: value(6, '"six"'), ttlMs: TTL },
+      ]);
+      expect(taken).toEqual([true, false, true, true, true, false]);
+      expect(
+        await cache.getMany(space, ["fresh", "newer-cached", "tombstoned", "older-cached", "twice"]),
+      ).toEqual([
+        expect.objectContaining({ kind: "value", version: 3, value: '"fresh"' }),
+        expect.objectContaining({ kind: "value", version: 10, value: '"ten"' }),
+        expect.objectContaining({ kind: "value", version: 5, value: '"five"' }),
+        expect.objectContaining({ kind: "tombstone", version: 2 }),
+        expect.objectContaining({ kind: "tombstone", version: 7 }),
+      ]);
+      expect(await cache.setManyIfNewer(space, [])).toEqual([]);
+    });
+
+    it("setManyIfNewer gives each entry its own TTL", async () => {
+      const space = ks("many-ttl");
+      await cache.setManyIfNewer(space, [
+        { key: "short", entry: value(1, '"s"'), ttlMs: 150 },
+        { key: "long", entry: value(1, '"l"'), ttlMs: TTL },
+      ]);
+      await new Promise((r) => setTimeout(r, 400));
+      expect(await cache.get(space, "short")).toBeNull();
+      expect((await cache.get(space, "long"))?.value).toBe('"l"');
     });
   });
 }

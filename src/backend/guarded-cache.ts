@@ -6,6 +6,7 @@
 import type {
   CacheAdapter,
   CacheEntry,
+  CacheWrite,
   ConnectionState,
   GetOptions,
   SetOptions,
@@ -61,6 +62,10 @@ export class GuardedCache implements CacheAdapter {
       () => this.inner.setIfNewer(keyspace, key, entry, ttlMs, options),
       options?.request,
     );
+  }
+
+  setManyIfNewer(keyspace: string, items: readonly CacheWrite[]): Promise<boolean[]> {
+    return this.run("set", () => this.inner.setManyIfNewer(keyspace, items));
   }
 
   generation(): number {

@@ -32,6 +32,13 @@ export interface GetOptions {
   request?: RequestContext;
 }
 
+/** One entry of setManyIfNewer. */
+export interface CacheWrite {
+  key: string;
+  entry: CacheEntry;
+  ttlMs: number;
+}
+
 export interface SetOptions {
   /**
    * The generation() seen before the data of the entry was read: when the cache changed incarnation since,
@@ -72,6 +79,12 @@ export interface CacheAdapter {
     ttlMs: number,
     options?: SetOptions,
   ): Promise<boolean>;
+  /**
+   * setIfNewer for many entries of one keyspace (writes, not fills) in as few round trips as the cache
+   * allows (one per bucket): each entry is taken or refused on its own by the same rule, in the order
+   * given (two entries of one key: as if set one after the other). Answers in that order.
+   */
+  setManyIfNewer(keyspace: string, items: readonly CacheWrite[]): Promise<boolean[]>;
   /**
    * A number that changes whenever the cache may have lost entries behind the daemon's back (a Redis that
    * restarted, failed over, was flushed or replaced). A cache that lives in the process never does: 0.

@@ -4,7 +4,7 @@
  * sampleKeys can pick at random without walking the whole cache.
  */
 import { LRUCache } from "lru-cache";
-import type { CacheAdapter, CacheEntry } from "./adapter.js";
+import type { CacheAdapter, CacheEntry, CacheWrite } from "./adapter.js";
 import { assertEntry } from "./codec.js";
 import type { CacheConfig } from "../config/types.js";
 
@@ -111,6 +111,12 @@ export class MemoryCache implements CacheAdapter {
     if (!index) this.indexes.set(keyspace, (index = new KeyIndex()));
     index.add(key);
     return true;
+  }
+
+  async setManyIfNewer(keyspace: string, items: readonly CacheWrite[]): Promise<boolean[]> {
+    const out: boolean[] = [];
+    for (const it of items) out.push(await this.setIfNewer(keyspace, it.key, it.entry, it.ttlMs));
+    return out;
   }
 
   async delete(keyspace: string, key: string): Promise<void> {

@@ -12,7 +12,7 @@
 import { randomBytes, randomInt } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
 import type { CacheAdapter, CacheEntry, ConnectionState, TrustBoard } from "./adapter.js";
-import type { SetOptions } from "./adapter.js";
+import type { CacheWrite, SetOptions } from "./adapter.js";
 import { decodeEntry, encodeEntry, ENTRY_LUA, incarnationOf, kindLetter } from "./codec.js";
 import { isCluster, masters, nodeName, nodeOf, openRedis, slotOf, type RedisClient } from "./connect.js";
 import { ADOPT_LUA, Incarnations, type Adopted } from "./incarnation.js";
@@ -43,6 +43,30 @@ return 1
 `;
 
 /**
+ * SET_IF_NEWER_LUA for many entries of one bucket, in order. KEYS[1] the incarnation marker, KEYS[2..] the
+ * entries; ARGV[1] the marker's expected text, ARGV[2] the incarnation, then four per entry: the version,
+ * the kind letter, the encoded entry, the TTL in ms. -1 when the marker is not the expected one (nothing
+ * is written); otherwise a list of 1 (taken) or 0 per entry.
+ */
+const SET_MANY_IF_NEWER_LUA = `${ENTRY_LUA}
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local out = {}
+for i = 2, #KEYS do
+  local a = 3 + (i - 2) * 4
+  local kind, cached, inc = entryHead(KEYS[i])
+  local taken = 1
+  if kind and (inc == ARGV[2] or inc == '') then
+    local v = tonumber(ARGV[a])
+    local refresh = kind == 'v' and v == cached and ARGV[a + 1] == 'v'
+    if not (v > cached or (kind == 't' and v >= cached) or refresh) then taken = 0 end
+  end
+  if taken == 1 then redis.call('SET', KEYS[i], ARGV[a + 2], 'PX', ARGV[a + 3]) end
+  out[#out + 1] = taken
+end
+return out
+`;
+
+/**
  * KEYS[1] the entry; ARGV[1] the kind letter, ARGV[2] the version, ARGV[3] the incarnation. Deletes the
  * entry only when it is that one. Returns 1 when deleted.
  */
@@ -62,6 +86,7 @@ return 0
 `;
 
 const setIfNewerScript = new Script(SET_IF_NEWER_LUA);
+const setManyIfNewerScript = new Script(SET_MANY_IF_NEWER_LUA);
 const adoptScript = new Script(ADOPT_LUA);
 const deleteIfScript = new Script(DELETE_IF_LUA);
 const releaseScript = new Script(RELEASE_LUA);
@@ -233,7 +258,7 @@ export class RedisCache implements CacheAdapter {
     ttlMs: number,
     options?: SetOptions,
   ): Promise<boolean> {
-    const px = String(Math.min(Math.max(1, Math.ceil(ttlMs)), Number.MAX_SAFE_INTEGER));
+    const px = pxOf(ttlMs);
     let entry = first;
     for (let attempt = 0; ; attempt++) {
       if (options?.generation !== undefined && options.generation !== this.generation()) {
@@ -266,6 +291,51 @@ export class RedisCache implements CacheAdapter {
       if (options?.generation !== undefined || attempt > 0) return false;
       entry = { kind: "tombstone", version: entry.version, freshUntil: 0 };
     }
+  }
+
+  async setManyIfNewer(keyspace: string, items: readonly CacheWrite[]): Promise<boolean[]> {
+    if (items.length === 1) {
+      const it = items[0]!;
+      return [await this.setIfNewer(keyspace, it.key, it.entry, it.ttlMs)];
+    }
+    const byTag = new Map<string, number[]>();
+    items.forEach((it, i) => {
+      const tag = this.layout.tagOf(keyspace, it.key);
+      const at = byTag.get(tag);
+      if (at) at.push(i);
+      else byTag.set(tag, [i]);
+    });
+    const out = new Array<boolean>(items.length).fill(false);
+    await Promise.all(
+      [...byTag].map(async ([tag, at]) => {
+        const inc = await this.adoptedFor(tag);
+        const keys = [this.layout.marker(tag)];
+        const args = [this.incarnations.markerText(inc), inc.incarnation];
+        for (const i of at) {
+          const { key, entry, ttlMs } = items[i]!;
+          keys.push(this.layout.entry(keyspace, key));
+          args.push(
+            String(entry.version),
+            kindLetter(entry.kind),
+            encodeEntry(entry, inc.incarnation),
+            pxOf(ttlMs),
+          );
+        }
+        const taken = (await this.on(tag, inc, "setIfNewer", (node) =>
+          setManyIfNewerScript.run(node, keys, args),
+        )) as number[] | -1;
+        if (taken !== -1) {
+          at.forEach((i, j) => (out[i] = taken[j] === 1));
+          return;
+        }
+        // The marker moved: each entry goes its own way, which adopts the new incarnation (setIfNewer).
+        for (const i of at) {
+          const { key, entry, ttlMs } = items[i]!;
+          out[i] = await this.setIfNewer(keyspace, key, entry, ttlMs);
+        }
+      }),
+    );
+    return out;
   }
 
   async delete(keyspace: string, key: string): Promise<void> {
@@ -593,4 +663,9 @@ function shuffle<T>(items: T[]): T[] {
 function redactedUrl(url: string): string {
   const u = new URL(url);
   return `${u.protocol}//${u.hostname}:${u.port || "6379"}`;
+}
+
+/** A TTL as PX takes it: whole milliseconds, at least 1. */
+function pxOf(ttlMs: number): string {
+  return String(Math.min(Math.max(1, Math.ceil(ttlMs)), Number.MAX_SAFE_INTEGER));
 }

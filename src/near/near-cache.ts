@@ -6,7 +6,14 @@
  * a removal) drops the local copy and is announced to the other daemons before the call returns (coherent:
  * once each dropped its copy or its lease ran out). A new Redis incarnation drops every copy.
  */
-import type { CacheAdapter, CacheEntry, ConnectionState, GetOptions, SetOptions } from "../cache/adapter.js";
+import type {
+  CacheAdapter,
+  CacheEntry,
+  CacheWrite,
+  ConnectionState,
+  GetOptions,
+  SetOptions,
+} from "../cache/adapter.js";
 import type { KeyspaceConfig } from "../config/types.js";
 import type { Telemetry } from "../telemetry.js";
 import type { Coherence } from "./coherence.js";
@@ -137,6 +144,16 @@ export class NearCache implements CacheAdapter {
     } finally {
       // Also when Redis failed: the other daemons' copies may predate the write all the same.
       await this.invalidate(keyspace, key, entry.version);
+    }
+  }
+
+  async setManyIfNewer(keyspace: string, items: readonly CacheWrite[]): Promise<boolean[]> {
+    try {
+      return await this.inner.setManyIfNewer(keyspace, items);
+    } finally {
+      if (this.stores.has(keyspace)) {
+        await Promise.all(items.map((it) => this.invalidate(keyspace, it.key, it.entry.version)));
+      }
     }
   }
 

@@ -7,6 +7,7 @@ import { SidecacheError } from "../errors.js";
 import { isCommitUnknown } from "../store/errors.js";
 import type { WriteOp, WriteOrigin, WriteResult } from "../store/adapter.js";
 import { nextVersion } from "../version.js";
+import { CacheWriteBatch } from "./cache-batch.js";
 import { ReadPath } from "./read-path.js";
 import { CacheRepairs } from "./repairs.js";
 import type {
@@ -24,12 +25,15 @@ export abstract class BaseStrategy implements Strategy {
   abstract readonly name: string;
   protected readonly reads: ReadPath;
   protected readonly repairs: CacheRepairs;
+  /** the cache writes of this keyspace's writes, one call per turn of the event loop */
+  protected readonly cacheWrites: CacheWriteBatch;
 
   constructor(
     protected readonly ctx: StrategyContext,
     options: { refreshAhead?: boolean } = {},
   ) {
     this.repairs = new CacheRepairs(ctx.keyspace.name, ctx.telemetry, ctx.log);
+    this.cacheWrites = new CacheWriteBatch(ctx.cache, ctx.keyspace.name);
     const trust = ctx.cacheTrust;
     this.reads = new ReadPath(
       ctx.keyspace,
@@ -162,7 +166,7 @@ export abstract class BaseStrategy implements Strategy {
    */
   protected async afterCommit(key: string, update: { entry: CacheEntry; ttlMs: number }): Promise<void> {
     const set = async () => {
-      await this.ctx.cache.setIfNewer(this.ctx.keyspace.name, key, update.entry, update.ttlMs);
+      await this.cacheWrites.set(key, update.entry, update.ttlMs);
     };
     try {
       await set();

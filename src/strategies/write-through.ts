@@ -97,7 +97,7 @@ export class WriteThroughStrategy extends BaseStrategy {
       // the durable repair of eventual does it.
       if (pending.get(r.key) !== r.version) return this.afterCommit(r.key, update);
       const set = async () => {
-        await this.ctx.cache.setIfNewer(ks.name, r.key, update.entry, update.ttlMs);
+        await this.cacheWrites.set(r.key, update.entry, update.ttlMs);
       };
       // The tombstone keeps readers on PostgreSQL until the value lands, so the write is acknowledged.
       await set().catch(() => this.repairs.schedule(r.key, set, async () => {}));
@@ -125,7 +125,7 @@ export class WriteThroughStrategy extends BaseStrategy {
       let cached: CacheEntry | null = null;
       try {
         const entry = { kind: "tombstone" as const, version, freshUntil: 0 };
-        if (await this.ctx.cache.setIfNewer(ks.name, key, entry, ttlMs, { request })) {
+        if (await this.cacheWrites.set(key, entry, ttlMs)) {
           pending.set(key, version);
           return;
         }
