@@ -15,6 +15,7 @@ import type { CacheAdapter, CacheEntry, ConnectionState, TrustBoard } from "./ad
 import type { CacheWrite, SetOptions } from "./adapter.js";
 import { decodeEntry, encodeEntry, ENTRY_LUA, incarnationOf, kindLetter } from "./codec.js";
 import { isCluster, masters, nodeName, nodeOf, openRedis, slotOf, type RedisClient } from "./connect.js";
+import { GetBatch } from "./get-batch.js";
 import { ADOPT_LUA, Incarnations, type Adopted } from "./incarnation.js";
 import { KeyLayout } from "./layout.js";
 import { Script } from "./script.js";
@@ -112,6 +113,8 @@ export class RedisCache implements CacheAdapter {
   private outage = false;
   private closed = false;
   private readonly incarnations: Incarnations<Redis>;
+  /** the hit path's GETs, one MGET per bucket and turn of the event loop */
+  private readonly gets = new GetBatch();
   /** node connections whose close is watched */
   private readonly watched = new WeakSet<Redis>();
   readonly trustBoard: TrustBoard;
@@ -124,9 +127,10 @@ export class RedisCache implements CacheAdapter {
     this.timeoutMs = Math.max(1, config.timeoutMs);
     this.redis = openRedis(config.redis ?? { kind: "url", url: config.url }, {
       timeoutMs: this.timeoutMs,
-      // Commands issued in the same turn of the event loop go out in one write: on loopback each write
-      // costs the sender the whole TCP path, and it was a third of the hit path's CPU.
-      autoPipelining: true,
+      // The hot commands are gathered per turn of the event loop by the adapter itself (GETs into one MGET,
+      // a keyspace's writes into one script call: get-batch.ts, strategies/cache-batch.ts), which costs
+      // one socket write per turn without ioredis' auto-pipelines (see get-batch.ts for why not those).
+      autoPipelining: false,
     });
     this.cluster = isCluster(this.redis) ? this.redis : undefined;
     this.layout = this.cluster ? KeyLayout.cluster(config.prefix) : KeyLayout.single(config.prefix);
@@ -210,7 +214,7 @@ export class RedisCache implements CacheAdapter {
     const inc = this.known(tag);
     // The hit path: a bucket adopted already, the connection up: one promise chain, no async frames.
     if (inc && !this.closed && this.redis.status === "ready") {
-      return inc.node.get(this.layout.entry(keyspace, key)).then(
+      return this.gets.get(inc, this.layout.entry(keyspace, key)).then(
         (text) => {
           if (this.incarnations.peek(tag) !== inc) throw this.movedAway(tag, inc, "GET");
           return text === null ? null : this.current(tag, inc.incarnation, text);

@@ -1,7 +1,8 @@
 /**
- * The cache side of synchronous writes, counted where Redis receives it (a private redis-server's command
- * statistics, which no other test touches): the cache writes of concurrent requests go out together (one
- * script call for many entries), and each entry still ends as the write that made it.
+ * The cache side of concurrent requests, counted where Redis receives it (a private redis-server's command
+ * statistics, which no other test touches): the cache writes of concurrent writes go out together (one
+ * script call for many entries) and each entry still ends as the write that made it; the cache reads of
+ * concurrent hits go out together (one MGET) and each request gets its own key's value.
  */
 import { Agent } from "node:http";
 import { Redis } from "ioredis";
@@ -54,13 +55,16 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** Script calls (EVALSHA and EVAL) Redis ran, from its command statistics. */
-async function scriptCalls(): Promise<number> {
+/** Calls of these commands Redis ran, from its command statistics. */
+async function calls(...commands: string[]): Promise<number> {
   const info = await redis.info("commandstats");
-  let calls = 0;
-  for (const m of info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) calls += Number(m[1]);
-  return calls;
+  let n = 0;
+  for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm))
+    if (commands.includes(m[1]!)) n += Number(m[2]);
+  return n;
 }
+
+const scriptCalls = () => calls("evalsha", "eval");
 
 describe("the cache side of concurrent writes, counted at Redis", () => {
   for (const ks of Object.keys(KEYSPACES) as Ks[]) {
@@ -94,4 +98,27 @@ describe("the cache side of concurrent writes, counted at Redis", () => {
       }
     });
   }
+});
+
+describe("the cache side of concurrent hits, counted at Redis", () => {
+  it("200 concurrent hits of 200 keys share MGETs; each answers its own key's value and version", async () => {
+    const versions = new Map<string, number>();
+    for (let i = 0; i < 200; i++) {
+      const r = await send(daemon.url, "PUT", `/v1/kv/eventual/hit-${i}`, { i });
+      expect(r.status).toBe(200);
+      versions.set(`hit-${i}`, r.etag);
+    }
+    const before = await calls("get", "mget");
+    const answers = await Promise.all(
+      [...versions.keys()].map((key) => send(daemon.url, "GET", `/v1/kv/eventual/${key}`)),
+    );
+    const reads = (await calls("get", "mget")) - before;
+    answers.forEach((r, i) => {
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.text)).toEqual({ i });
+      expect(r.etag).toBe(versions.get(`hit-${i}`));
+    });
+    expect(reads).toBeGreaterThan(0);
+    expect(reads / 200).toBeLessThan(0.5);
+  });
 });
