@@ -11,7 +11,7 @@
  * eventual: the commit is the point of truth; a failed cache update is repaired in the background.
  */
 import { WRITE_MARKER_MIN_MS, type CacheEntry } from "../cache/adapter.js";
-import { BackendUnavailableError, VersionTakenError } from "../errors.js";
+import { BackendUnavailableError, TimeoutError, VersionTakenError } from "../errors.js";
 import type { WriteOp, WriteOrigin, WriteResult } from "../store/adapter.js";
 import { nextVersion, observeVersion } from "../version.js";
 import { BaseStrategy, conditionsOp, outcomeUnknown, versionsOf, type WriteBy } from "./base.js";
@@ -58,9 +58,19 @@ export class WriteThroughStrategy extends BaseStrategy {
     const versions = new Map<string, number>();
     const pending = new Map<string, number>();
     let results!: WriteResult[];
+    const request = by.origin?.request;
+    let sent = false;
     try {
       for (let attempt = 1; ; attempt++) {
-        await eachOf(ops, (o) => this.announce(o.key, versions, pending, by.origin?.request));
+        await eachOf(ops, (o) => this.announce(o.key, versions, pending, request));
+        if (request && Date.now() >= request.deadline) {
+          // The tombstones went out with the turn's other cache writes, under the cache's own timeout; the
+          // request was answered 504 meanwhile: nothing is sent to PostgreSQL.
+          throw new TimeoutError(
+            "The request's deadline passed before the write was sent; nothing was written.",
+          );
+        }
+        sent = true;
         try {
           results = await this.storeWrite(
             ops.map((o) => ({ ...o, atVersion: versions.get(o.key) })),
@@ -70,6 +80,7 @@ export class WriteThroughStrategy extends BaseStrategy {
           break;
         } catch (err) {
           if (!(err instanceof VersionTakenError)) throw err;
+          sent = false; // that statement wrote nothing of this write
           for (const v of err.current.values()) observeVersion(v);
           // Once overtaken (two writes of a key announced in one order, sent in the other) it goes again at
           // once, above the version it found; writers that keep overtaking each other (daemons racing for
@@ -88,7 +99,7 @@ export class WriteThroughStrategy extends BaseStrategy {
     } catch (err) {
       // Not written for sure: the tombstones go, unless a later write replaced them. Unknown: they stay
       // (they let the write's own value in, should it have committed).
-      if (!outcomeUnknown(err)) await Promise.all([...pending].map(([k, v]) => this.takeBack(k, v)));
+      if (!sent || !outcomeUnknown(err)) await Promise.all([...pending].map(([k, v]) => this.takeBack(k, v)));
       throw err;
     }
     await eachOf(results, async (r, i) => {
