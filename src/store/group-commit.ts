@@ -47,14 +47,11 @@ export class WithdrawnError extends Error {
 
 export class GroupCommit<U, R> {
   private queue: Entry<U, R>[] = [];
-  private running = 0;
-  /** keys of the statements in flight */
-  private readonly sent = new Set<string>();
+  /** the statements in flight, by their units */
+  private readonly sending: Entry<U, R>[][] = [];
   private timer: NodeJS.Timeout | undefined;
   /** running mean of how long a statement takes, ms */
   private statementMs = 0;
-  /** units waiting or in flight, by key */
-  private readonly active = new Map<string, Set<Entry<U, R>>>();
 
   constructor(
     private readonly limits: GroupLimits,
@@ -72,11 +69,6 @@ export class GroupCommit<U, R> {
       reject = rej;
     });
     const entry: Entry<U, R> = { unit, keys, size, since: performance.now(), resolve, reject, answer };
-    for (const k of keys) {
-      let set = this.active.get(k);
-      if (!set) this.active.set(k, (set = new Set()));
-      set.add(entry);
-    }
     this.queue.push(entry);
     withdrawal?.onWithdraw(() => this.withdraw(entry));
     this.pump();
@@ -85,13 +77,13 @@ export class GroupCommit<U, R> {
 
   /** Resolves once no unit naming the key that is waiting or in flight now is left. */
   async idle(key: string): Promise<void> {
-    const set = this.active.get(key);
-    if (set) await Promise.allSettled([...set].map((e) => e.answer));
+    const naming = [...this.queue, ...this.sending.flat()].filter((e) => e.keys.includes(key));
+    if (naming.length > 0) await Promise.allSettled(naming.map((e) => e.answer));
   }
 
   /** Units waiting and statements in flight (tests, metrics). */
   get depth(): { waiting: number; running: number } {
-    return { waiting: this.queue.length, running: this.running };
+    return { waiting: this.queue.length, running: this.sending.length };
   }
 
   private withdraw(entry: Entry<U, R>): void {
@@ -112,13 +104,13 @@ export class GroupCommit<U, R> {
     const maxWaitMs = this.patience;
     while (this.queue.length > 0) {
       const waited = performance.now() - this.queue[0]!.since;
-      if (this.running >= (waited >= maxWaitMs ? maxInFlight : inFlight)) break;
+      if (this.sending.length >= (waited >= maxWaitMs ? maxInFlight : inFlight)) break;
       const batch = this.take();
       // Every unit waits for a key in flight: the end of that statement pumps again.
       if (batch.length === 0) return;
       this.dispatch(batch);
     }
-    if (this.queue.length > 0 && this.running < maxInFlight && !this.timer) {
+    if (this.queue.length > 0 && this.sending.length < maxInFlight && !this.timer) {
       const wait = Math.max(0, maxWaitMs - (performance.now() - this.queue[0]!.since));
       this.timer = setTimeout(() => {
         this.timer = undefined;
@@ -133,10 +125,12 @@ export class GroupCommit<U, R> {
     const rest: Entry<U, R>[] = [];
     const keys = new Set<string>();
     const blocked = new Set<string>();
+    // keys of the statements in flight
+    for (const b of this.sending) for (const e of b) for (const k of e.keys) blocked.add(k);
     let size = 0;
     for (const e of this.queue) {
       const fits = taken.length === 0 || size + e.size <= this.limits.maxOps;
-      if (fits && e.keys.every((k) => !keys.has(k) && !blocked.has(k) && !this.sent.has(k))) {
+      if (fits && e.keys.every((k) => !keys.has(k) && !blocked.has(k))) {
         taken.push(e);
         size += e.size;
         for (const k of e.keys) keys.add(k);
@@ -150,15 +144,13 @@ export class GroupCommit<U, R> {
   }
 
   private dispatch(batch: Entry<U, R>[]): void {
-    this.running++;
-    for (const e of batch) for (const k of e.keys) this.sent.add(k);
+    this.sending.push(batch);
     const started = performance.now();
     const ended = (answers: Settled<R>[]) => {
       const ms = performance.now() - started;
       this.statementMs =
         this.statementMs === 0 ? ms : this.statementMs + EWMA_WEIGHT * (ms - this.statementMs);
-      this.running--;
-      for (const e of batch) for (const k of e.keys) this.sent.delete(k);
+      this.sending.splice(this.sending.indexOf(batch), 1);
       this.pump();
       batch.forEach((e, i) => this.finish(e, answers[i] ?? { ok: false, error: new Error("no answer") }));
     };
@@ -168,11 +160,6 @@ export class GroupCommit<U, R> {
   }
 
   private finish(entry: Entry<U, R>, answer: Settled<R>): void {
-    for (const k of entry.keys) {
-      const set = this.active.get(k);
-      set?.delete(entry);
-      if (set?.size === 0) this.active.delete(k);
-    }
     if (answer.ok) entry.resolve(answer.value);
     else entry.reject(answer.error);
   }
