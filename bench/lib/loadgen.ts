@@ -43,8 +43,9 @@ export interface LoadSpec {
   /** per-request timeout, seconds */
   timeoutS?: number;
   /**
-   * A pause before each request of a connection, ms: the rate held at about connections × 1000 / delayMs
-   * while answers are much faster than that (a latency measured below the maximum rate).
+   * A pause before each request of a connection, ms on average (drawn at random): the rate held at about
+   * connections × 1000 / delayMs while answers are much faster than that (a latency measured below the
+   * maximum rate).
    */
   delayMs?: number;
 }
@@ -136,8 +137,10 @@ let scriptDir: string | undefined;
 async function runWrk(spec: LoadSpec): Promise<LoadResult> {
   scriptDir ??= mkdtempSync(join(tmpdir(), "sidecache-bench-"));
   const script = join(scriptDir, `s${Date.now()}${Math.random().toString(36).slice(2)}.lua`);
+  // Pauses drawn at random (exponential, mean delayMs): connections that all paused the same time would
+  // stay in step and arrive in bursts of `connections` requests, measuring the burst, not the server.
   const delay = spec.delayMs
-    ? `\ndelay = function() return ${Math.max(1, Math.round(spec.delayMs))} end\n`
+    ? `\ndelay = function() return math.floor(-math.log(1 - math.random()) * ${spec.delayMs} + 0.5) end\n`
     : "";
   writeFileSync(script, wrkScript(spec.pattern) + delay);
   const threads = Math.min(spec.threads ?? 1, spec.connections);

@@ -102,8 +102,10 @@ export function renderMarkdown(r: Results): string {
     );
     if (h.halfRate?.length) {
       out.push(
-        "Latency at about half each server's maximum rate (the same 50 connections, each pausing between " +
-          "requests; wrk's pause is whole milliseconds, so the rate held is near, not at, half):",
+        "Latency at about half each server's maximum rate (the same 50 connections, each pausing a random " +
+          "while between requests, exponential with the mean that gives half the rate, so that the " +
+          "connections do not arrive in step; wrk's pauses are whole milliseconds and its timers late by " +
+          "some, so the rate held is below half):",
         [
           "| server | rate held (req/s) | p50 ms | p99 ms |",
           "|---|---|---|---|",

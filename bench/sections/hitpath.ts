@@ -230,8 +230,8 @@ export async function hitPath(ctx: Context): Promise<HitResult> {
     for (const [name, s] of order) {
       if (name === "sidecache, access log on") continue;
       const max = by(name).rps;
-      const delayMs = Math.max(1, Math.round((connections * 1000) / (max / 2)));
-      const targetRps = (connections * 1000) / delayMs;
+      const delayMs = (connections * 1000) / (max / 2);
+      const targetRps = max / 2;
       ctx.log(`  hit path at half rate: ${name}, about ${round(targetRps, 0)} req/s for ${durationS}s`);
       const m = await measure(ctx, s, { ...load(s, durationS), delayMs });
       ctx.log(
