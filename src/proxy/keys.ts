@@ -5,6 +5,12 @@ export const MAX_KEY_BYTES = 512;
 
 /** Decodes one path segment into a key, or throws invalid_key saying what is wrong. */
 export function decodeKey(segment: string): string {
+  // A segment without escapes is the key as it is: its characters are the URL's bytes (no surrogates),
+  // and at 170 characters or fewer it can not exceed 512 bytes of UTF-8.
+  if (segment.length > 0 && segment.length <= 170 && !segment.includes("%")) {
+    if (segment === "." || segment === "..") checkKey(segment);
+    return segment;
+  }
   let key: string;
   try {
     // decodeURIComponent refuses percent-escapes that do not form valid UTF-8.

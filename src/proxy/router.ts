@@ -187,7 +187,7 @@ function route(
 export function keyspaceOf(ctx: ProxyContext, segment: string, meta: { keyspace: string }): Keyspace {
   let name: string;
   try {
-    name = decodeURIComponent(segment);
+    name = segment.includes("%") ? decodeURIComponent(segment) : segment;
   } catch {
     throw new InvalidRequestError("The keyspace name is not valid percent-encoded UTF-8.");
   }
