@@ -6,6 +6,7 @@ import type { RequestContext } from "../backend/request-context.js";
 import type { WriteOrigin } from "../store/adapter.js";
 import type { Conditions, ReadResult } from "../strategies/strategy.js";
 import { checkMediaType, parseJson, readBody } from "./body.js";
+import { endOfTurn } from "./end-of-turn.js";
 import { checkKey } from "./keys.js";
 import { errorBody, sendEmpty, sendJson, sendJsonWith } from "./respond.js";
 
@@ -22,7 +23,10 @@ export function getValue(
   ks.hot?.touch(key);
   const skipNear = noCache(req);
   const now = skipNear ? undefined : ks.strategy.peek?.(key);
-  if (now) return answerRead(ks, res, now, request.id);
+  if (now) {
+    endOfTurn(() => answerRead(ks, res, now, request.id));
+    return now.found ? 200 : 404;
+  }
   return ks.strategy.get(key, { skipNear, request }).then((r) => answerRead(ks, res, r, request.id));
 }
 
