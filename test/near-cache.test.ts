@@ -202,8 +202,10 @@ describe("a daemon frozen by SIGSTOP", () => {
     children.push(frozen);
     const writer = await start(y);
     await call(writer.url, "PUT", "/v1/kv/users/f", { v: 1 });
-    await call(frozen.url, "GET", "/v1/kv/users/f");
-    expect((await call(frozen.url, "GET", "/v1/kv/users/f")).headers["x-cache-tier"]).toBe("L1");
+    await until(
+      "the daemon to be frozen answers f from its near cache",
+      async () => (await call(frozen.url, "GET", "/v1/kv/users/f")).headers["x-cache-tier"] === "L1",
+    );
     frozen.process.kill("SIGSTOP");
     try {
       const t0 = Date.now();
