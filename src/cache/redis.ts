@@ -25,20 +25,28 @@ import { BackendUnavailableError, ShardUnavailableError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 
 /**
+ * setIfNewer's rule, for the scripts that set entries: whether an entry of version v and kind letter
+ * `letter` replaces what the key holds. An entry of another incarnation counts as nothing cached; one of
+ * none (the write-behind queue's) counts as current. Only the head of the cached entry is read.
+ */
+const TAKES_LUA = `${ENTRY_LUA}
+local function takes(ckey, v, letter, incarnation)
+  local kind, cached, inc = entryHead(ckey)
+  if not kind or not (inc == incarnation or inc == '') then return true end
+  local refresh = kind == 'v' and v == cached and letter == 'v'
+  return v > cached or (kind == 't' and v >= cached) or refresh
+end
+`;
+
+/**
  * KEYS[1] the entry, KEYS[2] the incarnation marker; ARGV[1] the new version, ARGV[2] the new kind letter,
  * ARGV[3] the encoded entry, ARGV[4] the TTL in ms, ARGV[5] the marker's expected text, ARGV[6] the
  * incarnation. -1 when the marker is not the expected one (the cache changed incarnation: nothing is
- * written). An entry of another incarnation counts as nothing cached; one of none (the write-behind
- * queue's) counts as current. Only the head of the cached entry is read.
+ * written); 1 when taken (TAKES_LUA), 0 when not.
  */
-const SET_IF_NEWER_LUA = `${ENTRY_LUA}
+const SET_IF_NEWER_LUA = `${TAKES_LUA}
 if redis.call('GET', KEYS[2]) ~= ARGV[5] then return -1 end
-local kind, cached, inc = entryHead(KEYS[1])
-if kind and (inc == ARGV[6] or inc == '') then
-  local v = tonumber(ARGV[1])
-  local refresh = kind == 'v' and v == cached and ARGV[2] == 'v'
-  if not (v > cached or (kind == 't' and v >= cached) or refresh) then return 0 end
-end
+if not takes(KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[6]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
 return 1
 `;
@@ -49,19 +57,16 @@ return 1
  * the kind letter, the encoded entry, the TTL in ms. -1 when the marker is not the expected one (nothing
  * is written); otherwise a list of 1 (taken) or 0 per entry.
  */
-const SET_MANY_IF_NEWER_LUA = `${ENTRY_LUA}
+const SET_MANY_IF_NEWER_LUA = `${TAKES_LUA}
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local out = {}
 for i = 2, #KEYS do
   local a = 3 + (i - 2) * 4
-  local kind, cached, inc = entryHead(KEYS[i])
-  local taken = 1
-  if kind and (inc == ARGV[2] or inc == '') then
-    local v = tonumber(ARGV[a])
-    local refresh = kind == 'v' and v == cached and ARGV[a + 1] == 'v'
-    if not (v > cached or (kind == 't' and v >= cached) or refresh) then taken = 0 end
+  local taken = 0
+  if takes(KEYS[i], tonumber(ARGV[a]), ARGV[a + 1], ARGV[2]) then
+    redis.call('SET', KEYS[i], ARGV[a + 2], 'PX', ARGV[a + 3])
+    taken = 1
   end
-  if taken == 1 then redis.call('SET', KEYS[i], ARGV[a + 2], 'PX', ARGV[a + 3]) end
   out[#out + 1] = taken
 end
 return out
@@ -235,13 +240,7 @@ export class RedisCache implements CacheAdapter {
 
   async getMany(keyspace: string, keys: string[]): Promise<(CacheEntry | null)[]> {
     if (keys.length === 0) return [];
-    const byTag = new Map<string, number[]>();
-    keys.forEach((k, i) => {
-      const tag = this.layout.tagOf(keyspace, k);
-      const at = byTag.get(tag);
-      if (at) at.push(i);
-      else byTag.set(tag, [i]);
-    });
+    const byTag = this.byBucket(keyspace, keys);
     const out: (CacheEntry | null)[] = new Array<CacheEntry | null>(keys.length).fill(null);
     await Promise.all(
       [...byTag].map(async ([tag, at]) => {
@@ -302,13 +301,10 @@ export class RedisCache implements CacheAdapter {
       const it = items[0]!;
       return [await this.setIfNewer(keyspace, it.key, it.entry, it.ttlMs)];
     }
-    const byTag = new Map<string, number[]>();
-    items.forEach((it, i) => {
-      const tag = this.layout.tagOf(keyspace, it.key);
-      const at = byTag.get(tag);
-      if (at) at.push(i);
-      else byTag.set(tag, [i]);
-    });
+    const byTag = this.byBucket(
+      keyspace,
+      items.map((it) => it.key),
+    );
     const out = new Array<boolean>(items.length).fill(false);
     await Promise.all(
       [...byTag].map(async ([tag, at]) => {
@@ -470,6 +466,18 @@ export class RedisCache implements CacheAdapter {
           });
     this.redis.disconnect(false);
     await ended;
+  }
+
+  /** The positions of the keys, by the tag of their bucket. */
+  private byBucket(keyspace: string, keys: string[]): Map<string, number[]> {
+    const byTag = new Map<string, number[]>();
+    keys.forEach((k, i) => {
+      const tag = this.layout.tagOf(keyspace, k);
+      const at = byTag.get(tag);
+      if (at) at.push(i);
+      else byTag.set(tag, [i]);
+    });
+    return byTag;
   }
 
   /** The bucket's incarnation, adopted first when needed; on a Cluster, on a node connection still open. */
