@@ -1,7 +1,10 @@
 /**
  * The load generators: wrk (preferred) driven by a generated Lua script, or autocannon (a devDependency)
- * as the fallback, both pinned to the load generator's core and both reporting the same fields.
+ * as the fallback, both pinned to the load generator's core and both reporting the same fields. Runs at
+ * a fixed rate (`rate`) go to `paced` (bench/loadgen/paced.c, built here with the C compiler) when
+ * there is one.
  */
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,6 +51,11 @@ export interface LoadSpec {
    * maximum rate).
    */
   delayMs?: number;
+  /**
+   * Requests per second arriving as a Poisson process whatever the answers do (an open loop), each
+   * latency counted from its arrival; the connections are a pool the arrivals share. "get" only.
+   */
+  rate?: number;
 }
 
 export interface LoadResult {
@@ -71,6 +79,10 @@ export interface LoadResult {
   maxMs: number;
   /** CPU seconds the load generator used (user + system), when /usr/bin/time is there */
   generatorCpuS?: number;
+  /** paced only: arrivals that found every connection busy and waited for one */
+  queued?: number;
+  /** paced only: p99 counted from the moment each request was written instead of from its arrival */
+  p99SentMs?: number;
 }
 
 export type Tool = "wrk" | "autocannon";
@@ -209,6 +221,77 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
   return { ...r, tool: "autocannon", threads: 1, generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined };
 }
 
+let pacedBinary: string | null | undefined;
+
+/** Builds the paced generator once per bench; null when there is no C compiler (or it fails). */
+export function pacedAvailable(): boolean {
+  if (pacedBinary === undefined) {
+    scriptDir ??= mkdtempSync(join(tmpdir(), "sidecache-bench-"));
+    const source = fileURLToPath(new URL("../../../bench/loadgen/paced.c", import.meta.url));
+    const out = join(scriptDir, "paced");
+    try {
+      execFileSync("cc", ["-O2", "-o", out, source, "-lm"], { stdio: "pipe" });
+      pacedBinary = out;
+    } catch {
+      pacedBinary = null;
+    }
+  }
+  return pacedBinary !== null;
+}
+
+async function runPaced(spec: LoadSpec): Promise<LoadResult> {
+  if (spec.pattern.kind !== "get") throw new Error("the paced generator sends GETs of one path only");
+  const url = new URL(spec.base);
+  const args = [
+    url.hostname,
+    url.port,
+    spec.pattern.path,
+    String(spec.connections),
+    String(spec.rate),
+    String(spec.durationS),
+    String(spec.timeoutS ?? 10),
+  ];
+  const timed = hasTimeCommand();
+  const child = timed
+    ? spawnPinned(spec.core, "/usr/bin/time", ["-f", "WRKTIME %U %S", pacedBinary!, ...args])
+    : spawnPinned(spec.core, pacedBinary!, args);
+  const code = await child.exited;
+  const out = child.output();
+  const m = /PACEDJSON (\{.*\})/.exec(out);
+  if (!m) throw new Error(`paced failed (exit ${code}):\n${out.slice(-3000)}`);
+  const j = JSON.parse(m[1]!) as Record<string, number>;
+  const t = /WRKTIME ([\d.]+) ([\d.]+)/.exec(out);
+  const durationS = j.duration_us! / 1e6;
+  return {
+    tool: "paced",
+    connections: spec.connections,
+    threads: 1,
+    durationS,
+    requests: j.requests!,
+    ok: j.requests! - j.status!,
+    errorStatus: j.status!,
+    socketErrors: j.connect! + j.read! + j.write! + j.timeout!,
+    rps: j.requests! / durationS,
+    okRps: (j.requests! - j.status!) / durationS,
+    meanMs: j.mean_us! / 1000,
+    p50Ms: j.p50_us! / 1000,
+    p90Ms: j.p90_us! / 1000,
+    p99Ms: j.p99_us! / 1000,
+    maxMs: j.max_us! / 1000,
+    generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined,
+    queued: j.queued!,
+    p99SentMs: j.p99_sent_us! / 1000,
+  };
+}
+
+/**
+ * Runs one load. A fixed `rate` goes to the paced generator, or without a C compiler to the chosen tool
+ * pausing each connection for the mean while that gives that rate (a closed loop, burstier).
+ */
 export function runLoad(tool: Tool, spec: LoadSpec): Promise<LoadResult> {
+  if (spec.rate !== undefined) {
+    if (spec.pattern.kind === "get" && pacedAvailable()) return runPaced(spec);
+    spec = { ...spec, rate: undefined, delayMs: (spec.connections * 1000) / spec.rate };
+  }
   return tool === "wrk" ? runWrk(spec) : runAutocannon(spec);
 }

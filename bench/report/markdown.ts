@@ -101,15 +101,26 @@ export function renderMarkdown(r: Results): string {
           : ""),
     );
     if (h.halfRate?.length) {
+      const paced = h.halfRate.every((r) => r.tool === "paced");
       out.push(
-        "Latency at about half each server's maximum rate (the same 50 connections, each pausing a random " +
-          "while between requests, exponential with the mean that gives half the rate, so that the " +
-          "connections do not arrive in step; wrk's pauses are whole milliseconds and its timers late by " +
-          "some, so the rate held is below half):",
+        (paced
+          ? "Latency at half each server's maximum rate: requests arriving at random (a Poisson process, " +
+            "timed to the microsecond by the bench's own generator, `bench/loadgen/paced.c`) and sent on " +
+            "whichever of the 50 connections is free, each latency counted from the request's arrival " +
+            "(a stalled server is not let off by the generator waiting for it). "
+          : "Latency at about half each server's maximum rate (wrk, the same 50 connections, each pausing " +
+            "a random while between requests; wrk's pauses are whole milliseconds, so each millisecond's " +
+            "requests arrive together and the p99 measures those bursts). ") +
+          `The median of ${h.rounds} alternating rounds, and each round's p99:`,
         [
-          "| server | rate held (req/s) | p50 ms | p99 ms |",
-          "|---|---|---|---|",
-          ...h.halfRate.map((r) => `| ${r.server} | ${f(r.rps)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} |`),
+          `| server | rate held (req/s) | p50 ms | p99 ms | p99 of each round, ms${paced ? " | p99 from send, ms" : ""} |`,
+          `|---|---|---|---|---|${paced ? "---|" : ""}`,
+          ...h.halfRate.map(
+            (r) =>
+              `| ${r.server} | ${f(r.rps)} | ${f(r.p50Ms, 3)} | ${f(r.p99Ms, 3)} | ` +
+              `${(r.p99Rounds ?? [r.p99Ms]).map((x) => f(x, 2)).join(", ")} |` +
+              (paced ? ` ${r.p99SentMs !== undefined ? f(r.p99SentMs, 3) : "-"} |` : ""),
+          ),
         ].join("\n"),
       );
     }
