@@ -9,7 +9,6 @@
  * the keyspace stays over the line (Alertmanager would otherwise resolve it by itself); a resolved alert
  * carries endsAt now. The json format gets transitions only.
  */
-import { request } from "undici";
 import type { WebhookConfig } from "../config/types.js";
 import type { Logger } from "../log.js";
 import type { Telemetry } from "../telemetry.js";
@@ -107,6 +106,8 @@ class WebhookQueue {
     for (let attempt = 1; !this.stopped; attempt++) {
       let problem: string;
       try {
+        // Loaded on the first alert: a daemon whose checker never alerts does not carry it (about 4 MiB).
+        const { request } = await import("undici");
         const res = await request(this.hook.url, {
           method: "POST",
           headers: { "content-type": "application/json" },

@@ -4,7 +4,6 @@ import type { StoreConfig } from "../config/types.js";
 import type { Logger } from "../log.js";
 import type { StoreAdapter } from "./adapter.js";
 import { mapStoreError } from "./errors.js";
-import { PgliteDriver } from "./pglite.js";
 import { PostgresDriver } from "./postgres.js";
 import { SqlStoreAdapter } from "./sql-store.js";
 
@@ -29,6 +28,8 @@ export async function createStore(config: StoreConfig, log?: Logger): Promise<St
       throw new Error(`store.url ${JSON.stringify(url)} names no directory (pglite:PATH or pglite:memory).`);
     const path = rest === "memory" || rest === "memory://" ? null : resolve(rest.replace(/^file:\/\//, ""));
     try {
+      // Loaded only for the embedded store: a daemon on PostgreSQL does not carry it (about 4 MiB of RSS).
+      const { PgliteDriver } = await import("./pglite.js");
       const driver = await PgliteDriver.open(path);
       return new SqlStoreAdapter(driver, log);
     } catch (err) {
