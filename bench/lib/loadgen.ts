@@ -56,6 +56,8 @@ export interface LoadSpec {
    * latency counted from its arrival; the connections are a pool the arrivals share. "get" only.
    */
   rate?: number;
+  /** with `rate`: seconds at that rate before durationS, not counted (new connections, code warming up) */
+  rateWarmupS?: number;
 }
 
 export interface LoadResult {
@@ -83,6 +85,8 @@ export interface LoadResult {
   queued?: number;
   /** paced only: p99 counted from the moment each request was written instead of from its arrival */
   p99SentMs?: number;
+  /** paced only: p99 of how late the generator wrote the arrivals that found a free connection */
+  generatorLateP99Ms?: number;
 }
 
 export type Tool = "wrk" | "autocannon";
@@ -250,6 +254,7 @@ async function runPaced(spec: LoadSpec): Promise<LoadResult> {
     String(spec.rate),
     String(spec.durationS),
     String(spec.timeoutS ?? 10),
+    String(spec.rateWarmupS ?? 1),
   ];
   const timed = hasTimeCommand();
   const child = timed
@@ -281,6 +286,7 @@ async function runPaced(spec: LoadSpec): Promise<LoadResult> {
     generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined,
     queued: j.queued!,
     p99SentMs: j.p99_sent_us! / 1000,
+    generatorLateP99Ms: j.p99_late_us! / 1000,
   };
 }
 

@@ -10,9 +10,13 @@
  * together, and at half a server's maximum rate the last of every burst waits about half a millisecond
  * whatever the server is.
  *
- * Usage: paced HOST PORT PATH CONNECTIONS RATE DURATION_S TIMEOUT_S
+ * Usage: paced HOST PORT PATH CONNECTIONS RATE DURATION_S TIMEOUT_S WARMUP_S
+ * The first WARMUP_S seconds run at the same rate and are not counted: a server just given 50 new
+ * connections, or code tuned for another load generator's requests, answers slowly for a moment.
  * Prints one line: PACEDJSON {...}; latencies in microseconds, counted from each request's arrival
- * (p99_us) and from the moment it was written (p99_sent_us).
+ * (p99_us) and from the moment it was written (p99_sent_us). p99_late_us is how late the generator
+ * itself wrote the arrivals that found a free connection: a timer that fires late on an idle core is the
+ * machine's doing, and a floor under every server's p99 here.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -41,6 +45,7 @@ typedef struct {
   int fd;
   int busy;
   int64_t intended; /* when the request in flight arrived */
+  int counted;      /* arrived after the warm-up */
   int64_t sent;     /* when it was written */
   size_t len;
   char buf[BUF];
@@ -55,8 +60,12 @@ static int *idle, nidle;
 static int64_t *queue;
 static size_t qhead, qtail;
 static int64_t *lat_arrival, *lat_sent;
-static size_t nlat, caplat;
+static size_t nlat, caplat, nsent, capsent;
+/* How late the generator itself sent the arrivals that found a free connection: the machine's own noise */
+static int64_t *late;
+static size_t nlate, caplate;
 static long err_connect, err_read, err_write, err_status, queued;
+static int64_t counted_from;
 
 static int64_t now_ns(void) {
   struct timespec t;
@@ -106,6 +115,7 @@ static void reopen(int i) {
 static void send_on(int i, int64_t intended) {
   conn_t *c = &conns[i];
   c->intended = intended;
+  c->counted = intended >= counted_from;
   c->sent = now_ns();
   c->busy = 1;
   c->len = 0;
@@ -116,27 +126,31 @@ static void send_on(int i, int64_t intended) {
   }
 }
 
+static void push(int64_t **xs, size_t *n, size_t *cap, int64_t x) {
+  if (*n == *cap) {
+    *cap = *cap ? *cap * 2 : 1 << 20;
+    *xs = realloc(*xs, *cap * sizeof **xs);
+    if (!*xs) fail("out of memory");
+  }
+  (*xs)[(*n)++] = x;
+}
+
 /* A request arrived at `intended`: out on a free connection, or queued until one is free. */
 static void arrive(int64_t intended) {
   if (nidle > 0) {
-    send_on(idle[--nidle], intended);
+    int i = idle[--nidle];
+    send_on(i, intended);
+    if (conns[i].counted) push(&late, &nlate, &caplate, conns[i].sent - intended);
     return;
   }
   if (qtail - qhead >= QUEUE) fail("more than a million arrivals waiting: the rate is far above the server's");
   queue[qtail++ % QUEUE] = intended;
-  queued++;
+  if (intended >= counted_from) queued++;
 }
 
 static void record(int64_t arrival, int64_t sent) {
-  if (nlat == caplat) {
-    caplat = caplat ? caplat * 2 : 1 << 20;
-    lat_arrival = realloc(lat_arrival, caplat * sizeof *lat_arrival);
-    lat_sent = realloc(lat_sent, caplat * sizeof *lat_sent);
-    if (!lat_arrival || !lat_sent) fail("out of memory");
-  }
-  lat_arrival[nlat] = arrival;
-  lat_sent[nlat] = sent;
-  nlat++;
+  push(&lat_arrival, &nlat, &caplat, arrival);
+  push(&lat_sent, &nsent, &capsent, sent);
 }
 
 /* Length of a complete answer at the start of buf, 0 while it is incomplete. */
@@ -177,8 +191,10 @@ static void readable(int i) {
     if (!used) continue;
     if (used != c->len || !c->busy) fail("an answer nobody asked for (pipelining is not supported)");
     int64_t t = now_ns();
-    record(t - c->intended, t - c->sent);
-    if (status >= 400) err_status++;
+    if (c->counted) {
+      record(t - c->intended, t - c->sent);
+      if (status >= 400) err_status++;
+    }
     c->busy = 0;
     c->len = 0;
     if (qhead < qtail) {
@@ -212,7 +228,7 @@ static double uniform(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 8) fail("usage: paced HOST PORT PATH CONNECTIONS RATE DURATION_S TIMEOUT_S");
+  if (argc != 9) fail("usage: paced HOST PORT PATH CONNECTIONS RATE DURATION_S TIMEOUT_S WARMUP_S");
   const char *host = argv[1];
   int port = atoi(argv[2]);
   const char *path = argv[3];
@@ -220,7 +236,8 @@ int main(int argc, char **argv) {
   double rate = atof(argv[5]);
   double duration = atof(argv[6]);
   double timeout = atof(argv[7]);
-  if (nconns < 1 || rate <= 0 || duration <= 0 || timeout <= 0) fail("bad arguments");
+  double warmup = atof(argv[8]);
+  if (nconns < 1 || rate <= 0 || duration <= 0 || timeout <= 0 || warmup < 0) fail("bad arguments");
   memset(&addr, 0, sizeof addr);
   addr.sin_family = AF_INET;
   addr.sin_port = htons((uint16_t)port);
@@ -247,7 +264,8 @@ int main(int argc, char **argv) {
   if (epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &tev) != 0) die("epoll_ctl");
 
   const int64_t start = now_ns();
-  const int64_t arrivals_end = start + (int64_t)(duration * 1e9);
+  counted_from = start + (int64_t)(warmup * 1e9);
+  const int64_t arrivals_end = counted_from + (int64_t)(duration * 1e9);
   const int64_t hard_end = arrivals_end + (int64_t)(timeout * 1e9);
   const double mean_gap_ns = 1e9 / rate;
   int64_t next = start;
@@ -257,7 +275,7 @@ int main(int argc, char **argv) {
     int64_t t = now_ns();
     while (next <= t && next < arrivals_end) {
       arrive(next);
-      arrivals++;
+      if (next >= counted_from) arrivals++;
       next += (int64_t)(-log(uniform()) * mean_gap_ns);
     }
     int outstanding = nconns - nidle + (int)(qtail - qhead);
@@ -283,21 +301,23 @@ int main(int argc, char **argv) {
     }
   }
   long timeouts = nconns - nidle + (long)(qtail - qhead);
-  double elapsed_s = (double)(arrivals_end - start) / 1e9;
+  double elapsed_s = (double)(arrivals_end - counted_from) / 1e9;
 
   double sum = 0;
   for (size_t k = 0; k < nlat; k++) sum += (double)lat_arrival[k];
   qsort(lat_arrival, nlat, sizeof *lat_arrival, cmp);
-  qsort(lat_sent, nlat, sizeof *lat_sent, cmp);
+  qsort(lat_sent, nsent, sizeof *lat_sent, cmp);
+  qsort(late, nlate, sizeof *late, cmp);
   printf(
       "PACEDJSON {\"arrivals\":%ld,\"requests\":%zu,\"duration_us\":%.0f,\"connect\":%ld,\"read\":%ld,"
       "\"write\":%ld,\"status\":%ld,\"timeout\":%ld,\"queued\":%ld,\"mean_us\":%.3f,\"max_us\":%.3f,"
       "\"p50_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f,\"p999_us\":%.3f,\"p50_sent_us\":%.3f,"
-      "\"p99_sent_us\":%.3f}\n",
+      "\"p99_sent_us\":%.3f,\"p99_late_us\":%.3f,\"max_late_us\":%.3f}\n",
       arrivals, nlat, elapsed_s * 1e6, err_connect, err_read, err_write, err_status, timeouts, queued,
       nlat ? sum / (double)nlat / 1e3 : 0.0, nlat ? (double)lat_arrival[nlat - 1] / 1e3 : 0.0,
       (double)pct(lat_arrival, nlat, 50) / 1e3, (double)pct(lat_arrival, nlat, 90) / 1e3,
       (double)pct(lat_arrival, nlat, 99) / 1e3, (double)pct(lat_arrival, nlat, 99.9) / 1e3,
-      (double)pct(lat_sent, nlat, 50) / 1e3, (double)pct(lat_sent, nlat, 99) / 1e3);
+      (double)pct(lat_sent, nsent, 50) / 1e3, (double)pct(lat_sent, nsent, 99) / 1e3,
+      (double)pct(late, nlate, 99) / 1e3, nlate ? (double)late[nlate - 1] / 1e3 : 0.0);
   return 0;
 }

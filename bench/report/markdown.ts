@@ -107,7 +107,8 @@ export function renderMarkdown(r: Results): string {
           ? "Latency at half each server's maximum rate: requests arriving at random (a Poisson process, " +
             "timed to the microsecond by the bench's own generator, `bench/loadgen/paced.c`) and sent on " +
             "whichever of the 50 connections is free, each latency counted from the request's arrival " +
-            "(a stalled server is not let off by the generator waiting for it). "
+            "(a stalled server is not let off by the generator waiting for it), after a warm-up at the same " +
+            "rate that is not counted. "
           : "Latency at about half each server's maximum rate (wrk, the same 50 connections, each pausing " +
             "a random while between requests; wrk's pauses are whole milliseconds, so each millisecond's " +
             "requests arrive together and the p99 measures those bursts). ") +
@@ -123,6 +124,12 @@ export function renderMarkdown(r: Results): string {
           ),
         ].join("\n"),
       );
+      const late = h.halfRate.map((r) => r.generatorLateP99Ms).filter((x): x is number => x !== undefined);
+      if (late.length)
+        out.push(
+          `The generator itself wrote its arrivals late by at most ${f(Math.max(...late) * 1000, 0)} µs at the ` +
+            "p99 (any round, any server): the tails above are the servers' and their core's, not the generator's.",
+        );
     }
     if (h.profile) {
       out.push(

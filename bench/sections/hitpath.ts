@@ -67,6 +67,8 @@ export interface HitResult {
     p99Rounds: number[];
     /** paced only: p99 from the moment each request was written */
     p99SentMs?: number;
+    /** paced only: the largest of the rounds' p99 of the generator's own lateness */
+    generatorLateP99Ms?: number;
   }[];
   /** below this sidecache / bare ratio a full run profiles the daemon */
   profileBelow: number;
@@ -247,7 +249,7 @@ export async function hitPath(ctx: Context): Promise<HitResult> {
         ctx.log(
           `  hit path at half rate, round ${r + 1}/${rounds}: ${name}, ${round(targetRps, 0)} req/s for ${durationS}s`,
         );
-        const m = await measure(ctx, s, { ...load(s, durationS), rate: targetRps });
+        const m = await measure(ctx, s, { ...load(s, durationS), rate: targetRps, rateWarmupS: warmupS });
         ctx.log(
           `    ${m.load.tool}: ${round(m.load.rps, 0)} req/s, p50 ${round(m.load.p50Ms, 3)} ms, ` +
             `p99 ${round(m.load.p99Ms, 3)} ms` +
@@ -268,6 +270,8 @@ export async function hitPath(ctx: Context): Promise<HitResult> {
         p99Ms: median(ls.map((l) => l.p99Ms)),
         p99Rounds: ls.map((l) => l.p99Ms),
         p99SentMs: sent.length === ls.length ? median(sent) : undefined,
+        generatorLateP99Ms:
+          sent.length === ls.length ? Math.max(...ls.map((l) => l.generatorLateP99Ms ?? 0)) : undefined,
       };
     });
 
