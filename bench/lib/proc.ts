@@ -155,6 +155,14 @@ export function cpuSeconds(pid: number): number {
   return (utime + stime) / ticksPerSecond();
 }
 
+/** Times the process's main thread went to sleep and was woken (/proc/PID/task/PID voluntary switches). */
+export function mainThreadWakeups(pid: number): number {
+  const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(
+    readFileSync(`/proc/${pid}/task/${pid}/status`, "utf8"),
+  );
+  return m ? Number(m[1]) : 0;
+}
+
 /** Resident set size in bytes (/proc/PID/status VmRSS). */
 export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

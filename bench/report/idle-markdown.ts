@@ -14,6 +14,8 @@ export function renderIdle(r: IdleResult): string[] {
       f(row.pgStatementsPerS / row.daemons, 2),
       String(row.redisConnections),
       `${row.pgConnections} (${row.pgConnectionsPeak})`,
+      row.wakeupsPerSPerDaemon !== undefined ? f(row.wakeupsPerSPerDaemon) : "-",
+      row.cpuMsPerSPerDaemon !== undefined ? f(row.cpuMsPerSPerDaemon, 2) : "-",
     ].join(" | "),
   );
   const one = r.rows[0];
@@ -25,12 +27,13 @@ export function renderIdle(r: IdleResult): string[] {
       `over a private Redis and a private PostgreSQL, with no request at all for ${one?.windowS ?? "?"} s: Redis ` +
       "commands counted by `INFO commandstats` (commands run inside scripts included), PostgreSQL statements by " +
       "`pg_stat_statements`, connections as each server lists them (PostgreSQL: held idle, and the most seen " +
-      "while the daemons started). The last row, when present, is the largest fleet again with `store.pooler: " +
+      "while the daemons started), and each daemon's own cost on its machine: how many times a second its " +
+      "main thread was woken (voluntary context switches in `/proc`) and its CPU (utime + stime). The last row, when present, is the largest fleet again with `store.pooler: " +
       "transaction`, through a PgBouncer in transaction mode with `default_pool_size = 10`.",
     "```yaml\n" + r.config.trim() + "\n```",
     [
-      "| daemons | Redis commands/s | per daemon | PostgreSQL statements/s | per daemon | Redis connections | PostgreSQL connections (peak) |",
-      "|---|---|---|---|---|---|---|",
+      "| daemons | Redis commands/s | per daemon | PostgreSQL statements/s | per daemon | Redis connections | PostgreSQL connections (peak) | wake-ups/s per daemon | CPU ms/s per daemon |",
+      "|---|---|---|---|---|---|---|---|---|",
       ...rows.map((x) => `| ${x} |`),
     ].join("\n"),
     one && many && many !== one

@@ -16,7 +16,7 @@ import { startPrivatePostgres, type PrivatePostgres } from "../../test/support/p
 import { startPgBouncer, type PrivatePgBouncer } from "../../test/support/pgbouncer.js";
 import { startPrivateRedis, type PrivateRedis } from "../../test/support/redis-server.js";
 import { round, sleep, type Context } from "../lib/context.js";
-import { spawnPinned, waitForOutput, type Child } from "../lib/proc.js";
+import { cpuSeconds, mainThreadWakeups, spawnPinned, waitForOutput, type Child } from "../lib/proc.js";
 import { ROOT } from "../lib/servers.js";
 
 export interface IdleRow {
@@ -33,6 +33,9 @@ export interface IdleRow {
   /** the busiest commands and statements, per second */
   topRedis: { command: string; perS: number }[];
   topPg: { statement: string; perS: number }[];
+  /** each daemon's main thread: times it was woken per second, and its process's CPU, mean over the daemons */
+  wakeupsPerSPerDaemon?: number;
+  cpuMsPerSPerDaemon?: number;
 }
 
 export interface IdleResult {
@@ -111,17 +114,23 @@ async function spawnOne(file: string, dir: string, name: string): Promise<Child>
 async function window(
   redis: Redis,
   db: pg.Client,
-  daemons: number,
+  pids: number[],
   windowS: number,
   pgConnectionsPeak: number,
 ): Promise<IdleRow> {
+  const daemons = pids.length;
   const r0 = await redisCalls(redis);
   const p0 = await pgCalls(db);
+  const w0 = pids.map(mainThreadWakeups);
+  const c0 = pids.map(cpuSeconds);
   const t0 = performance.now();
   await sleep(windowS * 1000);
+  const w1 = pids.map(mainThreadWakeups);
+  const c1 = pids.map(cpuSeconds);
   const r1 = await redisCalls(redis);
   const p1 = await pgCalls(db);
   const s = (performance.now() - t0) / 1000;
+  const perDaemon = (a: number[], b: number[]) => b.reduce((t, x, i) => t + x - a[i]!, 0) / daemons / s;
   const rd = delta(r1, r0);
   // this section's own INFO and pg_stat_* reads
   rd.set("info", Math.max(0, (rd.get("info") ?? 0) - 1));
@@ -140,6 +149,8 @@ async function window(
     pgConnectionsPeak,
     topRedis: top(rd).map(([command, n]) => ({ command, perS: n / s })),
     topPg: top(pd).map(([statement, n]) => ({ statement, perS: n / s })),
+    wakeupsPerSPerDaemon: perDaemon(w0, w1),
+    cpuMsPerSPerDaemon: perDaemon(c0, c1) * 1000,
   };
 }
 
@@ -190,14 +201,16 @@ export async function idleFleet(ctx: Context): Promise<IdleResult> {
       await sleep(3_000); // start-up work (warming, first sweeps, claims) settles
       sampling = false;
       await sampler;
-      const row = { ...(await window(redis!, db!, n, windowS, peak)), ...(via ? { via } : {}) };
+      const pids = children.map((c) => c.pid).filter((p) => p > 0);
+      const row = { ...(await window(redis!, db!, pids, windowS, peak)), ...(via ? { via } : {}) };
       rows.push(row);
       ctx.log(
         `  ${n} idle daemon(s)${via ? " through PgBouncer (transaction mode)" : ""}: ` +
           `Redis ${round(row.redisCommandsPerS, 1)} commands/s ` +
           `(${round(row.redisCommandsPerS / n, 1)} per daemon), PostgreSQL ${round(row.pgStatementsPerS, 1)} ` +
           `statements/s (${round(row.pgStatementsPerS / n, 2)} per daemon); connections: Redis ${row.redisConnections}, PostgreSQL ${row.pgConnections} ` +
-          `(${row.pgConnectionsPeak} at most while they started)`,
+          `(${row.pgConnectionsPeak} at most while they started); each daemon woke ` +
+          `${round(row.wakeupsPerSPerDaemon ?? 0, 1)} times/s and used ${round(row.cpuMsPerSPerDaemon ?? 0, 2)} ms of CPU/s`,
       );
       ctx.log(`    Redis: ${row.topRedis.map((t) => `${t.command} ${round(t.perS, 1)}/s`).join(", ")}`);
       for (const t of row.topPg) ctx.log(`    PostgreSQL ${round(t.perS, 2)}/s: ${t.statement}`);
