@@ -192,6 +192,70 @@ describe("slow, idle and too many clients", () => {
     expect((await db.query(`select 1 from ${tag}_users where key = 'trickle'`)).rowCount).toBe(0);
   });
 
+  it("a client that stops reading its answers is closed after request_timeout, others still served", async () => {
+    const value = JSON.stringify({ pad: "x".repeat(15_000) });
+    expect((await call(daemon.url, "PUT", "/v1/kv/users/big", value)).status).toBe(200);
+    // About 60 MB of answers asked for at once and not read: more than the kernel's buffers hold on both
+    // sides, so the daemon is left holding answers it can not send.
+    const asked = 4_000;
+    const request = "GET /v1/kv/users/big HTTP/1.1\r\nHost: x\r\n\r\n";
+    const socket = net.connect(port, "127.0.0.1");
+    socket.pause();
+    socket.on("error", () => {});
+    let text = "";
+    let closed = false;
+    socket.on("close", () => (closed = true));
+    socket.on("data", (d) => (text += d.toString("latin1")));
+    socket.on("connect", () => socket.write(request.repeat(asked)));
+    // the daemon goes on answering others meanwhile
+    await new Promise((r) => setTimeout(r, 500));
+    await stillServes();
+    // past request_timeout (2 s) and the once-a-second look: the client reads again, and gets what the
+    // kernel's buffers held, then the end
+    await new Promise((r) => setTimeout(r, 4_500));
+    socket.resume();
+    const deadline = Date.now() + 10_000;
+    while (!closed) {
+      expect(Date.now(), "the daemon kept the connection").toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const answered = (text.match(/HTTP\/1\.1 200/g) ?? []).length;
+    expect(answered).toBeGreaterThan(0);
+    expect(answered).toBeLessThan(asked);
+    await stillServes();
+  });
+
+  it("a client that reads its answers slowly is not cut off", async () => {
+    const value = JSON.stringify({ pad: "y".repeat(15_000) });
+    expect((await call(daemon.url, "PUT", "/v1/kv/users/big2", value)).status).toBe(200);
+    const request = "GET /v1/kv/users/big2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    const wanted = 400;
+    const socket = net.connect(port, "127.0.0.1");
+    socket.on("error", () => {});
+    let text = "";
+    let closed = false;
+    socket.on("close", () => (closed = true));
+    socket.on("data", (d) => (text += d.toString("latin1")));
+    socket.on("connect", () => socket.write(request.repeat(wanted)));
+    // Read in sips for longer than request_timeout: the answers keep moving, so the connection stays.
+    const t0 = Date.now();
+    while (Date.now() - t0 < 4_500) {
+      socket.pause();
+      await new Promise((r) => setTimeout(r, 300));
+      socket.resume();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    socket.resume();
+    const deadline = Date.now() + 10_000;
+    while ((text.match(/HTTP\/1\.1 200/g) ?? []).length < wanted && !closed) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    socket.destroy();
+    expect(closed).toBe(false);
+    expect((text.match(/HTTP\/1\.1 200/g) ?? []).length).toBe(wanted);
+  });
+
   it("a connection that sends nothing is closed", async () => {
     const r = await raw([], { waitMs: 6000 });
     expect(r.closed).toBe(true);

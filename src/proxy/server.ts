@@ -20,6 +20,9 @@ export class HttpServer {
   private open = 0;
   /** connections accepted beyond max_connections: their first request is answered 503 and they close */
   private readonly overLimit = new WeakSet<Socket>();
+  /** every open connection, and since when an answer it holds queued has not moved (0: nothing queued) */
+  private readonly sockets = new Map<Socket, { written: number; since: number }>();
+  private readonly sweep: NodeJS.Timeout;
 
   constructor(ctx: ProxyContext) {
     const s = ctx.server;
@@ -49,11 +52,18 @@ export class HttpServer {
       : createServer(options, handler);
     // Past the limit connections are still taken, so that they get an answer; far past it Node drops them.
     this.server.maxConnections = s.maxConnections + Math.max(16, Math.ceil(s.maxConnections / 10));
-    // A client that stops reading its answer holds a socket: give up on it after this long without traffic.
-    this.server.timeout = s.requestTimeoutMs;
+    // A client that stops reading its answer holds a socket: it is closed once its queued answer has not
+    // moved for request_timeout. Looked for once a second rather than with Node's socket timeout
+    // (server.timeout), which re-arms a timer on every read and write of every connection.
+    this.sweep = setInterval(() => this.closeStalledReaders(s.requestTimeoutMs), TIMEOUT_CHECK_MS);
+    this.sweep.unref();
     this.server.on(this.secure ? "secureConnection" : "connection", (socket: Socket) => {
       if (++this.open > s.maxConnections) this.overLimit.add(socket);
-      socket.once("close", () => this.open--);
+      this.sockets.set(socket, { written: 0, since: 0 });
+      socket.once("close", () => {
+        this.open--;
+        this.sockets.delete(socket);
+      });
     });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable) return socket.destroy();
@@ -70,6 +80,22 @@ export class HttpServer {
     });
   }
 
+  private closeStalledReaders(timeoutMs: number): void {
+    const now = Date.now();
+    for (const [socket, seen] of this.sockets) {
+      // bytesWritten counts what is still queued too: what went to the kernel is the difference
+      const flushed = socket.bytesWritten - socket.writableLength;
+      if (socket.writableLength === 0) {
+        seen.since = 0;
+      } else if (seen.since === 0 || flushed !== seen.written) {
+        seen.written = flushed;
+        seen.since = now;
+      } else if (now - seen.since >= timeoutMs) {
+        socket.destroy();
+      }
+    }
+  }
+
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
@@ -82,6 +108,7 @@ export class HttpServer {
 
   /** Stops accepting, lets requests in flight finish, closes idle keep-alive connections; forces the rest after deadlineMs. */
   close(deadlineMs: number): Promise<void> {
+    clearInterval(this.sweep);
     return new Promise((resolve) => {
       const force = setTimeout(() => this.server.closeAllConnections(), deadlineMs);
       force.unref();
