@@ -83,8 +83,9 @@ static void fail(const char *what) {
   exit(2);
 }
 
-/* Opens connection i and marks it idle; false when the server refused it. */
-static int open_conn(int i) {
+/* Opens connection i; false when the server refused it. A new connection is idle: `listed` says whether
+ * it must be put on the idle list (a connection that was idle when it closed is on it already). */
+static int open_conn(int i, int listed) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) die("socket");
   int one = 1;
@@ -100,16 +101,17 @@ static int open_conn(int i) {
   conns[i].fd = fd;
   conns[i].busy = 0;
   conns[i].len = 0;
-  idle[nidle++] = i;
+  if (!listed) idle[nidle++] = i;
   return 1;
 }
 
+/* The connection closed or failed: a request in flight on it is lost (counted by the caller). */
 static void reopen(int i) {
+  int was_idle = !conns[i].busy;
   epoll_ctl(epfd, EPOLL_CTL_DEL, conns[i].fd, NULL);
   close(conns[i].fd);
   conns[i].fd = -1;
-  conns[i].busy = 0;
-  open_conn(i);
+  if (!open_conn(i, was_idle)) fail("the server refused a new connection");
 }
 
 static void send_on(int i, int64_t intended) {
@@ -181,8 +183,10 @@ static void readable(int i) {
     ssize_t n = read(c->fd, c->buf + c->len, BUF - c->len);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) {
-      err_read++;
+      // a connection closed while idle (a keep-alive timeout at a low rate) loses nothing
+      if (c->busy) err_read++;
       reopen(i);
+      if (qhead < qtail && nidle > 0) send_on(idle[--nidle], queue[qhead++ % QUEUE]);
       return;
     }
     c->len += (size_t)n;
@@ -256,7 +260,7 @@ int main(int argc, char **argv) {
   if (!conns || !idle || !queue) fail("out of memory");
   for (int i = 0; i < nconns; i++) {
     conns[i].fd = -1;
-    if (!open_conn(i)) fail("could not connect");
+    if (!open_conn(i, 0)) fail("could not connect");
   }
   int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (tfd < 0) die("timerfd_create");
