@@ -170,27 +170,50 @@ async function runWrk(spec: LoadSpec): Promise<LoadResult> {
     script,
     urlOf(spec),
   ];
-  const timed = hasTimeCommand();
-  const child = timed
-    ? spawnPinned(spec.core, "/usr/bin/time", ["-f", "WRKTIME %U %S", "wrk", ...wrkArgs])
-    : spawnPinned(spec.core, "wrk", wrkArgs);
+  const { json, generatorCpuS } = await runGenerator(spec.core, "wrk", "wrk", wrkArgs, "WRKJSON");
+  return summary("wrk", spec.connections, threads, json as Record<string, number>, generatorCpuS);
+}
+
+/**
+ * Runs a load generator on the load generator's core (under /usr/bin/time when there is one, for its CPU)
+ * and returns the JSON it printed after `marker`.
+ */
+async function runGenerator(
+  core: number | undefined,
+  name: string,
+  cmd: string,
+  args: string[],
+  marker: string,
+): Promise<{ json: unknown; generatorCpuS?: number }> {
+  const child = hasTimeCommand()
+    ? spawnPinned(core, "/usr/bin/time", ["-f", "WRKTIME %U %S", cmd, ...args])
+    : spawnPinned(core, cmd, args);
   const code = await child.exited;
   const out = child.output();
-  const m = /WRKJSON (\{.*\})/.exec(out);
-  if (!m) throw new Error(`wrk failed (exit ${code}):\n${out.slice(-3000)}`);
-  const j = JSON.parse(m[1]!) as Record<string, number>;
+  const m = new RegExp(`${marker} (\\{.*\\})`).exec(out);
+  if (!m) throw new Error(`${name} failed (exit ${code}):\n${out.slice(-3000)}`);
   const t = /WRKTIME ([\d.]+) ([\d.]+)/.exec(out);
+  return { json: JSON.parse(m[1]!), generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined };
+}
+
+/** The fields wrk's reporter and the paced generator both print, in microseconds, as a LoadResult. */
+function summary(
+  tool: string,
+  connections: number,
+  threads: number,
+  j: Record<string, number>,
+  generatorCpuS: number | undefined,
+): LoadResult {
   const durationS = j.duration_us! / 1e6;
-  const socketErrors = j.connect! + j.read! + j.write! + j.timeout!;
   return {
-    tool: "wrk",
-    connections: spec.connections,
+    tool,
+    connections,
     threads,
     durationS,
     requests: j.requests!,
     ok: j.requests! - j.status!,
     errorStatus: j.status!,
-    socketErrors,
+    socketErrors: j.connect! + j.read! + j.write! + j.timeout!,
     rps: j.requests! / durationS,
     okRps: (j.requests! - j.status!) / durationS,
     meanMs: j.mean_us! / 1000,
@@ -198,7 +221,7 @@ async function runWrk(spec: LoadSpec): Promise<LoadResult> {
     p90Ms: j.p90_us! / 1000,
     p99Ms: j.p99_us! / 1000,
     maxMs: j.max_us! / 1000,
-    generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined,
+    generatorCpuS,
   };
 }
 
@@ -212,17 +235,15 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
     timeoutS: spec.timeoutS ?? 10,
     connectionRate: spec.delayMs ? 1000 / Math.max(1, Math.round(spec.delayMs)) : undefined,
   });
-  const timed = hasTimeCommand();
-  const child = timed
-    ? spawnPinned(spec.core, "/usr/bin/time", ["-f", "WRKTIME %U %S", process.execPath, childScript, arg])
-    : spawnPinned(spec.core, process.execPath, [childScript, arg]);
-  const code = await child.exited;
-  const out = child.output();
-  const m = /ACJSON (\{.*\})/.exec(out);
-  if (!m) throw new Error(`autocannon failed (exit ${code}):\n${out.slice(-3000)}`);
-  const r = JSON.parse(m[1]!) as Omit<LoadResult, "tool" | "threads" | "generatorCpuS">;
-  const t = /WRKTIME ([\d.]+) ([\d.]+)/.exec(out);
-  return { ...r, tool: "autocannon", threads: 1, generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined };
+  const { json, generatorCpuS } = await runGenerator(
+    spec.core,
+    "autocannon",
+    process.execPath,
+    [childScript, arg],
+    "ACJSON",
+  );
+  const r = json as Omit<LoadResult, "tool" | "threads" | "generatorCpuS">;
+  return { ...r, tool: "autocannon", threads: 1, generatorCpuS };
 }
 
 let pacedBinary: string | null | undefined;
@@ -256,34 +277,10 @@ async function runPaced(spec: LoadSpec): Promise<LoadResult> {
     String(spec.timeoutS ?? 10),
     String(spec.rateWarmupS ?? 1),
   ];
-  const timed = hasTimeCommand();
-  const child = timed
-    ? spawnPinned(spec.core, "/usr/bin/time", ["-f", "WRKTIME %U %S", pacedBinary!, ...args])
-    : spawnPinned(spec.core, pacedBinary!, args);
-  const code = await child.exited;
-  const out = child.output();
-  const m = /PACEDJSON (\{.*\})/.exec(out);
-  if (!m) throw new Error(`paced failed (exit ${code}):\n${out.slice(-3000)}`);
-  const j = JSON.parse(m[1]!) as Record<string, number>;
-  const t = /WRKTIME ([\d.]+) ([\d.]+)/.exec(out);
-  const durationS = j.duration_us! / 1e6;
+  const { json, generatorCpuS } = await runGenerator(spec.core, "paced", pacedBinary!, args, "PACEDJSON");
+  const j = json as Record<string, number>;
   return {
-    tool: "paced",
-    connections: spec.connections,
-    threads: 1,
-    durationS,
-    requests: j.requests!,
-    ok: j.requests! - j.status!,
-    errorStatus: j.status!,
-    socketErrors: j.connect! + j.read! + j.write! + j.timeout!,
-    rps: j.requests! / durationS,
-    okRps: (j.requests! - j.status!) / durationS,
-    meanMs: j.mean_us! / 1000,
-    p50Ms: j.p50_us! / 1000,
-    p90Ms: j.p90_us! / 1000,
-    p99Ms: j.p99_us! / 1000,
-    maxMs: j.max_us! / 1000,
-    generatorCpuS: t ? Number(t[1]) + Number(t[2]) : undefined,
+    ...summary("paced", spec.connections, 1, j, generatorCpuS),
     queued: j.queued!,
     p99SentMs: j.p99_sent_us! / 1000,
     generatorLateP99Ms: j.p99_late_us! / 1000,
