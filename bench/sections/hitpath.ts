@@ -260,7 +260,8 @@ export async function hitPath(ctx: Context): Promise<HitResult> {
     }
     result.halfRate = halfOrder.map(([name]) => {
       const ls = half.get(name)!;
-      const sent = ls.map((l) => l.p99SentMs).filter((x): x is number => x !== undefined);
+      // the fields only the paced generator reports
+      const paced = ls.every((l) => l.tool === "paced");
       return {
         server: name,
         tool: ls[0]!.tool,
@@ -269,9 +270,8 @@ export async function hitPath(ctx: Context): Promise<HitResult> {
         p50Ms: median(ls.map((l) => l.p50Ms)),
         p99Ms: median(ls.map((l) => l.p99Ms)),
         p99Rounds: ls.map((l) => l.p99Ms),
-        p99SentMs: sent.length === ls.length ? median(sent) : undefined,
-        generatorLateP99Ms:
-          sent.length === ls.length ? Math.max(...ls.map((l) => l.generatorLateP99Ms ?? 0)) : undefined,
+        p99SentMs: paced ? median(ls.map((l) => l.p99SentMs!)) : undefined,
+        generatorLateP99Ms: paced ? Math.max(...ls.map((l) => l.generatorLateP99Ms!)) : undefined,
       };
     });
 
