@@ -6,7 +6,7 @@
 import net from "node:net";
 import { once } from "node:events";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Daemon } from "../../src/daemon.js";
 import { PG_URL, REDIS_URL, startDaemon, uniqueTag } from "../../test/support/daemon.js";
 import { startPrivateRedis, type PrivateRedis } from "../../test/support/redis-server.js";
@@ -281,7 +281,9 @@ describe("nothing listening", () => {
       const err = await failure(sc.keyspace("x").put("k", 1));
       expect(err).toBeInstanceOf(ConnectionError);
       expect(err).toMatchObject({ code: "connection_failed", status: 0, refused: true, attempts: 3 });
-      // An AbortSignal also ends a wait between attempts.
+      // An AbortSignal also ends a wait between attempts. The backoff's full jitter would sometimes draw
+      // a wait shorter than the 100 ms before the abort: it draws the whole 5 s here.
+      const jitter = vi.spyOn(Math, "random").mockReturnValue(1);
       const ctl = new AbortController();
       const stop = new Error("enough");
       setTimeout(() => ctl.abort(stop), 100);
@@ -292,7 +294,9 @@ describe("nothing listening", () => {
       });
       await expect(slow).rejects.toBe(stop);
       expect(Date.now() - started).toBeLessThan(1000);
+      jitter.mockRestore();
     } finally {
+      vi.restoreAllMocks();
       await sc.close();
     }
   });
