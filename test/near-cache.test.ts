@@ -155,6 +155,84 @@ describe("coherent mode", () => {
     await rounds(urls, "users", 20, "after-restart");
   });
 
+  it("after FLUSHALL or an eviction of the lease records (connections kept): a write still waits, 0 stale", async () => {
+    // Both take the members set while every daemon keeps its connections and its lease by its own clock.
+    // The late daemon hears Redis 30 ms after the others: a writer that no longer knows of it and does not
+    // wait for it would have its answer long before the late daemon drops its copy. FLUSHALL also takes
+    // the incarnation markers (the write then waits for its cache repair); an eviction of the members set
+    // alone (maxmemory) leaves the write nothing else to wait for.
+    const slow = new TcpDelay({ host: "127.0.0.1", port: redis.port }, 30);
+    await slow.listen();
+    const late = await start(
+      yaml("max_entries: 1000, ttl: 1m, lease: 1s").replace(redis.url, `redis://127.0.0.1:${slow.port}`),
+    );
+    const forget = {
+      flushall: () => admin.flushall(),
+      eviction: () => admin.del(`${tag}:near:members`),
+    };
+    try {
+      for (let i = 0; i < 12; i++) {
+        const how = i % 2 === 0 ? "flushall" : "eviction";
+        expect((await call(a.url, "PUT", "/v1/kv/users/fa", { i, phase: "before" })).status).toBe(200);
+        await until(
+          "the late daemon answers fa from its near cache",
+          async () => (await call(late.url, "GET", "/v1/kv/users/fa")).headers["x-cache-tier"] === "L1",
+        );
+        expect(await forget[how]()).toBeTruthy();
+        expect((await call(a.url, "PUT", "/v1/kv/users/fa", { i, phase: "after" })).status).toBe(200);
+        const r = await call(late.url, "GET", "/v1/kv/users/fa");
+        expect({ round: i, how, value: r.json() }).toEqual({ round: i, how, value: { i, phase: "after" } });
+      }
+    } finally {
+      await late.stop();
+      await slow.close();
+    }
+  }, 120_000);
+
+  it("a daemon whose channel stops delivering while its commands go through: stops serving copies in a lease", async () => {
+    // As a firewall that forgot the idle subscriber connection: nothing reaches it, nothing is refused,
+    // and the daemon's other connection still renews its lease.
+    const deaf = new TcpDelay({ host: "127.0.0.1", port: redis.port }, 0);
+    await deaf.listen();
+    const d = await start(
+      yaml("max_entries: 1000, ttl: 1m, lease: 1s").replace(redis.url, `redis://127.0.0.1:${deaf.port}`),
+    );
+    try {
+      await call(a.url, "PUT", "/v1/kv/users/deaf", { v: "before" });
+      await until(
+        "the daemon answers from its near cache",
+        async () => (await call(d.url, "GET", "/v1/kv/users/deaf")).headers["x-cache-tier"] === "L1",
+      );
+      deaf.stallSubscribers();
+      const t0 = Date.now();
+      expect((await call(a.url, "PUT", "/v1/kv/users/deaf", { v: "after" })).status).toBe(200);
+      expect(Date.now() - t0).toBeLessThan(2_500); // one lease (1 s) and the round trips
+      // from the acknowledgement on, and for as long as the channel stays deaf: never the older copy
+      const until2 = Date.now() + 1_500;
+      let reads = 0;
+      while (Date.now() < until2) {
+        const r = await call(d.url, "GET", "/v1/kv/users/deaf");
+        const tier = r.headers["x-cache-tier"];
+        expect({ read: reads, value: r.json(), fromMemory: tier === "L1" }).toEqual({
+          read: reads,
+          value: { v: "after" },
+          fromMemory: false,
+        });
+        reads++;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      deaf.resumeSubscribers();
+      await until(
+        "the daemon serves from its near cache again",
+        async () => (await call(d.url, "GET", "/v1/kv/users/deaf")).headers["x-cache-tier"] === "L1",
+      );
+      expect((await call(d.url, "GET", "/v1/kv/users/deaf")).json()).toEqual({ v: "after" });
+    } finally {
+      await d.stop();
+      await deaf.close();
+    }
+  });
+
   it("a checker repair drops the near copies too", async () => {
     await call(a.url, "PUT", "/v1/kv/users/rep", { v: 1 });
     // every daemon holds a near copy (one whose lease lapsed on a starved machine serves L2 until renewed)

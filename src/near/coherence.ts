@@ -29,35 +29,59 @@ import type { RedisTarget } from "../config/types.js";
 import type { Logger } from "../log.js";
 
 /**
- * KEYS[1] members (KEYS[2] the channel, on a Cluster); ARGV[1] the channel, ARGV[2] the message. Returns
- * {server ms, id, expiry, id, expiry...}.
+ * The members set remembers when it was made: a member "~born:<ms>" scored +inf, which no expiry sweep
+ * removes and which goes with the set. A set that is gone (FLUSHALL, an eviction, DEL) forgot the leases it
+ * granted while their holders still run them by their own clocks; the first script to find it gone makes it
+ * again, born now. ARGV[n] is the lease in ms (the set's own expiry is ten leases).
  */
-const invalidateLua = (publish: string) => `
+const membership = (leaseArg: string) => `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local born
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '+inf', '+inf')) do
+  if string.sub(m, 1, 6) == '~born:' then born = tonumber(string.sub(m, 7)) end
+end
+if not born then
+  born = now
+  redis.call('ZADD', KEYS[1], '+inf', '~born:' .. now)
+  redis.call('PEXPIRE', KEYS[1], tonumber(${leaseArg}) * 10)
+end
+`;
+
+/**
+ * KEYS[1] members (KEYS[2] the channel, on a Cluster); ARGV[1] the channel, ARGV[2] the message, ARGV[3] the
+ * lease. Returns {server ms, born ms, id, expiry, id, expiry...}.
+ */
+const invalidateLua = (publish: string) => `${membership("ARGV[3]")}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('${publish}', ARGV[1], ARGV[2])
-local out = {tostring(now)}
-local m = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local out = {tostring(now), tostring(born)}
+local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(+inf', 'WITHSCORES')
 for i = 1, #m do out[#out + 1] = m[i] end
 return out
 `;
 
 /**
- * KEYS[1] members; ARGV[1] the member, ARGV[2] the lease in ms, ARGV[3] "1" to push the set's own expiry
- * (ten leases) further: every few renewals is enough to keep a set whose members still renew.
+ * KEYS[1] members, KEYS[2] the member's own channel; ARGV[1] the member, ARGV[2] the lease in ms, ARGV[3]
+ * "1" to push the set's own expiry (ten leases) further: every few renewals is enough to keep a set whose
+ * members still renew; ARGV[4] the echo. Returns {server ms, 1 when the member was not listed (a first
+ * renewal, or the set forgot it)}. The echo goes to the member's own channel after every invalidation
+ * published before it: Redis delivers a subscriber's messages in order, so a member that hears its echo
+ * has heard them all.
  */
-const RENEW_LUA = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+const renewLua = (publish: string) => `${membership("ARGV[2]")}
+local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) end
-return now
+redis.call('${publish}', KEYS[2], ARGV[4])
+return {now, added}
 `;
 /** Renewals between two pushes of the members set's expiry: a third of a lease each, so every 3 leases. */
 const EXPIRE_EVERY = 9;
+/** The pseudo-member a writer waits for while the members set is younger than a lease. */
+const YOUNG_SET = "~born";
 
-const renewScript = new Script(RENEW_LUA);
+const renewScript = new Script(renewLua("PUBLISH"));
+const renewShardedScript = new Script(renewLua("SPUBLISH"));
 const invalidateScript = new Script(invalidateLua("PUBLISH"));
 const invalidateShardedScript = new Script(invalidateLua("SPUBLISH"));
 /** A sharded subscriber whose connection closed opens a new one (to the slot's owner then) after this. */
@@ -76,6 +100,15 @@ export interface CoherenceOptions {
   onInvalidate(keyspace: string, key: string | null, version: number, sentAt: number): void;
   /** copies can no longer be vouched for (channel lost, lease lapsed): drop them all */
   onLapse(): void;
+}
+
+interface Renewal {
+  /** performance.now() before it was sent: the lease it grants runs from here */
+  sent: number;
+  replied: boolean;
+  echoed: boolean;
+  /** the set no longer listed this daemon */
+  added: boolean;
 }
 
 interface Waiting {
@@ -99,6 +132,12 @@ export class Coherence {
   private heardAt = -Infinity;
   private seq = 0;
   private renewals = 0;
+  private echoSeq = 0;
+  /**
+   * renewals in flight, by echo number: one grants a lease once both its reply (on the command connection)
+   * and its echo (on the subscriber's) came
+   */
+  private readonly renewing = new Map<number, Renewal>();
   private readonly pending = new Map<number, Waiting>();
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -187,19 +226,30 @@ export class Coherence {
       await this.publish(this.channel, message);
       return;
     }
+    const leaseMs = this.o.leaseMs ?? 0;
     const w: Waiting = { acked: new Set(), timers: [] };
     this.pending.set(seq, w);
     try {
       const reply = (
         this.cluster
-          ? await invalidateShardedScript.run(this.pub, [this.members, this.channel], [this.channel, message])
-          : await invalidateScript.run(this.pub, [this.members], [this.channel, message])
+          ? await invalidateShardedScript.run(
+              this.pub,
+              [this.members, this.channel],
+              [this.channel, message, String(leaseMs)],
+            )
+          : await invalidateScript.run(this.pub, [this.members], [this.channel, message, String(leaseMs)])
       ) as string[];
       const at = performance.now();
       const now = Number(reply[0]);
       const waiting = new Set<string>();
       const done = new Promise<void>((resolve) => (w.resolve = resolve));
-      for (let i = 1; i + 1 < reply.length; i += 2) {
+      // A set younger than a lease may have forgotten members whose leases still run: wait those out too.
+      const young = Number(reply[1]) + leaseMs - now;
+      if (young > 0) {
+        waiting.add(YOUNG_SET);
+        w.timers.push(setTimeout(() => this.settle(w, YOUNG_SET), young));
+      }
+      for (let i = 2; i + 1 < reply.length; i += 2) {
         const member = reply[i]!;
         if (member === this.id || w.acked.has(member)) continue;
         waiting.add(member);
@@ -262,20 +312,43 @@ export class Coherence {
   }
 
   private async renew(): Promise<void> {
-    if (this.o.leaseMs === undefined || !this.subscribed || this.stopped) return;
+    const leaseMs = this.o.leaseMs;
+    if (leaseMs === undefined || !this.subscribed || this.stopped) return;
     const sent = performance.now();
+    // an echo that never came (a channel that stopped delivering) grants nothing once its lease is past
+    for (const [n, r] of this.renewing) if (r.sent + leaseMs <= sent) this.renewing.delete(n);
+    const echo = ++this.echoSeq;
+    const renewal: Renewal = { sent, replied: false, echoed: false, added: false };
+    this.renewing.set(echo, renewal);
+    const own = `${this.channel}:ack:${this.id}`;
     try {
       const expire = this.renewals++ % EXPIRE_EVERY === 0 ? "1" : "0";
-      await renewScript.run(this.pub, [this.members], [this.id, String(this.o.leaseMs), expire]);
+      const reply = (await (this.cluster ? renewShardedScript : renewScript).run(
+        this.pub,
+        [this.members, own],
+        [this.id, String(leaseMs), expire, `r${echo}`],
+      )) as [number, number];
+      renewal.added = Number(reply[1]) === 1;
     } catch {
+      this.renewing.delete(echo);
       return; // the lease runs out by itself
     }
-    if (!this.subscribed) return;
-    if (!this.valid || performance.now() >= this.validUntil) {
-      // A new lease after none: copies read before it may have missed invalidations.
-      this.o.onLapse();
-    }
-    this.validUntil = sent + this.o.leaseMs;
+    renewal.replied = true;
+    this.grant(echo, renewal);
+  }
+
+  /**
+   * A renewal whose reply and echo both came: the lease runs from before it was sent. Without the echo, a
+   * daemon whose channel stopped delivering (a firewall that forgot an idle connection) while its command
+   * connection still renews would keep serving copies whose invalidations it never heard.
+   */
+  private grant(echo: number, r: Renewal): void {
+    if (!r.replied || !r.echoed || !this.subscribed || this.o.leaseMs === undefined) return;
+    this.renewing.delete(echo);
+    // A new lease after none, or after the set forgot this member (FLUSHALL, an eviction): writers since
+    // did not wait for this daemon, so copies read before may have missed their invalidations.
+    if (!this.valid || performance.now() >= this.validUntil || r.added) this.o.onLapse();
+    this.validUntil = Math.max(this.validUntil, r.sent + this.o.leaseMs);
     this.valid = true;
   }
 
@@ -288,6 +361,15 @@ export class Coherence {
     if (channel !== this.channel) {
       if (message === "h") {
         this.heardAt = performance.now();
+        return;
+      }
+      if (message.startsWith("r")) {
+        const echo = Number(message.slice(1));
+        const r = this.renewing.get(echo);
+        if (r) {
+          r.echoed = true;
+          this.grant(echo, r);
+        }
         return;
       }
       // an acknowledgement of one of this daemon's invalidations: "<seq>|<member>"
