@@ -102,10 +102,17 @@ export class WriteBehindStrategy implements Strategy {
         claimIdleMs: Math.max(4 * wb.flushIntervalMs, 1_000),
         audit: ks.audit !== undefined,
       },
-      (key) => {
+      async (key, version) => {
         this.reads.forget(key);
-        // the dead letter's tombstone replaced the entry: near copies of it go too
-        void this.ctx.nearInvalidate?.(key, 0).catch(() => {});
+        // The dead letter's tombstone is to replace the entry: near copies of the refused value go first.
+        // A failure is logged; the letter is moved all the same (the near copies then last out their lease
+        // or their ttl).
+        await this.ctx.nearInvalidate?.(key, version).catch((err: unknown) => {
+          ctx.log.warn(
+            { keyspace: ks.name, key, err: String(err) },
+            "write-behind: the near copies of a dead-lettered write could not be dropped in every daemon",
+          );
+        });
       },
     );
   }

@@ -23,8 +23,12 @@ export interface BatchDeps {
   maxAttempts: number;
   /** the keyspace keeps an audit log: the flush writes the rows of the writes it applies */
   audit: boolean;
-  /** a write of this key was dead-lettered */
-  onDeadLetter(key: string): void;
+  /**
+   * A write of this key is about to be dead-lettered, and a cache entry it had to become a tombstone at
+   * `version`: called first, so that once the letter is listed and the write settled, no daemon holds a
+   * near copy of the refused value (a copy refused at `version` can not land again either).
+   */
+  onDeadLetter(key: string, version: number): Promise<void>;
 }
 
 export class Batch {
@@ -107,11 +111,11 @@ export class Batch {
       for (const w of rest) this.left.delete(w);
       this.settled += rest.length;
     }
+    await deps.onDeadLetter(newest.key, newest.version + 1);
     const moved = await deps.queue.deadLetter(newest, reason, 0);
     this.left.delete(newest);
     if (!moved) return;
     this.deadLettered++;
-    deps.onDeadLetter(newest.key);
     deps.telemetry.emit({ type: "wb_superseded", keyspace: deps.keyspace });
     deps.telemetry.emit({ type: "wb_dead_letter", keyspace: deps.keyspace, key: newest.key, reason });
     deps.log.warn(
@@ -133,11 +137,11 @@ export class Batch {
       );
       return;
     }
+    await deps.onDeadLetter(newest.key, newest.version + 1);
     const moved = await deps.queue.deadLetter(newest, err.message, attempts);
     this.left.delete(newest);
     if (moved) {
       this.deadLettered++;
-      deps.onDeadLetter(newest.key);
       deps.telemetry.emit({
         type: "wb_dead_letter",
         keyspace: deps.keyspace,

@@ -62,7 +62,7 @@ export class Flusher {
     private readonly telemetry: Telemetry,
     private readonly log: Logger,
     private readonly options: FlusherOptions,
-    private readonly onDeadLetter: (key: string) => void,
+    private readonly onDeadLetter: (key: string, version: number) => Promise<void>,
   ) {
     this.parts = queues.map((queue) => ({
       queue,
