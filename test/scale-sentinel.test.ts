@@ -1,9 +1,9 @@
 /**
  * sidecache through Redis Sentinel (one master, one replica, three sentinels, all private): three daemon
- * processes under a write and read load while the sentinels fail the master over. No acknowledged write is
- * lost (each is read back from PostgreSQL and through every daemon), no read returns a version older than
- * one acknowledged before it began, and the cost of the failover (errors, the longest time without an
- * acknowledged write) is measured and printed.
+ * processes under a write and read load (one keyspace with a coherent near cache) while the sentinels fail
+ * the master over. No acknowledged write is lost (each is read back from PostgreSQL and through every
+ * daemon), no read returns a version older than one acknowledged before it began, and the cost of the
+ * failover (errors, the longest time without an acknowledged write) is measured and printed.
  */
 import { Agent } from "node:http";
 import pg from "pg";
@@ -14,8 +14,8 @@ import { keepAliveSender } from "./support/http.js";
 
 const tag = uniqueTag();
 /** written under load: the synchronous strategies lose nothing; write-behind only what the failover may */
-const KEYSPACES = ["aside", "wts", "wb"] as const;
-const ALL = ["aside", "rt", "wts", "wte", "around", "wb"] as const;
+const KEYSPACES = ["aside", "wts", "wb", "near"] as const;
+const ALL = ["aside", "rt", "wts", "wte", "around", "wb", "near"] as const;
 const WRITERS_PER_DAEMON = 3;
 const KEYS_PER_WRITER = 10;
 let sentinel: PrivateSentinel;
@@ -42,6 +42,7 @@ keyspaces:
   wte: { strategy: write-through, consistency: eventual, table: ${tag}_wte, ttl: 1h }
   around: { strategy: write-around, table: ${tag}_around, ttl: 1h }
   wb: { strategy: write-behind, table: ${tag}_wb, ttl: 1h, write_behind: { flush_interval: 200ms } }
+  near: { strategy: cache-aside, table: ${tag}_near, ttl: 1h, near_cache: { ttl: 1m, lease: 1s } }
 `;
   daemons = await Promise.all([spawnDaemon(yaml), spawnDaemon(yaml), spawnDaemon(yaml)]);
 }, 60_000);
