@@ -57,7 +57,7 @@ export class Daemon implements Health {
   private presence?: Presence;
   /** applies the repair intents PostgreSQL holds; says whether cache entries may be served */
   readonly trust: CacheTrust;
-  /** the keyspaces' near caches in front of Redis, when any keyspace has one */
+  /** the keyspaces' near caches in front of Redis (also with none: writes reach other daemons' near caches) */
   readonly near?: NearCache;
   /** the cache every component uses: the near caches in front of the guarded Redis, or that alone */
   readonly view: CacheAdapter;
@@ -350,7 +350,8 @@ export class Daemon implements Health {
       mapped: config.mapped,
       ...(config.audit ? { audit: { keyspace: config.name, table: config.audit.table } } : {}),
     });
-    const near = config.near ? this.near : undefined;
+    // also without a near cache here: another daemon may keep one of this keyspace
+    const near = this.near;
     const strategy = createStrategy({
       keyspace: config,
       cache: this.view,

@@ -91,6 +91,11 @@ describe("coherent mode", () => {
   });
 
   it("a hit is served from the daemon's memory, saying X-Cache-Tier: L1; a miss says DB, Redis L2", async () => {
+    // a daemon serves copies from a second after its near cache is registered (every writer knows of it)
+    await until("b's near cache", async () => {
+      await call(b.url, "GET", "/v1/kv/users/warm");
+      return (await call(b.url, "GET", "/v1/kv/users/warm")).headers["x-cache-tier"] === "L1";
+    });
     await call(a.url, "PUT", "/v1/kv/users/tier", { v: 1 });
     const first = await call(b.url, "GET", "/v1/kv/users/tier");
     expect(first.headers["x-cache-tier"]).toBe("DB");
@@ -232,6 +237,32 @@ describe("coherent mode", () => {
       await deaf.close();
     }
   });
+
+  it("a daemon without the near cache (a rolling change of the configuration): 0 stale on those with it", async () => {
+    // The writer has no near cache at all; the reader hears Redis 30 ms late, so an unannounced write (or
+    // one whose announcement is not waited for) would be read there from the older copy.
+    const plain = await start(
+      yaml("max_entries: 1000, ttl: 1m, lease: 1s").replace(/, near_cache: \{[^}]*\}/g, ""),
+    );
+    const slow = new TcpDelay({ host: "127.0.0.1", port: redis.port }, 30);
+    await slow.listen();
+    const late = await start(
+      yaml("max_entries: 1000, ttl: 1m, lease: 1s").replace(redis.url, `redis://127.0.0.1:${slow.port}`),
+    );
+    try {
+      await until("the late daemon's near cache", async () => {
+        await call(late.url, "GET", "/v1/kv/users/warm");
+        return (await call(late.url, "GET", "/v1/kv/users/warm")).headers["x-cache-tier"] === "L1";
+      });
+      const aside = await rounds([plain.url, late.url], "users", 40, "rolling");
+      const wt = await rounds([plain.url, late.url], "wt", 20, "rolling");
+      expect(aside.l1 + wt.l1).toBeGreaterThan(30);
+    } finally {
+      await late.stop();
+      await plain.stop();
+      await slow.close();
+    }
+  }, 120_000);
 
   it("a checker repair drops the near copies too", async () => {
     await call(a.url, "PUT", "/v1/kv/users/rep", { v: 1 });

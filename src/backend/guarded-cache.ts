@@ -110,6 +110,12 @@ export class GuardedCache implements CacheAdapter {
     return (ks, key, token) => this.run("fill_lease", () => inner.releaseFillLease!(ks, key, token));
   }
 
+  get readNearRegistry(): CacheAdapter["readNearRegistry"] {
+    const inner = this.inner.readNearRegistry;
+    if (!inner) return undefined;
+    return () => this.run("near_registry", inner);
+  }
+
   get trustBoard(): TrustBoard | undefined {
     const inner = this.inner.trustBoard;
     if (!inner) return undefined;

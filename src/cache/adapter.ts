@@ -121,6 +121,11 @@ export interface CacheAdapter {
    */
   readonly trustBoard?: TrustBoard;
   /**
+   * Optional (a cache shared by daemons): reads which keyspaces some daemon near-caches coherently,
+   * {keyspace, lease ms, ...} (src/near/registry.ts).
+   */
+  readonly readNearRegistry?: () => Promise<string[]>;
+  /**
    * Optional: calls the listener when the connection to the cache drops or is made again; returns a
    * function that removes it. A cache living in the process never drops and need not implement it.
    */

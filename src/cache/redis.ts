@@ -20,6 +20,7 @@ import { ADOPT_LUA, Incarnations, type Adopted } from "./incarnation.js";
 import { KeyLayout } from "./layout.js";
 import { Script } from "./script.js";
 import { RedisTrustBoard } from "./trust-board.js";
+import { READ_REGISTRY_LUA, registryKey } from "../near/registry.js";
 import type { CacheConfig } from "../config/types.js";
 import { BackendUnavailableError, ShardUnavailableError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -96,6 +97,7 @@ const setManyIfNewerScript = new Script(SET_MANY_IF_NEWER_LUA);
 const adoptScript = new Script(ADOPT_LUA);
 const deleteIfScript = new Script(DELETE_IF_LUA);
 const releaseScript = new Script(RELEASE_LUA);
+const readRegistryScript = new Script(READ_REGISTRY_LUA);
 
 const SCAN_COUNT = 1000;
 const CLOSE_WAIT_MS = 1000;
@@ -123,6 +125,7 @@ export class RedisCache implements CacheAdapter {
   /** node connections whose close is watched */
   private readonly watched = new WeakSet<Redis>();
   readonly trustBoard: TrustBoard;
+  readonly readNearRegistry: () => Promise<string[]>;
 
   constructor(
     private readonly config: CacheConfig,
@@ -143,6 +146,12 @@ export class RedisCache implements CacheAdapter {
     this.trustBoard = new RedisTrustBoard(this.redis as Redis, config.prefix, (what, run) =>
       this.call(what, run),
     );
+    const registry = registryKey(config.prefix, this.cluster !== undefined);
+    this.readNearRegistry = () =>
+      this.call(
+        "near registry",
+        async () => (await readRegistryScript.run(this.redis, [registry], [])) as string[],
+      );
     this.incarnations = new Incarnations<Redis>(
       {
         adopt: async (tag, candidate) => {

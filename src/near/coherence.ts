@@ -27,6 +27,7 @@ import { isCluster, openNode, openRedis, type RedisClient } from "../cache/conne
 import { Script } from "../cache/script.js";
 import type { RedisTarget } from "../config/types.js";
 import type { Logger } from "../log.js";
+import { registerLua, registryKey, REGISTRY_VIEW_MS } from "./registry.js";
 
 /**
  * The members set remembers when it was made: a member "~born:<ms>" scored +inf, which no expiry sweep
@@ -62,9 +63,11 @@ return out
 `;
 
 /**
- * KEYS[1] members, KEYS[2] the member's own channel; ARGV[1] the member, ARGV[2] the lease in ms, ARGV[3]
- * "1" to push the set's own expiry (ten leases) further: every few renewals is enough to keep a set whose
- * members still renew; ARGV[4] the echo. Returns {server ms, 1 when the member was not listed (a first
+ * KEYS[1] members, KEYS[2] the member's own channel, KEYS[3] the registry; ARGV[1] the member, ARGV[2] the
+ * lease in ms, ARGV[3] "1" to push the set's own expiry (ten leases) further: every few renewals is enough
+ * to keep a set whose members still renew; ARGV[4] the echo; ARGV[5..] the keyspaces it near-caches
+ * coherently, registered (src/near/registry.ts). Returns {server ms, 1 when the member was not listed (a
+ * first renewal, or the set forgot it), how many keyspaces were not registered}. Returns {server ms, 1 when the member was not listed (a first
  * renewal, or the set forgot it)}. The echo goes to the member's own channel after every invalidation
  * published before it: Redis delivers a subscriber's messages in order, so a member that hears its echo
  * has heard them all.
@@ -72,8 +75,9 @@ return out
 const renewLua = (publish: string) => `${membership("ARGV[2]")}
 local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) end
+${registerLua("KEYS[3]", "ARGV[2]", 5)}
 redis.call('${publish}', KEYS[2], ARGV[4])
-return {now, added}
+return {now, added, fresh}
 `;
 /** Renewals between two pushes of the members set's expiry: a third of a lease each, so every 3 leases. */
 const EXPIRE_EVERY = 9;
@@ -105,10 +109,14 @@ export interface CoherenceOptions {
 interface Renewal {
   /** performance.now() before it was sent: the lease it grants runs from here */
   sent: number;
+  /** the keyspaces it registered */
+  keyspaces: string[];
   replied: boolean;
   echoed: boolean;
   /** the set no longer listed this daemon */
   added: boolean;
+  /** some of its keyspaces were not registered */
+  fresh: boolean;
 }
 
 interface Waiting {
@@ -138,14 +146,22 @@ export class Coherence {
    * and its echo (on the subscriber's) came
    */
   private readonly renewing = new Map<number, Renewal>();
+  /** the keyspaces near-cached coherently here, and when their registration first came back */
+  private coherentKeyspaces: string[] = [];
+  private readonly registeredAt = new Map<string, number>();
+  private readonly registry: string;
+  private readonly subscribedOnce: Promise<void>;
+  private onSubscribed: () => void = () => {};
   private readonly pending = new Map<number, Waiting>();
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
 
   constructor(private readonly o: CoherenceOptions) {
+    this.subscribedOnce = new Promise((resolve) => (this.onSubscribed = resolve));
     this.pub = openRedis(o.redis, { timeoutMs: o.timeoutMs, autoPipelining: true });
     this.pub.on("error", () => {});
     this.cluster = isCluster(this.pub) ? this.pub : undefined;
+    this.registry = registryKey(o.prefix, this.cluster !== undefined);
     if (this.cluster) {
       const tag = `{${o.prefix}:near}`;
       this.channel = `${o.prefix}:${tag}:inv`;
@@ -198,6 +214,25 @@ export class Coherence {
     }
   }
 
+  /** The keyspaces this daemon near-caches coherently (start-up and reload): registered at each renewal. */
+  setCoherentKeyspaces(names: string[]): void {
+    this.coherentKeyspaces = [...names];
+    for (const k of this.registeredAt.keys()) if (!names.includes(k)) this.registeredAt.delete(k);
+  }
+
+  /** coherent: whether every writer's view of the registry lists the keyspace by now. */
+  registeredEverywhere(keyspace: string): boolean {
+    const at = this.registeredAt.get(keyspace);
+    return at !== undefined && performance.now() - at >= REGISTRY_VIEW_MS;
+  }
+
+  /** Resolves once the channels were subscribed (a writer's acknowledgements come through them). */
+  ready(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    return Promise.race([this.subscribedOnce, late]).finally(() => clearTimeout(timer));
+  }
+
   /** coherent: whether this daemon's lease runs (copies may be served); drops every copy once it lapsed. */
   leaseValid(): boolean {
     if (this.subscribed && performance.now() < this.validUntil) return true;
@@ -218,7 +253,13 @@ export class Coherence {
    * Tells every other daemon to drop its copy of the key. wait: resolves once each member acknowledged or
    * its lease ran out (coherent); otherwise once it is published (bounded).
    */
-  async invalidate(keyspace: string, key: string | null, version: number, wait: boolean): Promise<void> {
+  async invalidate(
+    keyspace: string,
+    key: string | null,
+    version: number,
+    wait: boolean,
+    leaseMs = this.o.leaseMs ?? 0,
+  ): Promise<void> {
     const seq = ++this.seq;
     const kind = key === null ? (wait ? "C" : "c") : wait ? "I" : "i";
     const message = `${kind}|${this.id}|${seq}|${Date.now()}|${keyspace}|${version}|${key ?? ""}`;
@@ -226,7 +267,6 @@ export class Coherence {
       await this.publish(this.channel, message);
       return;
     }
-    const leaseMs = this.o.leaseMs ?? 0;
     const w: Waiting = { acked: new Set(), timers: [] };
     this.pending.set(seq, w);
     try {
@@ -295,6 +335,7 @@ export class Coherence {
       if (this.cluster) await sub.ssubscribe(...channels);
       else await sub.subscribe(...channels);
       this.subscribed = true;
+      this.onSubscribed();
       await this.renew();
       await this.heartbeat();
     } catch (err) {
@@ -318,17 +359,19 @@ export class Coherence {
     // an echo that never came (a channel that stopped delivering) grants nothing once its lease is past
     for (const [n, r] of this.renewing) if (r.sent + leaseMs <= sent) this.renewing.delete(n);
     const echo = ++this.echoSeq;
-    const renewal: Renewal = { sent, replied: false, echoed: false, added: false };
+    const keyspaces = this.coherentKeyspaces;
+    const renewal: Renewal = { sent, keyspaces, replied: false, echoed: false, added: false, fresh: false };
     this.renewing.set(echo, renewal);
     const own = `${this.channel}:ack:${this.id}`;
     try {
       const expire = this.renewals++ % EXPIRE_EVERY === 0 ? "1" : "0";
       const reply = (await (this.cluster ? renewShardedScript : renewScript).run(
         this.pub,
-        [this.members, own],
-        [this.id, String(leaseMs), expire, `r${echo}`],
-      )) as [number, number];
+        [this.members, own, this.registry],
+        [this.id, String(leaseMs), expire, `r${echo}`, ...keyspaces],
+      )) as [number, number, number];
       renewal.added = Number(reply[1]) === 1;
+      renewal.fresh = Number(reply[2]) > 0;
     } catch {
       this.renewing.delete(echo);
       return; // the lease runs out by itself
@@ -347,9 +390,17 @@ export class Coherence {
     this.renewing.delete(echo);
     // A new lease after none, or after the set forgot this member (FLUSHALL, an eviction): writers since
     // did not wait for this daemon, so copies read before may have missed their invalidations.
-    if (!this.valid || performance.now() >= this.validUntil || r.added) this.o.onLapse();
+    const lapsed = !this.valid || performance.now() >= this.validUntil;
+    if (lapsed || r.added || (r.fresh && r.keyspaces.some((k) => this.registeredAt.has(k)))) this.o.onLapse();
     this.validUntil = Math.max(this.validUntil, r.sent + this.o.leaseMs);
     this.valid = true;
+    // A keyspace registered afresh: writers that do not near-cache it may have read the registry without
+    // it until now, and do not announce their changes until they read it again.
+    const now = performance.now();
+    for (const k of r.keyspaces) {
+      if (!this.coherentKeyspaces.includes(k)) continue;
+      if (r.fresh || !this.registeredAt.has(k)) this.registeredAt.set(k, now);
+    }
   }
 
   private async heartbeat(): Promise<void> {

@@ -17,18 +17,30 @@ import type {
 import type { KeyspaceConfig } from "../config/types.js";
 import type { Telemetry } from "../telemetry.js";
 import type { Coherence } from "./coherence.js";
+import { RegistryReader, REGISTRY_VIEW_MS } from "./registry.js";
 import { NearStore } from "./store.js";
+
+/** The longest a write waits for a channel opened for writing only to subscribe before it announces. */
+const WRITER_READY_MS = 1_000;
 
 export class NearCache implements CacheAdapter {
   private readonly stores = new Map<string, NearStore>();
   private generationSeen: number;
+  private readonly registry: RegistryReader | undefined;
 
+  /**
+   * coherence: the channel of a daemon that near-caches keyspaces, or undefined: opened with `open` the
+   * first time a write must be announced for another daemon's near cache (a writer only).
+   */
   constructor(
     private readonly inner: CacheAdapter,
-    private readonly coherence: Coherence,
+    private coherence: Coherence | undefined,
+    private readonly open: () => Coherence,
     private readonly telemetry: Telemetry,
   ) {
     this.generationSeen = inner.generation();
+    const read = inner.readNearRegistry;
+    this.registry = read ? new RegistryReader(read) : undefined;
   }
 
   get kind(): string {
@@ -48,6 +60,9 @@ export class NearCache implements CacheAdapter {
     }
     this.stores.clear();
     for (const [k, v] of next) this.stores.set(k, v);
+    this.coherence?.setCoherentKeyspaces(
+      [...next].filter(([, store]) => store.config.mode === "coherent").map(([name]) => name),
+    );
   }
 
   /** Entries and bytes per keyspace, for the gauges. */
@@ -75,7 +90,7 @@ export class NearCache implements CacheAdapter {
 
   peek(keyspace: string, key: string, options?: GetOptions): CacheEntry | undefined {
     const store = this.storeFor(keyspace, options);
-    return store && this.usable(store) ? this.hit(store, keyspace, key) : undefined;
+    return store && this.usable(store, keyspace) ? this.hit(store, keyspace, key) : undefined;
   }
 
   get(keyspace: string, key: string, options?: GetOptions): Promise<CacheEntry | null> {
@@ -91,7 +106,7 @@ export class NearCache implements CacheAdapter {
     key: string,
     options: GetOptions | undefined,
   ): Promise<CacheEntry | null> {
-    const usable = this.usable(store);
+    const usable = this.usable(store, keyspace);
     const near = usable ? this.hit(store, keyspace, key) : undefined;
     if (near) return near;
     this.telemetry.emit({ type: "near_miss", keyspace });
@@ -104,7 +119,7 @@ export class NearCache implements CacheAdapter {
   async getMany(keyspace: string, keys: string[], options?: GetOptions): Promise<(CacheEntry | null)[]> {
     const store = this.storeFor(keyspace, options);
     if (!store) return this.inner.getMany(keyspace, keys, options);
-    const usable = this.usable(store);
+    const usable = this.usable(store, keyspace);
     const out: (CacheEntry | null)[] = keys.map((k) => {
       const near = usable ? store.get(k) : undefined;
       return near ?? null;
@@ -136,7 +151,7 @@ export class NearCache implements CacheAdapter {
     if (options?.fill) {
       const epoch = store?.epoch ?? 0;
       const taken = await this.inner.setIfNewer(keyspace, key, entry, ttlMs, options);
-      if (taken && store && this.usable(store)) store.put(key, entry, epoch);
+      if (taken && store && this.usable(store, keyspace)) store.put(key, entry, epoch);
       return taken;
     }
     try {
@@ -151,9 +166,7 @@ export class NearCache implements CacheAdapter {
     try {
       return await this.inner.setManyIfNewer(keyspace, items);
     } finally {
-      if (this.stores.has(keyspace)) {
-        await Promise.all(items.map((it) => this.invalidate(keyspace, it.key, it.entry.version)));
-      }
+      await Promise.all(items.map((it) => this.invalidate(keyspace, it.key, it.entry.version)));
     }
   }
 
@@ -186,15 +199,41 @@ export class NearCache implements CacheAdapter {
   }
 
   /**
-   * Drops the local copy and tells the other daemons (coherent: waits for them). A no-op for keyspaces
-   * without a near cache. Write-behind, which writes Redis by its own scripts, calls it directly.
+   * Drops the local copy and tells the other daemons (coherent: waits for them). A keyspace this daemon
+   * does not near-cache is announced when another daemon registered a coherent near cache of it; the
+   * registry's reading must be younger than REGISTRY_VIEW_MS when the call returns (the write is then
+   * acknowledged), so a slow or frozen turn reads it again. Write-behind, which writes Redis by its own
+   * scripts, calls it directly.
    */
   async invalidate(keyspace: string, key: string | null, version: number): Promise<void> {
     const store = this.stores.get(keyspace);
-    if (!store) return;
-    if (key === null) store.clear();
-    else store.invalidate(key, version);
-    await this.coherence.invalidate(keyspace, key, version, store.config.mode === "coherent");
+    if (store) {
+      if (key === null) store.clear();
+      else store.invalidate(key, version);
+      if (store.config.mode === "coherent") {
+        await this.coherence!.invalidate(keyspace, key, version, true, store.config.leaseMs);
+        return;
+      }
+    }
+    for (;;) {
+      const view = this.registry ? await this.registry.current() : undefined;
+      const leaseMs = view?.leases.get(keyspace);
+      if (leaseMs !== undefined) {
+        await (await this.writer()).invalidate(keyspace, key, version, true, leaseMs);
+        return;
+      }
+      if (!view || performance.now() - view.sentAt < REGISTRY_VIEW_MS) break;
+    }
+    // bounded here and no coherent near cache elsewhere: published, not waited for
+    if (store) await this.coherence!.invalidate(keyspace, key, version, false);
+  }
+
+  /** The channel for announcing writes: this daemon's own, or one opened for writing only. */
+  private async writer(): Promise<Coherence> {
+    if (!this.coherence) this.coherence = this.open();
+    // Acknowledgements come through the subscription: without it the write would wait out every lease.
+    await this.coherence.ready(WRITER_READY_MS);
+    return this.coherence;
   }
 
   generation(): number {
@@ -230,7 +269,7 @@ export class NearCache implements CacheAdapter {
   }
 
   async close(): Promise<void> {
-    await this.coherence.stop();
+    await this.coherence?.stop();
     await this.inner.close();
   }
 
@@ -251,9 +290,10 @@ export class NearCache implements CacheAdapter {
     return near;
   }
 
-  private usable(store: NearStore): boolean {
-    return store.config.mode === "coherent"
-      ? this.coherence.leaseValid()
-      : this.coherence.healthyWithin(store.config.maxStalenessMs);
+  private usable(store: NearStore, keyspace: string): boolean {
+    const c = this.coherence;
+    if (!c) return false;
+    if (store.config.mode !== "coherent") return c.healthyWithin(store.config.maxStalenessMs);
+    return c.leaseValid() && c.registeredEverywhere(keyspace);
   }
 }
