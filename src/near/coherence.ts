@@ -27,7 +27,7 @@ import { isCluster, openNode, openRedis, type RedisClient } from "../cache/conne
 import { Script } from "../cache/script.js";
 import type { RedisTarget } from "../config/types.js";
 import type { Logger } from "../log.js";
-import { registerLua, registryKey, REGISTRY_VIEW_MS } from "./registry.js";
+import { BOUNDED_REGISTRATION_MS, registerLua, registryKey, REGISTRY_VIEW_MS } from "./registry.js";
 
 /**
  * The members set remembers when it was made: a member "~born:<ms>" scored +inf, which no expiry sweep
@@ -75,7 +75,7 @@ return out
 const renewLua = (publish: string) => `${membership("ARGV[2]")}
 local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) end
-${registerLua("KEYS[3]", "ARGV[2]", 5)}
+${registerLua("KEYS[3]", "2 * ARGV[2]", "ARGV[2]", 5)}
 redis.call('${publish}', KEYS[2], ARGV[4])
 return {now, added, fresh}
 `;
@@ -84,6 +84,20 @@ const EXPIRE_EVERY = 9;
 /** The pseudo-member a writer waits for while the members set is younger than a lease. */
 const YOUNG_SET = "~born";
 
+/**
+ * bounded: the heartbeat with the registration of the keyspaces. KEYS[1] the registry, KEYS[2] the member's
+ * own channel; ARGV[1] the registration's ttl in ms; ARGV[2..] the keyspaces. Returns how many were not
+ * registered.
+ */
+const heartbeatLua = (publish: string) => `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+${registerLua("KEYS[1]", "ARGV[1]", "0", 2)}
+redis.call('${publish}', KEYS[2], 'h')
+return fresh
+`;
+const heartbeatScript = new Script(heartbeatLua("PUBLISH"));
+const heartbeatShardedScript = new Script(heartbeatLua("SPUBLISH"));
 const renewScript = new Script(renewLua("PUBLISH"));
 const renewShardedScript = new Script(renewLua("SPUBLISH"));
 const invalidateScript = new Script(invalidateLua("PUBLISH"));
@@ -148,6 +162,9 @@ export class Coherence {
   private readonly renewing = new Map<number, Renewal>();
   /** the keyspaces near-cached coherently here, and when their registration first came back */
   private coherentKeyspaces: string[] = [];
+  private boundedKeyspaces: string[] = [];
+  /** performance.now() when the bounded keyspaces' registration was last sent */
+  private boundedRegisteredAt = -Infinity;
   private readonly registeredAt = new Map<string, number>();
   private readonly registry: string;
   private readonly subscribedOnce: Promise<void>;
@@ -214,13 +231,20 @@ export class Coherence {
     }
   }
 
-  /** The keyspaces this daemon near-caches coherently (start-up and reload): registered at each renewal. */
-  setCoherentKeyspaces(names: string[]): void {
-    this.coherentKeyspaces = [...names];
-    for (const k of this.registeredAt.keys()) if (!names.includes(k)) this.registeredAt.delete(k);
+  /**
+   * The keyspaces this daemon near-caches (start-up and reload): registered at each renewal (coherent) or
+   * with the heartbeat (bounded).
+   */
+  setKeyspaces(coherent: string[], bounded: string[]): void {
+    this.coherentKeyspaces = [...coherent];
+    this.boundedKeyspaces = [...bounded];
+    this.boundedRegisteredAt = -Infinity;
+    for (const k of this.registeredAt.keys()) {
+      if (!coherent.includes(k) && !bounded.includes(k)) this.registeredAt.delete(k);
+    }
   }
 
-  /** coherent: whether every writer's view of the registry lists the keyspace by now. */
+  /** Whether every writer's view of the registry lists the keyspace by now. */
   registeredEverywhere(keyspace: string): boolean {
     const at = this.registeredAt.get(keyspace);
     return at !== undefined && performance.now() - at >= REGISTRY_VIEW_MS;
@@ -405,7 +429,34 @@ export class Coherence {
 
   private async heartbeat(): Promise<void> {
     if (this.o.maxStalenessMs === undefined || !this.subscribed || this.stopped) return;
-    await this.publish(`${this.channel}:ack:${this.id}`, "h").catch(() => {});
+    const own = `${this.channel}:ack:${this.id}`;
+    const keyspaces = this.boundedKeyspaces;
+    const sent = performance.now();
+    if (keyspaces.length === 0 || sent - this.boundedRegisteredAt < BOUNDED_REGISTRATION_MS) {
+      await this.publish(own, "h").catch(() => {});
+      return;
+    }
+    this.boundedRegisteredAt = sent;
+    let fresh: number;
+    try {
+      fresh = Number(
+        await (this.cluster ? heartbeatShardedScript : heartbeatScript).run(
+          this.pub,
+          [this.registry, own],
+          [String(2 * BOUNDED_REGISTRATION_MS), ...keyspaces],
+        ),
+      );
+    } catch {
+      this.boundedRegisteredAt = -Infinity;
+      return;
+    }
+    // as for a renewal: a keyspace registered afresh waits for every writer to read it, its copies gone
+    if (fresh > 0 && keyspaces.some((k) => this.registeredAt.has(k))) this.o.onLapse();
+    const now = performance.now();
+    for (const k of keyspaces) {
+      if (!this.boundedKeyspaces.includes(k)) continue;
+      if (fresh > 0 || !this.registeredAt.has(k)) this.registeredAt.set(k, now);
+    }
   }
 
   private onMessage(channel: string, message: string): void {

@@ -60,9 +60,8 @@ export class NearCache implements CacheAdapter {
     }
     this.stores.clear();
     for (const [k, v] of next) this.stores.set(k, v);
-    this.coherence?.setCoherentKeyspaces(
-      [...next].filter(([, store]) => store.config.mode === "coherent").map(([name]) => name),
-    );
+    const names = (mode: string) => [...next].filter(([, s]) => s.config.mode === mode).map(([n]) => n);
+    this.coherence?.setKeyspaces(names("coherent"), names("bounded"));
   }
 
   /** Entries and bytes per keyspace, for the gauges. */
@@ -200,7 +199,7 @@ export class NearCache implements CacheAdapter {
 
   /**
    * Drops the local copy and tells the other daemons (coherent: waits for them). A keyspace this daemon
-   * does not near-cache is announced when another daemon registered a coherent near cache of it; the
+   * does not near-cache is announced when another daemon registered a near cache of it; the
    * registry's reading must be younger than REGISTRY_VIEW_MS when the call returns (the write is then
    * acknowledged), so a slow or frozen turn reads it again. Write-behind, which writes Redis by its own
    * scripts, calls it directly.
@@ -218,13 +217,14 @@ export class NearCache implements CacheAdapter {
     for (;;) {
       const view = this.registry ? await this.registry.current() : undefined;
       const leaseMs = view?.leases.get(keyspace);
+      // a lease: some daemon's near cache of it is coherent (waited for); 0: only bounded ones
       if (leaseMs !== undefined) {
-        await (await this.writer()).invalidate(keyspace, key, version, true, leaseMs);
+        await (await this.writer()).invalidate(keyspace, key, version, leaseMs > 0, leaseMs);
         return;
       }
       if (!view || performance.now() - view.sentAt < REGISTRY_VIEW_MS) break;
     }
-    // bounded here and no coherent near cache elsewhere: published, not waited for
+    // bounded here, and the registry not read (no Redis registry): published, not waited for
     if (store) await this.coherence!.invalidate(keyspace, key, version, false);
   }
 
@@ -293,7 +293,8 @@ export class NearCache implements CacheAdapter {
   private usable(store: NearStore, keyspace: string): boolean {
     const c = this.coherence;
     if (!c) return false;
-    if (store.config.mode !== "coherent") return c.healthyWithin(store.config.maxStalenessMs);
-    return c.leaseValid() && c.registeredEverywhere(keyspace);
+    const vouched =
+      store.config.mode === "coherent" ? c.leaseValid() : c.healthyWithin(store.config.maxStalenessMs);
+    return vouched && c.registeredEverywhere(keyspace);
   }
 }

@@ -1,10 +1,11 @@
 /**
- * Which keyspaces some daemon keeps a coherent near cache of, so that every daemon announces its changes of
- * them, whether or not it near-caches them itself: during a rolling change of the configuration (or a reload
- * on one daemon), daemons with and without the near cache share the keyspace.
+ * Which keyspaces some daemon keeps a near cache of, so that every daemon announces its changes of them,
+ * whether or not it near-caches them itself: during a rolling change of the configuration (or a reload on
+ * one daemon), daemons with and without the near cache share the keyspace.
  *
  * A daemon with a coherent near cache registers its keyspaces in the renewal script of its lease
- * (src/near/coherence.ts), each until two leases from then by Redis's clock. A writer reads the registry
+ * (src/near/coherence.ts), each until two leases from then by Redis's clock; a bounded one with its
+ * heartbeat. A writer reads the registry
  * before it acknowledges a change (at most once per REGISTRY_VIEW_MS, the read counted from when it was
  * sent), and announces the change when the keyspace is listed. A daemon serves copies of a keyspace only
  * from REGISTRY_VIEW_MS after its registration came back: by then every writer's view was read after it.
@@ -19,12 +20,13 @@ export function registryKey(prefix: string, cluster: boolean): string {
 }
 
 /**
- * Lua, after `now` is set: registers ARGV[from..] (keyspace names) for two leases of ARGV[leaseArg] in
- * KEYS[key], keeping the later expiry and the longer lease of another daemon's registration. Sets `fresh`
- * to how many of them were not registered (a first registration, or one that ran out or was lost).
+ * Lua, after `now` is set: registers ARGV[from..] (keyspace names) in KEYS[key] until `ttl` ms from now,
+ * with `lease` (0: a bounded near cache, whose writers publish without waiting), keeping the later expiry
+ * and the longer lease of another daemon's registration. Sets `fresh` to how many of them were not
+ * registered (a first registration, or one that ran out or was lost).
  */
-export const registerLua = (key: string, leaseArg: string, from: number) => `
-local lease = tonumber(${leaseArg})
+export const registerLua = (key: string, ttl: string, lease: string, from: number) => `
+local ttl, lease = tonumber(${ttl}), tonumber(${lease})
 local fresh = 0
 for i = ${from}, #ARGV do
   local old = redis.call('HGET', ${key}, ARGV[i])
@@ -37,12 +39,21 @@ for i = ${from}, #ARGV do
     olease = 0
     fresh = fresh + 1
   end
-  redis.call('HSET', ${key}, ARGV[i], math.max(exp, now + 2 * lease) .. '|' .. math.max(olease, lease))
+  redis.call('HSET', ${key}, ARGV[i], math.max(exp, now + ttl) .. '|' .. math.max(olease, lease))
 end
-redis.call('PEXPIRE', ${key}, lease * 10)
+redis.call('PEXPIRE', ${key}, math.max(ttl * 5, 10000))
 `;
 
-/** KEYS[1] the registry. Returns {keyspace, lease ms, ...} of the registrations still running. */
+/**
+ * A bounded near cache registers its keyspaces with its heartbeat, this often, each for two of these: it
+ * serves only while its heartbeats come back, so its registrations outlast what it serves.
+ */
+export const BOUNDED_REGISTRATION_MS = REGISTRY_VIEW_MS / 2;
+
+/**
+ * KEYS[1] the registry. Returns {keyspace, lease ms, ...} of the registrations still running; lease 0:
+ * only bounded near caches.
+ */
 export const READ_REGISTRY_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
