@@ -75,7 +75,7 @@ return out
 const renewLua = (publish: string) => `${membership("ARGV[2]")}
 local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10) end
-${registerLua("KEYS[3]", "2 * ARGV[2]", "ARGV[2]", 5)}
+${registerLua("KEYS[3]", "2 * ARGV[2]", "ARGV[2]", 5, "ARGV[3] == '1'")}
 redis.call('${publish}', KEYS[2], ARGV[4])
 return {now, added, fresh}
 `;
@@ -86,13 +86,13 @@ const YOUNG_SET = "~born";
 
 /**
  * bounded: the heartbeat with the registration of the keyspaces. KEYS[1] the registry, KEYS[2] the member's
- * own channel; ARGV[1] the registration's ttl in ms; ARGV[2..] the keyspaces. Returns how many were not
- * registered.
+ * own channel; ARGV[1] the registration's ttl in ms, ARGV[2] "1" to push the registry's expiry further;
+ * ARGV[3..] the keyspaces. Returns how many were not registered.
  */
 const heartbeatLua = (publish: string) => `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-${registerLua("KEYS[1]", "ARGV[1]", "0", 2)}
+${registerLua("KEYS[1]", "ARGV[1]", "0", 3, "ARGV[2] == '1'")}
 redis.call('${publish}', KEYS[2], 'h')
 return fresh
 `;
@@ -443,7 +443,11 @@ export class Coherence {
         await (this.cluster ? heartbeatShardedScript : heartbeatScript).run(
           this.pub,
           [this.registry, own],
-          [String(2 * BOUNDED_REGISTRATION_MS), ...keyspaces],
+          [
+            String(2 * BOUNDED_REGISTRATION_MS),
+            this.renewals++ % EXPIRE_EVERY === 0 ? "1" : "0",
+            ...keyspaces,
+          ],
         ),
       );
     } catch {

@@ -23,9 +23,10 @@ export function registryKey(prefix: string, cluster: boolean): string {
  * Lua, after `now` is set: registers ARGV[from..] (keyspace names) in KEYS[key] until `ttl` ms from now,
  * with `lease` (0: a bounded near cache, whose writers publish without waiting), keeping the later expiry
  * and the longer lease of another daemon's registration. Sets `fresh` to how many of them were not
- * registered (a first registration, or one that ran out or was lost).
+ * registered (a first registration, or one that ran out or was lost). The registry's own expiry is pushed
+ * further after a fresh registration or when `expireIf` holds (every few registrations is enough).
  */
-export const registerLua = (key: string, ttl: string, lease: string, from: number) => `
+export const registerLua = (key: string, ttl: string, lease: string, from: number, expireIf: string) => `
 local ttl, lease = tonumber(${ttl}), tonumber(${lease})
 local fresh = 0
 for i = ${from}, #ARGV do
@@ -41,7 +42,7 @@ for i = ${from}, #ARGV do
   end
   redis.call('HSET', ${key}, ARGV[i], math.max(exp, now + ttl) .. '|' .. math.max(olease, lease))
 end
-redis.call('PEXPIRE', ${key}, math.max(ttl * 5, 10000))
+if fresh > 0 or ${expireIf} then redis.call('PEXPIRE', ${key}, math.max(ttl * 5, 10000)) end
 `;
 
 /**
