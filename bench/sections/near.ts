@@ -30,6 +30,20 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
 }
 
+/**
+ * Resolves once the daemon answers a key from its near cache: a daemon serves copies from a second after
+ * its near cache was registered (docs/near-cache.md), and copies nothing into it before.
+ */
+async function nearServing(s: Server, path: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    await call(s.base + path);
+    if ((await call(s.base + path)).headers.get("x-cache-tier") === "L1") return;
+    if (Date.now() > deadline) throw new Error(`${s.base} did not serve from its near cache in 15 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Sequential PUTs through the first daemon after every daemon read the key (so each holds a copy). */
 async function writeLatency(servers: Server[], n: number): Promise<{ p50Ms: number; p99Ms: number }> {
   const path = "/v1/kv/users/hot";
@@ -77,6 +91,7 @@ export async function nearCache(ctx: Context): Promise<NearResult> {
     try {
       for (let i = 0; i < daemons; i++) servers.push(await startDaemon(spec));
       await call(servers[0]!.base + "/v1/kv/users/hot", { method: "PUT", body: VALUE_100B, headers: json });
+      if (near) for (const s of servers) await nearServing(s, "/v1/kv/users/hot");
       const m = await writeLatency(servers, writes);
       ctx.log(
         `  ${daemons} daemon(s), ${near ? "coherent near cache" : "no near cache"}: ${writes} writes, ` +
@@ -105,6 +120,7 @@ export async function nearCache(ctx: Context): Promise<NearResult> {
   });
   try {
     await ctx.backends.seed(table, "k", entries, VALUE_100B); // the daemon made the table
+    await nearServing(daemon, "/v1/kv/users/k0");
     const beforeMiB = rssBytes(daemon.pid) / 2 ** 20;
     const batch = 200;
     for (let i = 0; i < entries; i += batch) {
