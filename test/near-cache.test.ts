@@ -7,6 +7,7 @@
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../src/config/load.js";
 import type { Daemon } from "../src/daemon.js";
 import { PG_URL, spawnDaemon, startDaemon, uniqueTag, type ChildDaemon } from "./support/daemon.js";
 import { call } from "./support/http.js";
@@ -263,6 +264,38 @@ describe("coherent mode", () => {
       await slow.close();
     }
   }, 120_000);
+
+  it("a near cache added by a reload to a daemon started without one: its writes still reach the others", async () => {
+    const plain = await start(
+      yaml("max_entries: 1000, ttl: 1m, lease: 1s").replace(/, near_cache: \{[^}]*\}/g, ""),
+    );
+    try {
+      const reloaded = await plain.reload(
+        parseConfig(yaml("max_entries: 1000, ttl: 1m, lease: 1s"), "near.yaml"),
+      );
+      expect(reloaded.changed).toEqual(expect.arrayContaining(["users", "wt"]));
+      const invalidations = async () =>
+        Number(
+          /sidecache_near_cache_invalidations_total\{keyspace="users"\} (\d+)/.exec(
+            (await call(a.url, "GET", "/metrics")).text,
+          )?.[1] ?? 0,
+        );
+      const before = await invalidations();
+      const t0 = Date.now();
+      await rounds([plain.url, a.url], "users", 20, "reloaded");
+      // Each of its 10 writes was announced to the other daemon. A write whose announcement failed is
+      // still read right (its cache update counts as failed, and the repair announces it), but it is
+      // answered only once that repair is done or a trust lease (1 s here) has passed: ten of them take
+      // over 10 s, where announced writes take a few milliseconds each.
+      expect((await invalidations()) - before).toBeGreaterThanOrEqual(10);
+      expect(Date.now() - t0).toBeLessThan(8_000);
+      // Its own lease is set when it starts: the near cache it was given serves nothing until a restart.
+      await call(plain.url, "GET", "/v1/kv/users/k0");
+      expect((await call(plain.url, "GET", "/v1/kv/users/k0")).headers["x-cache-tier"]).not.toBe("L1");
+    } finally {
+      await plain.stop();
+    }
+  });
 
   it("a checker repair drops the near copies too", async () => {
     await call(a.url, "PUT", "/v1/kv/users/rep", { v: 1 });

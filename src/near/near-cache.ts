@@ -210,7 +210,7 @@ export class NearCache implements CacheAdapter {
       if (key === null) store.clear();
       else store.invalidate(key, version);
       if (store.config.mode === "coherent") {
-        await this.coherence!.invalidate(keyspace, key, version, true, store.config.leaseMs);
+        await (await this.writer()).invalidate(keyspace, key, version, true, store.config.leaseMs);
         return;
       }
     }
@@ -225,7 +225,7 @@ export class NearCache implements CacheAdapter {
       if (!view || performance.now() - view.sentAt < REGISTRY_VIEW_MS) break;
     }
     // bounded here, and the registry not read (no Redis registry): published, not waited for
-    if (store) await this.coherence!.invalidate(keyspace, key, version, false);
+    if (store) await (await this.writer()).invalidate(keyspace, key, version, false);
   }
 
   /** The channel for announcing writes: this daemon's own, or one opened for writing only. */
