@@ -168,6 +168,7 @@ export class Coherence {
   private readonly registeredAt = new Map<string, number>();
   private readonly registry: string;
   private readonly subscribedOnce: Promise<void>;
+  private everSubscribed = false;
   private onSubscribed: () => void = () => {};
   private readonly pending = new Map<number, Waiting>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -248,6 +249,11 @@ export class Coherence {
   registeredEverywhere(keyspace: string): boolean {
     const at = this.registeredAt.get(keyspace);
     return at !== undefined && performance.now() - at >= REGISTRY_VIEW_MS;
+  }
+
+  /** Whether the channels were subscribed once (the writer need not wait for ready()). */
+  get wasSubscribed(): boolean {
+    return this.everSubscribed;
   }
 
   /** Resolves once the channels were subscribed (a writer's acknowledgements come through them). */
@@ -359,6 +365,7 @@ export class Coherence {
       if (this.cluster) await sub.ssubscribe(...channels);
       else await sub.subscribe(...channels);
       this.subscribed = true;
+      this.everSubscribed = true;
       this.onSubscribed();
       await this.renew();
       await this.heartbeat();
