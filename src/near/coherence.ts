@@ -27,7 +27,7 @@ import { isCluster, openNode, openRedis, type RedisClient } from "../cache/conne
 import { Script } from "../cache/script.js";
 import type { RedisTarget } from "../config/types.js";
 import type { Logger } from "../log.js";
-import { BOUNDED_REGISTRATION_MS, registerLua, registryKey, REGISTRY_VIEW_MS } from "./registry.js";
+import { BOUNDED_REGISTRATION_MS, NOW_LUA, registerLua, registryKey, REGISTRY_VIEW_MS } from "./registry.js";
 
 /**
  * The members set remembers when it was made: a member "~born:<ms>" scored +inf, which no expiry sweep
@@ -35,9 +35,7 @@ import { BOUNDED_REGISTRATION_MS, registerLua, registryKey, REGISTRY_VIEW_MS } f
  * granted while their holders still run them by their own clocks; the first script to find it gone makes it
  * again, born now. ARGV[n] is the lease in ms (the set's own expiry is ten leases).
  */
-const membership = (leaseArg: string) => `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const membership = (leaseArg: string) => `${NOW_LUA}
 local born
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '+inf', '+inf')) do
   if string.sub(m, 1, 6) == '~born:' then born = tonumber(string.sub(m, 7)) end
@@ -67,10 +65,9 @@ return out
  * lease in ms, ARGV[3] "1" to push the set's own expiry (ten leases) further: every few renewals is enough
  * to keep a set whose members still renew; ARGV[4] the echo; ARGV[5..] the keyspaces it near-caches
  * coherently, registered (src/near/registry.ts). Returns {server ms, 1 when the member was not listed (a
- * first renewal, or the set forgot it), how many keyspaces were not registered}. Returns {server ms, 1 when the member was not listed (a first
- * renewal, or the set forgot it)}. The echo goes to the member's own channel after every invalidation
- * published before it: Redis delivers a subscriber's messages in order, so a member that hears its echo
- * has heard them all.
+ * first renewal, or the set forgot it), how many keyspaces were not registered}. The echo goes to the
+ * member's own channel after every invalidation published before it: Redis delivers a subscriber's
+ * messages in order, so a member that hears its echo has heard them all.
  */
 const renewLua = (publish: string) => `${membership("ARGV[2]")}
 local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
@@ -89,9 +86,7 @@ const YOUNG_SET = "~born";
  * own channel; ARGV[1] the registration's ttl in ms, ARGV[2] "1" to push the registry's expiry further;
  * ARGV[3..] the keyspaces. Returns how many were not registered.
  */
-const heartbeatLua = (publish: string) => `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const heartbeatLua = (publish: string) => `${NOW_LUA}
 ${registerLua("KEYS[1]", "ARGV[1]", "0", 3, "ARGV[2] == '1'")}
 redis.call('${publish}', KEYS[2], 'h')
 return fresh
@@ -251,16 +246,15 @@ export class Coherence {
     return at !== undefined && performance.now() - at >= REGISTRY_VIEW_MS;
   }
 
-  /** Whether the channels were subscribed once (the writer need not wait for ready()). */
-  get wasSubscribed(): boolean {
-    return this.everSubscribed;
-  }
-
-  /** Resolves once the channels were subscribed (a writer's acknowledgements come through them). */
-  ready(timeoutMs: number): Promise<void> {
+  /**
+   * Resolves once the channels were subscribed (a writer's acknowledgements come through them), or after
+   * timeoutMs; at once when they were subscribed before.
+   */
+  async ready(timeoutMs: number): Promise<void> {
+    if (this.everSubscribed) return;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-    return Promise.race([this.subscribedOnce, late]).finally(() => clearTimeout(timer));
+    await Promise.race([this.subscribedOnce, late]).finally(() => clearTimeout(timer));
   }
 
   /** coherent: whether this daemon's lease runs (copies may be served); drops every copy once it lapsed. */
@@ -422,16 +416,26 @@ export class Coherence {
     // A new lease after none, or after the set forgot this member (FLUSHALL, an eviction): writers since
     // did not wait for this daemon, so copies read before may have missed their invalidations.
     const lapsed = !this.valid || performance.now() >= this.validUntil;
-    if (lapsed || r.added || (r.fresh && r.keyspaces.some((k) => this.registeredAt.has(k)))) this.o.onLapse();
+    const lost = this.registrationCame(r.keyspaces, r.fresh, this.coherentKeyspaces);
+    if (lapsed || r.added || lost) this.o.onLapse();
     this.validUntil = Math.max(this.validUntil, r.sent + this.o.leaseMs);
     this.valid = true;
-    // A keyspace registered afresh: writers that do not near-cache it may have read the registry without
-    // it until now, and do not announce their changes until they read it again.
+  }
+
+  /**
+   * A registration of `keyspaces` came back (fresh: some were not registered). A keyspace registered afresh
+   * waits REGISTRY_VIEW_MS again: writers that do not near-cache it may have read the registry without it
+   * until now, and do not announce their changes until they read it again. Those still in `current` are
+   * recorded; true when one registered before had to be registered afresh (its copies must go).
+   */
+  private registrationCame(keyspaces: string[], fresh: boolean, current: string[]): boolean {
+    const lost = fresh && keyspaces.some((k) => this.registeredAt.has(k));
     const now = performance.now();
-    for (const k of r.keyspaces) {
-      if (!this.coherentKeyspaces.includes(k)) continue;
-      if (r.fresh || !this.registeredAt.has(k)) this.registeredAt.set(k, now);
+    for (const k of keyspaces) {
+      if (!current.includes(k)) continue;
+      if (fresh || !this.registeredAt.has(k)) this.registeredAt.set(k, now);
     }
+    return lost;
   }
 
   private async heartbeat(): Promise<void> {
@@ -461,13 +465,7 @@ export class Coherence {
       this.boundedRegisteredAt = -Infinity;
       return;
     }
-    // as for a renewal: a keyspace registered afresh waits for every writer to read it, its copies gone
-    if (fresh > 0 && keyspaces.some((k) => this.registeredAt.has(k))) this.o.onLapse();
-    const now = performance.now();
-    for (const k of keyspaces) {
-      if (!this.boundedKeyspaces.includes(k)) continue;
-      if (fresh > 0 || !this.registeredAt.has(k)) this.registeredAt.set(k, now);
-    }
+    if (this.registrationCame(keyspaces, fresh > 0, this.boundedKeyspaces)) this.o.onLapse();
   }
 
   private onMessage(channel: string, message: string): void {

@@ -232,7 +232,7 @@ export class NearCache implements CacheAdapter {
   private async writer(): Promise<Coherence> {
     if (!this.coherence) this.coherence = this.open();
     // Acknowledgements come through the subscription: without it the write would wait out every lease.
-    if (!this.coherence.wasSubscribed) await this.coherence.ready(WRITER_READY_MS);
+    await this.coherence.ready(WRITER_READY_MS);
     return this.coherence;
   }
 

@@ -5,11 +5,17 @@
  *
  * A daemon with a coherent near cache registers its keyspaces in the renewal script of its lease
  * (src/near/coherence.ts), each until two leases from then by Redis's clock; a bounded one with its
- * heartbeat. A writer reads the registry
- * before it acknowledges a change (at most once per REGISTRY_VIEW_MS, the read counted from when it was
- * sent), and announces the change when the keyspace is listed. A daemon serves copies of a keyspace only
+ * heartbeat. A writer reads the registry before it acknowledges a change (at most once per
+ * REGISTRY_VIEW_MS, the read counted from when it was sent), and announces the change when the keyspace
+ * is listed. A daemon serves copies of a keyspace only
  * from REGISTRY_VIEW_MS after its registration came back: by then every writer's view was read after it.
  */
+
+/** Lua: `now`, Redis's clock in ms. */
+export const NOW_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
 
 /** The longest a writer trusts its reading of the registry, from when the read was sent. */
 export const REGISTRY_VIEW_MS = 1_000;
@@ -55,9 +61,7 @@ export const BOUNDED_REGISTRATION_MS = REGISTRY_VIEW_MS / 2;
  * KEYS[1] the registry. Returns {keyspace, lease ms, ...} of the registrations still running; lease 0:
  * only bounded near caches.
  */
-export const READ_REGISTRY_LUA = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+export const READ_REGISTRY_LUA = `${NOW_LUA}
 local all = redis.call('HGETALL', KEYS[1])
 local out = {}
 for i = 1, #all, 2 do
