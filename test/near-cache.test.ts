@@ -46,6 +46,11 @@ async function until(what: string, check: () => Promise<boolean>, ms = 10_000): 
   }
 }
 
+/** Reads the key through the daemon until it answers from its near cache (reading is what copies it). */
+function untilFromMemory(url: string, path: string, what: string): Promise<void> {
+  return until(what, async () => (await call(url, "GET", path)).headers["x-cache-tier"] === "L1");
+}
+
 /** Rounds of: write through one daemon, then read at once through every daemon; every read checked. */
 async function rounds(urls: string[], ks: string, n: number, tagValue: string): Promise<{ l1: number }> {
   let l1 = 0;
@@ -93,10 +98,7 @@ describe("coherent mode", () => {
 
   it("a hit is served from the daemon's memory, saying X-Cache-Tier: L1; a miss says DB, Redis L2", async () => {
     // a daemon serves copies from a second after its near cache is registered (every writer knows of it)
-    await until("b's near cache", async () => {
-      await call(b.url, "GET", "/v1/kv/users/warm");
-      return (await call(b.url, "GET", "/v1/kv/users/warm")).headers["x-cache-tier"] === "L1";
-    });
+    await untilFromMemory(b.url, "/v1/kv/users/warm", "b's near cache");
     await call(a.url, "PUT", "/v1/kv/users/tier", { v: 1 });
     const first = await call(b.url, "GET", "/v1/kv/users/tier");
     expect(first.headers["x-cache-tier"]).toBe("DB");
@@ -119,10 +121,7 @@ describe("coherent mode", () => {
     const late = await start(
       yaml("max_entries: 1000, ttl: 1m, lease: 1s").replace(redis.url, `redis://127.0.0.1:${slow.port}`),
     );
-    await until("the late daemon's lease", async () => {
-      await call(late.url, "GET", "/v1/kv/users/warm");
-      return (await call(late.url, "GET", "/v1/kv/users/warm")).headers["x-cache-tier"] === "L1";
-    });
+    await untilFromMemory(late.url, "/v1/kv/users/warm", "the late daemon's lease");
     const urls = [a.url, b.url, late.url];
     const aside = await rounds(urls, "users", 100, "plain");
     const wt = await rounds(urls, "wt", 100, "plain");
@@ -180,10 +179,7 @@ describe("coherent mode", () => {
       for (let i = 0; i < 12; i++) {
         const how = i % 2 === 0 ? "flushall" : "eviction";
         expect((await call(a.url, "PUT", "/v1/kv/users/fa", { i, phase: "before" })).status).toBe(200);
-        await until(
-          "the late daemon answers fa from its near cache",
-          async () => (await call(late.url, "GET", "/v1/kv/users/fa")).headers["x-cache-tier"] === "L1",
-        );
+        await untilFromMemory(late.url, "/v1/kv/users/fa", "the late daemon answers fa from its near cache");
         expect(await forget[how]()).toBeTruthy();
         expect((await call(a.url, "PUT", "/v1/kv/users/fa", { i, phase: "after" })).status).toBe(200);
         const r = await call(late.url, "GET", "/v1/kv/users/fa");
@@ -205,10 +201,7 @@ describe("coherent mode", () => {
     );
     try {
       await call(a.url, "PUT", "/v1/kv/users/deaf", { v: "before" });
-      await until(
-        "the daemon answers from its near cache",
-        async () => (await call(d.url, "GET", "/v1/kv/users/deaf")).headers["x-cache-tier"] === "L1",
-      );
+      await untilFromMemory(d.url, "/v1/kv/users/deaf", "the daemon answers from its near cache");
       deaf.stallSubscribers();
       const t0 = Date.now();
       expect((await call(a.url, "PUT", "/v1/kv/users/deaf", { v: "after" })).status).toBe(200);
@@ -228,10 +221,7 @@ describe("coherent mode", () => {
         await new Promise((res) => setTimeout(res, 20));
       }
       deaf.resumeSubscribers();
-      await until(
-        "the daemon serves from its near cache again",
-        async () => (await call(d.url, "GET", "/v1/kv/users/deaf")).headers["x-cache-tier"] === "L1",
-      );
+      await untilFromMemory(d.url, "/v1/kv/users/deaf", "the daemon serves from its near cache again");
       expect((await call(d.url, "GET", "/v1/kv/users/deaf")).json()).toEqual({ v: "after" });
     } finally {
       await d.stop();
@@ -251,10 +241,7 @@ describe("coherent mode", () => {
       yaml("max_entries: 1000, ttl: 1m, lease: 1s").replace(redis.url, `redis://127.0.0.1:${slow.port}`),
     );
     try {
-      await until("the late daemon's near cache", async () => {
-        await call(late.url, "GET", "/v1/kv/users/warm");
-        return (await call(late.url, "GET", "/v1/kv/users/warm")).headers["x-cache-tier"] === "L1";
-      });
+      await untilFromMemory(late.url, "/v1/kv/users/warm", "the late daemon's near cache");
       const aside = await rounds([plain.url, late.url], "users", 40, "rolling");
       const wt = await rounds([plain.url, late.url], "wt", 20, "rolling");
       expect(aside.l1 + wt.l1).toBeGreaterThan(30);
@@ -301,10 +288,7 @@ describe("coherent mode", () => {
     await call(a.url, "PUT", "/v1/kv/users/rep", { v: 1 });
     // every daemon holds a near copy (one whose lease lapsed on a starved machine serves L2 until renewed)
     for (const d of [a, b, c]) {
-      await until(
-        `${d.url} answers rep from its near cache`,
-        async () => (await call(d.url, "GET", "/v1/kv/users/rep")).headers["x-cache-tier"] === "L1",
-      );
+      await untilFromMemory(d.url, "/v1/kv/users/rep", `${d.url} answers rep from its near cache`);
     }
     // PostgreSQL changed behind the cache's back; the check (repair: rewrite) puts it right everywhere
     await db.query(`update ${tag}_users set value = '{"v": 2}', version = version + 1 where key = 'rep'`);
@@ -344,9 +328,10 @@ describe("a daemon frozen by SIGSTOP", () => {
     children.push(frozen);
     const writer = await start(y);
     await call(writer.url, "PUT", "/v1/kv/users/f", { v: 1 });
-    await until(
+    await untilFromMemory(
+      frozen.url,
+      "/v1/kv/users/f",
       "the daemon to be frozen answers f from its near cache",
-      async () => (await call(frozen.url, "GET", "/v1/kv/users/f")).headers["x-cache-tier"] === "L1",
     );
     frozen.process.kill("SIGSTOP");
     try {
@@ -378,10 +363,7 @@ describe("bounded mode", () => {
         .replaceAll(`${tag}_users`, `${tag}_b`)
         .replace(/, near_cache: \{[^}]*\}/g, ""),
     );
-    await until("z's near cache", async () => {
-      await call(z.url, "GET", "/v1/kv/users/warm");
-      return (await call(z.url, "GET", "/v1/kv/users/warm")).headers["x-cache-tier"] === "L1";
-    });
+    await untilFromMemory(z.url, "/v1/kv/users/warm", "z's near cache");
     // staleness: how long after the acknowledgement a read could still begin and return the older value
     let worst = 0;
     let staleReads = 0;
